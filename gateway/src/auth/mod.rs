@@ -1,0 +1,3 @@
+//! Authentication: HS256 JWTs for player and private streams, shared secrets for publishers.
+pub mod credentials;
+pub mod jwt;

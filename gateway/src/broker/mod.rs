@@ -1,0 +1,3 @@
+//! Where published messages come from and how they reach the cores.
+pub mod embedded;
+pub mod message;

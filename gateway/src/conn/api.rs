@@ -1,0 +1,186 @@
+//! The fixed API: HTTP publish, stats, metrics, health and readiness.
+//!
+//! Handlers are plain functions from request data to a [`Reply`]; the request loop writes it.
+use std::borrow::Cow;
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::broker::message::Message;
+use crate::core::shard::Shard;
+use crate::http::response::Status;
+use crate::route::payload;
+use crate::stats::{bump, NodeGauges};
+
+/// Largest accepted publish body (CONTRACT: `413` over 64 KiB).
+pub const MAX_PUBLISH_BODY: usize = 64 * 1024;
+
+/// Longest channel name accepted from a publisher.
+pub const MAX_CHANNEL: usize = 1024;
+
+/// A response to write.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status code.
+    pub status: Status,
+    /// `Content-Type`.
+    pub content_type: &'static str,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// A JSON reply.
+    pub fn json(status: Status, body: impl Into<Vec<u8>>) -> Reply {
+        Reply {
+            status,
+            content_type: "application/json",
+            body: body.into(),
+        }
+    }
+
+    /// A `{"error": ...}` reply.
+    pub fn error(status: Status, message: &str) -> Reply {
+        let mut body = b"{\"error\":\"".to_vec();
+        for c in message.chars() {
+            match c {
+                '"' => body.extend_from_slice(b"\\\""),
+                '\\' => body.extend_from_slice(b"\\\\"),
+                c if (c as u32) < 0x20 => {
+                    body.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes())
+                }
+                c => {
+                    let mut t = [0u8; 4];
+                    body.extend_from_slice(c.encode_utf8(&mut t).as_bytes());
+                }
+            }
+        }
+        body.extend_from_slice(b"\"}");
+        Reply::json(status, body)
+    }
+}
+
+fn gauges(shard: &Shard) -> NodeGauges {
+    NodeGauges {
+        connection_limit: shard.node.config.connection_limit,
+        draining: shard
+            .node
+            .draining
+            .load(std::sync::atomic::Ordering::Acquire),
+        topics: Vec::new(),
+    }
+}
+
+/// `GET /api/v1/events/stats`
+pub fn stats(shard: &Shard) -> Reply {
+    let names = shard.node.routes.names();
+    Reply::json(
+        Status::Ok,
+        shard.node.stats.render_json(&names, &gauges(shard)),
+    )
+}
+
+/// `GET /metrics`
+pub fn metrics(shard: &Shard) -> Reply {
+    let names = shard.node.routes.names();
+    Reply {
+        status: Status::Ok,
+        content_type: "text/plain; version=0.0.4",
+        body: shard
+            .node
+            .stats
+            .render_prometheus(&names, &gauges(shard))
+            .into_bytes(),
+    }
+}
+
+/// `GET /healthz`: the process answers.
+pub fn healthz() -> Reply {
+    Reply::json(Status::Ok, &b"{\"status\":\"ok\"}"[..])
+}
+
+/// `GET /readyz`: `503` while draining or at the connection limit.
+pub fn readyz(shard: &Shard) -> Reply {
+    let node = &shard.node;
+    if node.ready() {
+        Reply::json(Status::Ok, &b"{\"ready\":true}"[..])
+    } else if node.draining.load(std::sync::atomic::Ordering::Acquire) {
+        Reply::json(
+            Status::ServiceUnavailable,
+            &b"{\"ready\":false,\"reason\":\"draining\"}"[..],
+        )
+    } else {
+        Reply::json(
+            Status::ServiceUnavailable,
+            &b"{\"ready\":false,\"reason\":\"connection limit reached\"}"[..],
+        )
+    }
+}
+
+#[derive(Deserialize)]
+struct PublishBody<'a> {
+    #[serde(borrow)]
+    channel: Cow<'a, str>,
+    #[serde(borrow)]
+    data: &'a RawValue,
+}
+
+/// `POST /api/v1/publish` with `{"channel": "...", "data": <JSON>}`. `data` is what a Redis
+/// `PUBLISH` would carry: a JSON string is delivered as its text, any other JSON value as
+/// written, byte for byte.
+pub fn publish(shard: &Shard, body: &[u8]) -> Reply {
+    let arrived = Instant::now();
+    let req: PublishBody = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => {
+            return Reply::error(
+                Status::BadRequest,
+                &format!("body must be {{\"channel\": \"...\", \"data\": <JSON>}}: {e}"),
+            )
+        }
+    };
+    let channel = req.channel.as_ref();
+    if channel.is_empty() || channel.len() > MAX_CHANNEL || channel.chars().any(char::is_control) {
+        return Reply::error(
+            Status::BadRequest,
+            "channel must be 1 to 1024 bytes without control characters",
+        );
+    }
+    let routes = &shard.node.routes;
+    let Some(family) = routes.family_of_channel(channel) else {
+        return Reply::error(
+            Status::BadRequest,
+            &format!("channel {channel:?} matches no route family (player channels are SSE::{{brand_id}}::{{player_id}})"),
+        );
+    };
+    let raw = req.data.get();
+    let payload: Bytes = if raw.starts_with('"') {
+        match serde_json::from_str::<String>(raw) {
+            Ok(s) => Bytes::from(s),
+            Err(_) => return Reply::error(Status::BadRequest, "data is not a valid JSON string"),
+        }
+    } else {
+        Bytes::copy_from_slice(raw.as_bytes())
+    };
+    let mut scratch = Vec::new();
+    if let Err(e) = payload::check(routes.families[family].payload, &payload, &mut scratch) {
+        return Reply::error(
+            Status::BadRequest,
+            &format!("data refused: {}", e.message()),
+        );
+    }
+    let msg = Message {
+        channel: Bytes::copy_from_slice(channel.as_bytes()),
+        payload,
+        arrived,
+    };
+    match shard.node.broker.publish(msg) {
+        Ok(n) => {
+            bump(&shard.stats().publishes);
+            Reply::json(Status::Accepted, format!("{{\"delivered_to_nodes\":{n}}}"))
+        }
+        Err(_) => Reply::error(Status::ServiceUnavailable, "the node is shutting down"),
+    }
+}

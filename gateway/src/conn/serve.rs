@@ -1,0 +1,317 @@
+//! The request loop of one accepted connection: read a head (bounded in size and time),
+//! route it, answer API requests with keep-alive, and turn stream requests into streams on
+//! their owner core.
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+use crate::auth::credentials;
+use crate::conn::api::{self, Reply, MAX_PUBLISH_BODY};
+use crate::conn::stream;
+use crate::core::node::{Control, Handoff};
+use crate::core::shard::{unix_now, Shard};
+use crate::core::timer::Jitter;
+use crate::http::request::{parse_head, BodyKind, Method, Parsed, MAX_HEAD};
+use crate::http::response::{write_json_error, write_response, write_stream_head, Status};
+use crate::route::resolve::{resolve, StreamSpec};
+use crate::route::table::{owner_core, Api, Endpoint, Match, Placement};
+use crate::sse::system::encode_error;
+use crate::stats::bump;
+
+/// What to do once a head is parsed. Owned, so the read buffer is free again.
+enum Action {
+    /// Write these bytes; then close, or go on after consuming `consumed` bytes.
+    Respond {
+        out: BytesMut,
+        keep_alive: bool,
+        consumed: usize,
+    },
+    /// Read a `len`-byte publish body after `head_len` bytes, then answer.
+    Publish {
+        head_len: usize,
+        len: usize,
+        keep_alive: bool,
+        head_only: bool,
+    },
+    /// Start a stream.
+    Stream(StreamSpec),
+}
+
+/// Serves one connection until it closes or becomes a stream.
+pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let head_timeout = shard.node.config.head_timeout;
+    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    loop {
+        let deadline = Instant::now() + head_timeout;
+        let action = loop {
+            if let Some(a) = decide(&shard, &buf, peer) {
+                break a;
+            }
+            match read_more(&mut stream, buf, deadline).await {
+                Ok(b) => buf = b,
+                Err(timed_out_mid_head) => {
+                    if timed_out_mid_head {
+                        bump(&shard.stats().head_timeouts);
+                    }
+                    return;
+                }
+            }
+        };
+        match action {
+            Action::Respond {
+                out,
+                keep_alive,
+                consumed,
+            } => {
+                let (res, out) = stream.write_all(out).await;
+                shard.pool.give(out);
+                if res.is_err() || !keep_alive {
+                    return;
+                }
+                buf.drain(..consumed.min(buf.len()));
+            }
+            Action::Publish {
+                head_len,
+                len,
+                keep_alive,
+                head_only,
+            } => {
+                while buf.len() < head_len + len {
+                    match read_more(&mut stream, buf, deadline).await {
+                        Ok(b) => buf = b,
+                        Err(_) => return,
+                    }
+                }
+                let reply = api::publish(&shard, &buf[head_len..head_len + len]);
+                let out = render(&shard, reply, keep_alive, head_only);
+                let (res, out) = stream.write_all(out).await;
+                shard.pool.give(out);
+                if res.is_err() || !keep_alive {
+                    return;
+                }
+                buf.drain(..head_len + len);
+            }
+            Action::Stream(spec) => {
+                drop(buf);
+                start_stream(shard, stream, spec).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Reads more bytes into `buf`. `Err(true)` when the deadline passed with part of a head
+/// received, `Err(false)` when the peer closed or went quiet between requests.
+async fn read_more(
+    stream: &mut TcpStream,
+    mut buf: Vec<u8>,
+    deadline: Instant,
+) -> Result<Vec<u8>, bool> {
+    if buf.capacity() - buf.len() < 1024 {
+        let room = (buf.capacity()).clamp(1024, MAX_HEAD + MAX_PUBLISH_BODY);
+        buf.reserve(room);
+    }
+    let had = !buf.is_empty();
+    // Read into the spare capacity after what is already buffered (a plain `Vec` would be
+    // overwritten from its start).
+    let len = buf.len();
+    let cap = buf.capacity();
+    let spare = buf.slice_mut(len..cap);
+    match monoio::time::timeout_at(deadline.into(), stream.read(spare)).await {
+        Err(_) => Err(had),
+        Ok((Ok(0), _)) | Ok((Err(_), _)) => Err(false),
+        Ok((Ok(_), b)) => Ok(b.into_inner()),
+    }
+}
+
+fn render(shard: &Shard, reply: Reply, keep_alive: bool, head_only: bool) -> BytesMut {
+    let mut out = shard.pool.take();
+    if reply.status.code() >= 400 {
+        bump(&shard.stats().http_errors);
+    }
+    write_response(
+        &mut out,
+        reply.status,
+        Some(reply.content_type),
+        &[],
+        &reply.body,
+        keep_alive,
+    );
+    if head_only {
+        out.truncate(out.len() - reply.body.len());
+    }
+    out
+}
+
+fn error_out(
+    shard: &Shard,
+    status: Status,
+    message: &str,
+    extra: &[(&str, &str)],
+    keep_alive: bool,
+    consumed: usize,
+) -> Action {
+    bump(&shard.stats().http_errors);
+    let mut out = shard.pool.take();
+    write_json_error(&mut out, status, message, extra, keep_alive);
+    Action::Respond {
+        out,
+        keep_alive,
+        consumed,
+    }
+}
+
+/// Parses what has been read so far and decides; `None` means the head is incomplete.
+fn decide(shard: &Shard, buf: &[u8], peer: SocketAddr) -> Option<Action> {
+    let head = match parse_head(buf) {
+        Ok(Parsed::Partial) => return None,
+        Ok(Parsed::Complete(h)) => h,
+        Err(e) => {
+            let status = Status::from_code(e.status()).unwrap_or(Status::BadRequest);
+            return Some(error_out(shard, status, e.message(), &[], false, 0));
+        }
+    };
+    let body_len = match head.body {
+        BodyKind::None => 0,
+        BodyKind::Length(n) => n,
+        BodyKind::Chunked => {
+            return Some(error_out(
+                shard,
+                Status::LengthRequired,
+                "chunked request bodies are not accepted: send Content-Length",
+                &[],
+                false,
+                0,
+            ))
+        }
+    };
+    // Requests other than publish carry no body; one that does is answered and closed
+    // rather than having its body parsed as the next request.
+    let keep_alive = head.keep_alive;
+    let consumed = head.head_len;
+    let routes = &shard.node.routes;
+    let endpoint = match routes.lookup(head.method, head.path) {
+        Match::NotFound => {
+            return Some(error_out(
+                shard,
+                Status::NotFound,
+                "no such path",
+                &[],
+                keep_alive && body_len == 0,
+                consumed,
+            ))
+        }
+        Match::WrongMethod(allow) => {
+            return Some(error_out(
+                shard,
+                Status::MethodNotAllowed,
+                "method not allowed for this path",
+                &[("Allow", allow)],
+                keep_alive && body_len == 0,
+                consumed,
+            ))
+        }
+        Match::Found(e) => e,
+    };
+    let head_only = head.method == Method::Head;
+    let reply = match endpoint {
+        Endpoint::Api(Api::Publish) => {
+            let authorized = match &shard.node.config.publish_token {
+                Some(token) => credentials::bearer(head.authorization)
+                    .is_some_and(|t| credentials::secret_eq(t, token.expose().as_bytes())),
+                None => peer.ip().is_loopback(),
+            };
+            if !authorized {
+                let why = if shard.node.config.publish_token.is_some() {
+                    "publish needs Authorization: Bearer <SSE_PUBLISH_TOKEN>"
+                } else {
+                    "publish is accepted from loopback only while SSE_PUBLISH_TOKEN is unset"
+                };
+                return Some(error_out(shard, Status::Unauthorized, why, &[], false, 0));
+            }
+            if body_len > MAX_PUBLISH_BODY {
+                return Some(error_out(
+                    shard,
+                    Status::PayloadTooLarge,
+                    "publish body over 64 KiB",
+                    &[],
+                    false,
+                    0,
+                ));
+            }
+            return Some(Action::Publish {
+                head_len: head.head_len,
+                len: body_len,
+                keep_alive,
+                head_only,
+            });
+        }
+        Endpoint::Api(Api::Stats) => api::stats(shard),
+        Endpoint::Api(Api::Metrics) => api::metrics(shard),
+        Endpoint::Api(Api::Healthz) => api::healthz(),
+        Endpoint::Api(Api::Readyz) => api::readyz(shard),
+        Endpoint::Stream(i) => {
+            let family = &routes.families[i];
+            return Some(
+                match resolve(i, family, &head, &shard.node.config, unix_now()) {
+                    Ok(spec) => Action::Stream(spec),
+                    Err(r) => error_out(
+                        shard,
+                        r.status,
+                        &r.message,
+                        &[],
+                        keep_alive && body_len == 0,
+                        consumed,
+                    ),
+                },
+            );
+        }
+    };
+    let keep_alive = keep_alive && body_len == 0;
+    Some(Action::Respond {
+        out: render(shard, reply, keep_alive, head_only),
+        keep_alive,
+        consumed,
+    })
+}
+
+/// Counts the stream against the node's limit and runs it on its owner core.
+async fn start_stream(shard: Rc<Shard>, mut stream: TcpStream, spec: StreamSpec) {
+    if !shard.node.try_open_stream() {
+        bump(&shard.stats().rejected_limit);
+        let mut out = shard.pool.take();
+        write_stream_head(&mut out, &[]);
+        crate::sse::encode::encode_retry(Jitter::new(shard.id).between(1000, 5000), &mut out);
+        encode_error("connection limit reached", None, &mut out);
+        let (_, out) = stream.write_all(out).await;
+        shard.pool.give(out);
+        return;
+    }
+    let family = &shard.node.routes.families[spec.family];
+    let owner = match family.placement {
+        Placement::Owner => owner_core(spec.channel.as_bytes(), shard.node.config.cores),
+    };
+    if owner == shard.id {
+        stream::run(shard, stream, spec).await;
+        return;
+    }
+    bump(&shard.stats().handoffs_out);
+    // SAFETY: `into_raw_fd` gives up monoio's ownership (and deregisters the fd from this
+    // core's driver); no other handle to the socket exists, so the std stream is its only
+    // owner from here on.
+    let socket = unsafe { std::net::TcpStream::from_raw_fd(stream.into_raw_fd()) };
+    let _ = socket.set_nonblocking(true);
+    if shard.node.control[owner]
+        .send(Control::Handoff(Handoff { socket, spec }))
+        .is_err()
+    {
+        shard.node.close_stream();
+    }
+}

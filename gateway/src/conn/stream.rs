@@ -1,0 +1,174 @@
+//! The SSE stream writer: registers the stream in the hub, then writes whatever is queued in
+//! one syscall per wake-up until the client leaves, the stream is cut, or the node drains.
+//!
+//! Memory: an idle stream holds its `Subscriber` (an empty queue), this task's state and a
+//! 16-byte read buffer for noticing that the client left; no write buffer (taken from the
+//! core's pool only for the duration of a write) and no request buffer.
+use std::rc::Rc;
+use std::time::Instant;
+
+use monoio::buf::IoBuf;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedWriteHalf, Splitable};
+use monoio::net::TcpStream;
+
+use crate::core::shard::{LocalStream, Shard};
+use crate::core::subscriber::{Frame, State, Subscriber};
+use crate::http::response::write_stream_head;
+use crate::route::resolve::StreamSpec;
+use crate::stats::bump;
+
+/// Unregisters a stream from the hub, the core and the node however the stream ends.
+struct Registration<'a> {
+    shard: &'a Shard,
+    channel: &'a str,
+    hub_key: usize,
+    stream_key: usize,
+    family: usize,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.shard
+            .hub
+            .borrow_mut()
+            .unsubscribe(self.channel, self.hub_key);
+        self.shard.streams.borrow_mut().try_remove(self.stream_key);
+        self.shard.stats().streams_open[self.family]
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.shard.node.close_stream();
+    }
+}
+
+/// Runs a stream that this core owns. The caller has already counted it against the node's
+/// connection limit; this function uncounts it when it ends.
+pub async fn run(shard: Rc<Shard>, stream: TcpStream, spec: StreamSpec) {
+    let _ = stream.set_nodelay(true);
+    let family = spec.family;
+    if shard.draining.is_set() {
+        shard.node.close_stream();
+        let mut b = shard.pool.take();
+        write_stream_head(&mut b, &[]);
+        crate::sse::encode::encode_retry(
+            crate::core::timer::Jitter::new(shard.id).between(1000, 5000),
+            &mut b,
+        );
+        let mut stream = stream;
+        let (_, b) = stream.write_all(b).await;
+        shard.pool.give(b);
+        return;
+    }
+    let sub = Rc::new(Subscriber::new(
+        family,
+        shard.take_slot(),
+        shard.node.config.event_buffer,
+    ));
+    let mut b = shard.pool.take();
+    write_stream_head(&mut b, &[]);
+    shard.encode_greeting(family, &mut b);
+    sub.push(Frame {
+        bytes: b.split().freeze(),
+        arrived: None,
+    });
+    shard.pool.give(b);
+    let hub_key = shard
+        .hub
+        .borrow_mut()
+        .subscribe(&spec.channel, family, sub.clone());
+    let stream_key = shard
+        .streams
+        .borrow_mut()
+        .insert(LocalStream { sub: sub.clone() });
+    shard.stats().streams_open[family].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let _registration = Registration {
+        shard: &shard,
+        channel: &spec.channel,
+        hub_key,
+        stream_key,
+        family,
+    };
+    write_loop(&shard, stream, &sub).await;
+}
+
+async fn write_loop(shard: &Shard, stream: TcpStream, sub: &Subscriber) {
+    let (mut rd, mut wr) = stream.into_split();
+    // Notices the client leaving (EOF or reset) while the stream is idle. Clients have
+    // nothing to say on an SSE stream; anything they send is read and ignored.
+    let mut gone = Box::pin(async move {
+        let mut b = Vec::with_capacity(16);
+        loop {
+            let (r, nb) = rd.read(b).await;
+            b = nb;
+            b.clear();
+            match r {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    });
+    let mut arrivals: Vec<Instant> = Vec::new();
+    let stats = shard.stats();
+    loop {
+        monoio::select! {
+            _ = &mut gone => return,
+            _ = sub.ready() => {}
+        }
+        if sub.state() == State::Cut {
+            return;
+        }
+        let ok = if let Some(f) = sub.take_single() {
+            if let Some(t) = f.arrived {
+                arrivals.push(t);
+            }
+            write(&mut wr, f.bytes, sub, &mut gone).await.is_some()
+        } else {
+            let mut b = shard.pool.take();
+            if sub.take_into(&mut b, &mut arrivals) == 0 {
+                shard.pool.give(b);
+                if sub.state() == State::Closing {
+                    return;
+                }
+                continue;
+            }
+            match write(&mut wr, b, sub, &mut gone).await {
+                Some(b) => {
+                    shard.pool.give(b);
+                    true
+                }
+                None => false,
+            }
+        };
+        if !ok {
+            return;
+        }
+        if !arrivals.is_empty() {
+            let now = Instant::now();
+            let hist = &stats.latency[sub.family];
+            for t in arrivals.drain(..) {
+                hist.record(now.saturating_duration_since(t));
+                bump(&stats.events_delivered);
+            }
+            if arrivals.capacity() > 64 {
+                arrivals.shrink_to(8);
+            }
+        }
+        if sub.state() == State::Closing && !sub.has_queued() {
+            let _ = wr.shutdown().await;
+            return;
+        }
+    }
+}
+
+/// Writes all of `buf` unless the stream is cut or the client leaves first; gives the
+/// buffer back on success.
+async fn write<T: IoBuf + 'static, G: std::future::Future<Output = ()> + Unpin>(
+    wr: &mut OwnedWriteHalf<TcpStream>,
+    buf: T,
+    sub: &Subscriber,
+    gone: &mut G,
+) -> Option<T> {
+    monoio::select! {
+        (res, buf) = wr.write_all(buf) => res.ok().map(|_| buf),
+        _ = sub.cut() => None,
+        _ = gone => None,
+    }
+}

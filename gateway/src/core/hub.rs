@@ -1,0 +1,215 @@
+//! A core's channel registry: which local streams subscribe to which channel, each channel's
+//! event sequence and recent history, and the fan-out of one encoded event to its subscribers.
+//!
+//! Invariants: a channel exists while it has a subscriber or history worth keeping; every
+//! event gets the next sequence number of its channel on this core, so an id names exactly
+//! one event of one channel on one core of one run.
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use slab::Slab;
+
+use crate::core::subscriber::{Frame, Pushed, Subscriber};
+
+/// How long a channel with history but no subscriber is kept, so a client that was cut or
+/// lost its network can still resume from it.
+pub const IDLE_KEEP: Duration = Duration::from_secs(300);
+
+/// One channel on one core.
+#[derive(Debug)]
+pub struct Channel {
+    /// The family the channel belongs to (decides encoding and policies).
+    pub family: usize,
+    /// Local subscribers.
+    subs: Slab<Rc<Subscriber>>,
+    /// Sequence number the next event gets.
+    next_seq: u64,
+    /// The last `SSE_HISTORY` encoded events with their sequence numbers, oldest first.
+    history: VecDeque<(u64, Bytes)>,
+    /// When the last subscriber left, for eviction.
+    idle_since: Option<Instant>,
+}
+
+/// What one publish did on this core.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Fanout {
+    /// Subscribers the frame was queued for.
+    pub queued: usize,
+    /// Subscribers cut because their queue was full.
+    pub cut: usize,
+}
+
+/// The registry of one core.
+#[derive(Debug)]
+pub struct Hub {
+    /// Channels by name.
+    channels: HashMap<Box<str>, Channel>,
+    /// `SSE_HISTORY`.
+    history: usize,
+    /// The id prefix of this run and core, `<run>.<core>.`.
+    id_prefix: String,
+}
+
+impl Hub {
+    /// An empty hub whose ids start with `<run>.<core>.`.
+    pub fn new(run: &str, core: usize, history: usize) -> Hub {
+        Hub {
+            channels: HashMap::new(),
+            history,
+            id_prefix: format!("{run}.{core}."),
+        }
+    }
+
+    /// Adds a subscriber to `channel`; returns its key for [`Hub::unsubscribe`].
+    pub fn subscribe(&mut self, channel: &str, family: usize, sub: Rc<Subscriber>) -> usize {
+        let ch = self
+            .channels
+            .entry(channel.into())
+            .or_insert_with(|| Channel {
+                family,
+                subs: Slab::new(),
+                next_seq: 1,
+                history: VecDeque::new(),
+                idle_since: None,
+            });
+        ch.idle_since = None;
+        ch.subs.insert(sub)
+    }
+
+    /// Removes a subscriber; a channel left without subscribers and without history goes.
+    pub fn unsubscribe(&mut self, channel: &str, key: usize) {
+        if let Some(ch) = self.channels.get_mut(channel) {
+            ch.subs.try_remove(key);
+            if ch.subs.is_empty() {
+                if ch.history.is_empty() {
+                    self.channels.remove(channel);
+                } else {
+                    ch.idle_since = Some(Instant::now());
+                }
+            }
+        }
+    }
+
+    /// The family of a channel known on this core.
+    pub fn family_of(&self, channel: &str) -> Option<usize> {
+        self.channels.get(channel).map(|c| c.family)
+    }
+
+    /// Number of subscribers of `channel` here.
+    pub fn subscribers(&self, channel: &str) -> usize {
+        self.channels.get(channel).map_or(0, |c| c.subs.len())
+    }
+
+    /// Number of channels held.
+    pub fn channel_count(&self) -> usize {
+        self.channels.len()
+    }
+
+    /// Publishes to a known channel: assigns the next id, lets `encode` write the frame once
+    /// (given the id), keeps it in history and queues it for every subscriber. Returns `None`
+    /// when the channel is unknown here (nobody subscribed on this core).
+    pub fn publish(
+        &mut self,
+        channel: &str,
+        arrived: Instant,
+        scratch: &mut BytesMut,
+        encode: impl FnOnce(&str, &mut BytesMut),
+    ) -> Option<Fanout> {
+        let ch = self.channels.get_mut(channel)?;
+        let seq = ch.next_seq;
+        ch.next_seq += 1;
+        let id = format!("{}{seq}", self.id_prefix);
+        scratch.clear();
+        encode(&id, scratch);
+        let bytes = scratch.split().freeze();
+        if self.history > 0 {
+            if ch.history.len() == self.history {
+                ch.history.pop_front();
+            }
+            ch.history.push_back((seq, bytes.clone()));
+        }
+        let mut out = Fanout::default();
+        for (_, sub) in ch.subs.iter() {
+            match sub.push(Frame {
+                bytes: bytes.clone(),
+                arrived: Some(arrived),
+            }) {
+                Pushed::Queued => out.queued += 1,
+                Pushed::Cut => out.cut += 1,
+            }
+        }
+        Some(out)
+    }
+
+    /// Drops channels idle for longer than [`IDLE_KEEP`]; called from the core's timer.
+    pub fn sweep(&mut self, now: Instant) {
+        self.channels.retain(|_, c| {
+            !c.subs.is_empty()
+                || c.idle_since
+                    .is_none_or(|t| now.duration_since(t) < IDLE_KEEP)
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::subscriber::State;
+
+    fn enc(id: &str, out: &mut BytesMut) {
+        out.extend_from_slice(b"id: ");
+        out.extend_from_slice(id.as_bytes());
+        out.extend_from_slice(b"\n\n");
+    }
+
+    #[test]
+    fn fanout_ids_history_and_cut() {
+        let mut hub = Hub::new("r", 1, 2);
+        let a = Rc::new(Subscriber::new(0, 0, 10));
+        let b = Rc::new(Subscriber::new(0, 0, 1));
+        let ka = hub.subscribe("c", 0, a.clone());
+        let _kb = hub.subscribe("c", 0, b.clone());
+        let mut scratch = BytesMut::new();
+        let now = Instant::now();
+        assert_eq!(hub.publish("nobody", now, &mut scratch, enc), None);
+        assert_eq!(
+            hub.publish("c", now, &mut scratch, enc),
+            Some(Fanout { queued: 2, cut: 0 })
+        );
+        assert_eq!(
+            hub.publish("c", now, &mut scratch, enc),
+            Some(Fanout { queued: 1, cut: 1 })
+        );
+        assert_eq!(b.state(), State::Cut);
+        hub.publish("c", now, &mut scratch, enc);
+        let mut out = BytesMut::new();
+        a.take_into(&mut out, &mut Vec::new());
+        assert_eq!(&out[..], b"id: r.1.1\n\nid: r.1.2\n\nid: r.1.3\n\n");
+        let ch = hub.channels.get("c").unwrap();
+        assert_eq!(
+            ch.history.iter().map(|h| h.0).collect::<Vec<_>>(),
+            vec![2, 3]
+        );
+        hub.unsubscribe("c", ka);
+        assert_eq!(hub.subscribers("c"), 1);
+    }
+
+    #[test]
+    fn empty_channels_go_idle_then_swept() {
+        let mut hub = Hub::new("r", 0, 4);
+        let a = Rc::new(Subscriber::new(0, 0, 10));
+        let k = hub.subscribe("c", 0, a.clone());
+        hub.unsubscribe("c", k);
+        assert_eq!(hub.channel_count(), 0, "no history: gone at once");
+        let k = hub.subscribe("c", 0, a);
+        hub.publish("c", Instant::now(), &mut BytesMut::new(), enc);
+        hub.unsubscribe("c", k);
+        assert_eq!(hub.channel_count(), 1, "history kept for resume");
+        hub.sweep(Instant::now());
+        assert_eq!(hub.channel_count(), 1);
+        hub.sweep(Instant::now() + IDLE_KEEP + Duration::from_secs(1));
+        assert_eq!(hub.channel_count(), 0);
+    }
+}

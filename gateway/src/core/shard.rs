@@ -1,0 +1,348 @@
+//! One core: its listener, its hub, its inbox of published messages and its control channel.
+//!
+//! Shared-nothing: everything here is `Rc`/`RefCell`, touched only by this core's thread.
+//! Messages and handed-off sockets arrive through explicit channels.
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use monoio::net::{TcpListener, TcpStream};
+use slab::Slab;
+use tracing::{debug, warn};
+
+use crate::broker::message::Message;
+use crate::conn;
+use crate::core::hub::Hub;
+use crate::core::node::{Control, Node};
+use crate::core::subscriber::Subscriber;
+use crate::core::timer;
+use crate::route::payload;
+use crate::route::table::{Family, Greeting, KeepaliveFormat};
+use crate::sse::encode::{encode_event, Event};
+use crate::stats::{bump, CoreStats};
+
+/// What a core thread is started with.
+pub struct Start {
+    /// The shared node.
+    pub node: Arc<Node>,
+    /// This core's index.
+    pub id: usize,
+    /// This core's `SO_REUSEPORT` listener.
+    pub listener: std::net::TcpListener,
+    /// Published messages for this core.
+    pub inbox: flume::Receiver<Message>,
+    /// Handoffs and drain.
+    pub control: flume::Receiver<Control>,
+}
+
+/// A one-shot, many-waiter flag (the drain signal).
+#[derive(Default)]
+pub struct Flag {
+    /// Whether it is set.
+    set: Cell<bool>,
+    /// Tasks waiting for it.
+    waiters: RefCell<Vec<Waker>>,
+}
+
+impl Flag {
+    /// Sets the flag and wakes every waiter.
+    pub fn set(&self) {
+        self.set.set(true);
+        for w in self.waiters.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+
+    /// Whether the flag is set.
+    pub fn is_set(&self) -> bool {
+        self.set.get()
+    }
+
+    /// Waits until the flag is set.
+    pub async fn wait(&self) {
+        poll_fn(|cx| {
+            if self.set.get() {
+                Poll::Ready(())
+            } else {
+                self.waiters.borrow_mut().push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+/// Write buffers shared by the core's connections: a connection takes one for a write and
+/// gives it back when the kernel is done, so idle streams hold none.
+#[derive(Default)]
+pub struct BufPool {
+    /// Free buffers.
+    free: RefCell<Vec<BytesMut>>,
+}
+
+impl BufPool {
+    const KEEP: usize = 256;
+    const MAX_CAP: usize = 256 * 1024;
+
+    /// A cleared buffer with at least 4 KiB of room.
+    pub fn take(&self) -> BytesMut {
+        self.free
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| BytesMut::with_capacity(4096))
+    }
+
+    /// Returns a buffer; oversized ones are dropped so a burst does not pin memory.
+    pub fn give(&self, mut b: BytesMut) {
+        b.clear();
+        let mut f = self.free.borrow_mut();
+        if b.capacity() <= Self::MAX_CAP && f.len() < Self::KEEP {
+            f.push(b);
+        }
+    }
+}
+
+/// A local stream as the timer sees it.
+pub struct LocalStream {
+    /// Its queue.
+    pub sub: Rc<Subscriber>,
+}
+
+/// The state of one core.
+pub struct Shard {
+    /// This core's index.
+    pub id: usize,
+    /// The shared node.
+    pub node: Arc<Node>,
+    /// Channels and subscribers of this core.
+    pub hub: RefCell<Hub>,
+    /// Every stream on this core (keep-alives, drain).
+    pub streams: RefCell<Slab<LocalStream>>,
+    /// Write buffers.
+    pub pool: BufPool,
+    /// Set when the drain starts.
+    pub draining: Flag,
+    /// Parse buffer for payload validation (simd-json parses in place).
+    scratch: RefCell<Vec<u8>>,
+    /// Encode buffer for events.
+    encode_buf: RefCell<BytesMut>,
+    /// Next keep-alive slot to hand out, spreading keep-alives over the period.
+    next_slot: Cell<usize>,
+    /// When an invalid payload was last logged per channel (one line a minute per channel).
+    invalid_logged: RefCell<HashMap<Box<str>, Instant>>,
+}
+
+impl Shard {
+    /// This core's counters.
+    pub fn stats(&self) -> &CoreStats {
+        &self.node.stats.cores[self.id]
+    }
+
+    /// The route family `i`.
+    pub fn family(&self, i: usize) -> &Family {
+        &self.node.routes.families[i]
+    }
+
+    /// The keep-alive period of family `i` (the setting overrides the family's own).
+    pub fn keepalive_period(&self, i: usize) -> Duration {
+        self.node
+            .config
+            .keepalive_period
+            .unwrap_or(self.family(i).keepalive_period)
+    }
+
+    /// A keep-alive slot for a new stream: consecutive streams get consecutive slots, so one
+    /// timer tick writes to about 1/slots of the streams instead of all at once.
+    pub fn take_slot(&self) -> usize {
+        let s = self.next_slot.get();
+        self.next_slot.set(s.wrapping_add(1));
+        s
+    }
+
+    /// Delivers one published message to this core's subscribers.
+    pub fn deliver(&self, msg: Message) {
+        let stats = self.stats();
+        bump(&stats.events_received);
+        let Ok(channel) = std::str::from_utf8(&msg.channel) else {
+            bump(&stats.events_unrouted);
+            return;
+        };
+        let Some(family) = self.hub.borrow().family_of(channel) else {
+            // Nobody here subscribes (or another core owns the channel): dropped after
+            // one hash. Unknown channels are counted so typos show up in stats.
+            if self.node.routes.family_of_channel(channel).is_none() {
+                bump(&stats.events_unrouted);
+            }
+            return;
+        };
+        let fam = self.family(family);
+        let rule = fam.payload;
+        if let Err(e) = payload::check(rule, &msg.payload, &mut self.scratch.borrow_mut()) {
+            bump(&stats.events_invalid);
+            self.log_invalid(channel, e.message());
+            return;
+        }
+        let mut scratch = self.encode_buf.borrow_mut();
+        let out = self
+            .hub
+            .borrow_mut()
+            .publish(channel, msg.arrived, &mut scratch, |id, out| {
+                encode_event(
+                    &Event {
+                        id: Some(id),
+                        event: None,
+                        data: &msg.payload,
+                        retry: None,
+                    },
+                    out,
+                )
+            });
+        if let Some(out) = out {
+            for _ in 0..out.cut {
+                bump(&stats.slow_consumers_cut);
+            }
+        }
+    }
+
+    fn log_invalid(&self, channel: &str, why: &str) {
+        let now = Instant::now();
+        let mut m = self.invalid_logged.borrow_mut();
+        let due = m
+            .get(channel)
+            .is_none_or(|t| now.duration_since(*t) >= Duration::from_secs(60));
+        if due {
+            warn!(
+                channel,
+                reason = why,
+                "dropped published payload (logged once a minute per channel)"
+            );
+            if m.len() > 10_000 {
+                m.clear();
+            }
+            m.insert(channel.into(), now);
+        }
+    }
+
+    /// Encodes the start of a stream of family `i`: `retry:` and the greeting.
+    pub fn encode_greeting(&self, i: usize, out: &mut BytesMut) {
+        crate::sse::encode::encode_retry(RETRY_MS, out);
+        match self.family(i).greeting {
+            Greeting::Connected => crate::sse::system::encode_connected(unix_now(), out),
+        }
+    }
+
+    /// Encodes one keep-alive block of `format` for time `now`.
+    pub fn encode_keepalive(format: KeepaliveFormat, now: u64, out: &mut BytesMut) {
+        match format {
+            KeepaliveFormat::PlayerKeepalive => {
+                crate::sse::system::encode_player_keepalive(now, out)
+            }
+        }
+    }
+}
+
+/// The `retry:` every stream starts with: how long a browser waits before reconnecting.
+pub const RETRY_MS: u32 = 2000;
+
+/// Seconds since the Unix epoch (system events carry whole seconds, UTC).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Runs one core until its drain completes.
+pub async fn run(start: Start) {
+    let Start {
+        node,
+        id,
+        listener,
+        inbox,
+        control,
+    } = start;
+    let history = node.config.history;
+    let shard = Rc::new(Shard {
+        id,
+        hub: RefCell::new(Hub::new(&node.run_id, id, history)),
+        node,
+        streams: RefCell::new(Slab::new()),
+        pool: BufPool::default(),
+        draining: Flag::default(),
+        scratch: RefCell::new(Vec::new()),
+        encode_buf: RefCell::new(BytesMut::with_capacity(64 * 1024)),
+        next_slot: Cell::new(0),
+        invalid_logged: RefCell::new(HashMap::new()),
+    });
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(core = id, error = %e, "cannot register the listener");
+            std::process::exit(1);
+        }
+    };
+    monoio::spawn(inbox_loop(shard.clone(), inbox));
+    let drain_period = Rc::new(Cell::new(Duration::ZERO));
+    monoio::spawn(control_loop(shard.clone(), control, drain_period.clone()));
+    monoio::spawn(timer::keepalive_loop(shard.clone()));
+    accept_loop(&shard, listener).await;
+    timer::drain(&shard, drain_period.get()).await;
+}
+
+async fn accept_loop(shard: &Rc<Shard>, listener: TcpListener) {
+    loop {
+        monoio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, peer)) => {
+                    bump(&shard.stats().accepted);
+                    monoio::spawn(conn::serve::serve(shard.clone(), stream, peer));
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    warn!(core = shard.id, error = %e, "accept failed");
+                    monoio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = shard.draining.wait() => return,
+        }
+    }
+}
+
+async fn inbox_loop(shard: Rc<Shard>, inbox: flume::Receiver<Message>) {
+    while let Ok(msg) = inbox.recv_async().await {
+        shard.deliver(msg);
+        // Drain what else is queued in one pass: one wake-up per burst, not per message.
+        while let Ok(msg) = inbox.try_recv() {
+            shard.deliver(msg);
+        }
+    }
+}
+
+async fn control_loop(
+    shard: Rc<Shard>,
+    control: flume::Receiver<Control>,
+    period: Rc<Cell<Duration>>,
+) {
+    while let Ok(msg) = control.recv_async().await {
+        match msg {
+            Control::Handoff(h) => match TcpStream::from_std(h.socket) {
+                Ok(stream) => {
+                    monoio::spawn(conn::stream::run(shard.clone(), stream, h.spec));
+                }
+                Err(e) => {
+                    shard.node.close_stream();
+                    debug!(core = shard.id, error = %e, "handed-off socket could not be registered");
+                }
+            },
+            Control::Drain(p) => {
+                period.set(p);
+                shard.draining.set();
+            }
+        }
+    }
+}

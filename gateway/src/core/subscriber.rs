@@ -1,0 +1,230 @@
+//! One stream's side of the hub: its bounded queue of encoded frames and its wake-up.
+//!
+//! The hub pushes shared `Bytes` (an event encoded once for all subscribers) and wakes the
+//! stream's task; the task takes everything queued and writes it in one syscall. The queue is
+//! the per-connection flow control: once `SSE_EVENT_BUFFER` frames wait, the stream is a slow
+//! consumer and is cut, so a client that stops reading costs nobody else anything.
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::task::{Poll, Waker};
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+
+/// One queued piece of the stream.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// Encoded SSE bytes, shared with every other subscriber of the same event.
+    pub bytes: Bytes,
+    /// When the event reached the gateway; `None` for frames that are not events
+    /// (keep-alives, greetings), which are not counted in the latency histogram.
+    pub arrived: Option<Instant>,
+}
+
+/// Why a stream stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Streaming.
+    Open,
+    /// Its queue overflowed: close now, without flushing.
+    Cut,
+    /// The node is draining: flush what is queued (the `retry:`), then close.
+    Closing,
+}
+
+/// What a push did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// Queued (or ignored because the stream is already ending).
+    Queued,
+    /// The queue was full: the stream is now cut.
+    Cut,
+}
+
+/// The shared half of a stream: owned by its task and referenced by the hub.
+#[derive(Debug)]
+pub struct Subscriber {
+    /// Family index, for stats and keep-alive format.
+    pub family: usize,
+    /// Keep-alive slot in the core's timer wheel.
+    pub slot: usize,
+    /// Frames waiting to be written.
+    queue: RefCell<VecDeque<Frame>>,
+    /// Most frames that may wait before the stream counts as a slow consumer.
+    capacity: usize,
+    /// The stream task's waker, set when it waits for frames.
+    waker: RefCell<Option<Waker>>,
+    /// Open, cut or closing.
+    state: Cell<State>,
+}
+
+impl Subscriber {
+    /// A subscriber with room for `capacity` frames.
+    pub fn new(family: usize, slot: usize, capacity: usize) -> Subscriber {
+        Subscriber {
+            family,
+            slot,
+            queue: RefCell::new(VecDeque::new()),
+            capacity: capacity.max(1),
+            waker: RefCell::new(None),
+            state: Cell::new(State::Open),
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.state.get()
+    }
+
+    fn wake(&self) {
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    /// Queues a frame, or cuts the stream when `capacity` frames already wait.
+    pub fn push(&self, frame: Frame) -> Pushed {
+        if self.state.get() != State::Open {
+            return Pushed::Queued;
+        }
+        let mut q = self.queue.borrow_mut();
+        if q.len() >= self.capacity {
+            q.clear();
+            q.shrink_to_fit();
+            drop(q);
+            self.state.set(State::Cut);
+            self.wake();
+            return Pushed::Cut;
+        }
+        q.push_back(frame);
+        drop(q);
+        self.wake();
+        Pushed::Queued
+    }
+
+    /// Ends the stream: `Cut` drops what is queued, `Closing` flushes it first.
+    pub fn end(&self, how: State) {
+        if self.state.get() == State::Open {
+            self.state.set(how);
+            if how == State::Cut {
+                self.queue.borrow_mut().clear();
+            }
+            self.wake();
+        }
+    }
+
+    /// Waits until a frame is queued or the stream is ending.
+    pub async fn ready(&self) {
+        poll_fn(|cx| {
+            if !self.queue.borrow().is_empty() || self.state.get() != State::Open {
+                Poll::Ready(())
+            } else {
+                *self.waker.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Waits until the stream is cut (used to abandon a write to a stalled client).
+    pub async fn cut(&self) {
+        poll_fn(|cx| {
+            if self.state.get() == State::Cut {
+                Poll::Ready(())
+            } else {
+                *self.waker.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Moves every queued frame into `out` (one write's worth), noting arrival times of
+    /// events in `arrivals`. Returns the number of frames taken.
+    pub fn take_into(&self, out: &mut BytesMut, arrivals: &mut Vec<Instant>) -> usize {
+        let mut q = self.queue.borrow_mut();
+        let n = q.len();
+        for f in q.drain(..) {
+            out.extend_from_slice(&f.bytes);
+            if let Some(t) = f.arrived {
+                arrivals.push(t);
+            }
+        }
+        // An idle stream must not pin a burst-sized queue.
+        if q.capacity() > 8 {
+            q.shrink_to(4);
+        }
+        n
+    }
+
+    /// Whether frames wait to be written.
+    pub fn has_queued(&self) -> bool {
+        !self.queue.borrow().is_empty()
+    }
+
+    /// Takes the single queued frame when exactly one waits, so it can be written without a
+    /// copy.
+    pub fn take_single(&self) -> Option<Frame> {
+        let mut q = self.queue.borrow_mut();
+        if q.len() == 1 {
+            q.pop_front()
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(s: &'static str) -> Frame {
+        Frame {
+            bytes: Bytes::from_static(s.as_bytes()),
+            arrived: Some(Instant::now()),
+        }
+    }
+
+    #[test]
+    fn full_queue_cuts() {
+        let s = Subscriber::new(0, 0, 2);
+        assert_eq!(s.push(frame("a")), Pushed::Queued);
+        assert_eq!(s.push(frame("b")), Pushed::Queued);
+        assert_eq!(s.push(frame("c")), Pushed::Cut);
+        assert_eq!(s.state(), State::Cut);
+        let mut out = BytesMut::new();
+        let mut arr = Vec::new();
+        assert_eq!(
+            s.take_into(&mut out, &mut arr),
+            0,
+            "a cut stream flushes nothing"
+        );
+        assert_eq!(
+            s.push(frame("d")),
+            Pushed::Queued,
+            "pushes after the end are ignored"
+        );
+    }
+
+    #[test]
+    fn batch_concatenates_in_order() {
+        let s = Subscriber::new(0, 0, 10);
+        s.push(frame("a"));
+        s.push(Frame {
+            bytes: Bytes::from_static(b"b"),
+            arrived: None,
+        });
+        s.push(frame("c"));
+        assert!(s.take_single().is_none());
+        let mut out = BytesMut::new();
+        let mut arr = Vec::new();
+        assert_eq!(s.take_into(&mut out, &mut arr), 3);
+        assert_eq!(&out[..], b"abc");
+        assert_eq!(arr.len(), 2);
+        s.end(State::Closing);
+        assert_eq!(s.state(), State::Closing);
+        s.end(State::Cut);
+        assert_eq!(s.state(), State::Closing, "the first ending wins");
+    }
+}

@@ -1,0 +1,59 @@
+//! The boundary error type: start-up and configuration failures with context a person can act on.
+use std::fmt;
+
+/// Why the gateway could not start. Hot paths use small enums of their own; this type is for
+/// the edges, where a message must name what to fix.
+#[derive(Debug)]
+pub enum StartError {
+    /// A setting is invalid (the message names it).
+    Config(crate::config::ConfigError),
+    /// Binding the listen address failed.
+    Bind {
+        /// The address we tried.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A core's runtime could not be built (for example io_uring was forced but is unavailable).
+    Runtime {
+        /// Which core.
+        core: usize,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A worker thread could not be spawned.
+    Thread(std::io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Config(e) => write!(f, "{e}"),
+            StartError::Bind { addr, source } => write!(
+                f,
+                "cannot listen on {addr} (SSE_LISTEN / --listen): {source}"
+            ),
+            StartError::Runtime { core, source } => write!(
+                f,
+                "core {core}: cannot build the I/O runtime: {source} (try SSE_IO_DRIVER=epoll)"
+            ),
+            StartError::Thread(e) => write!(f, "cannot spawn a worker thread: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::Config(e) => Some(e),
+            StartError::Bind { source, .. } | StartError::Runtime { source, .. } => Some(source),
+            StartError::Thread(e) => Some(e),
+        }
+    }
+}
+
+impl From<crate::config::ConfigError> for StartError {
+    fn from(e: crate::config::ConfigError) -> Self {
+        StartError::Config(e)
+    }
+}

@@ -1,0 +1,4 @@
+//! HTTP/1.1, hand-rolled on `httparse`: pure parsing and response writing, no I/O.
+pub mod query;
+pub mod request;
+pub mod response;

@@ -1,0 +1,46 @@
+//! # gateway: a Server-Sent Events gateway
+//!
+//! Browsers and apps hold long-lived `GET` streams (`text/event-stream`); backend services
+//! publish events (HTTP, or Redis `PUBLISH` in a later milestone); the gateway delivers each
+//! event to the right open streams within milliseconds.
+//!
+//! ## Map of the crate (data flows one way)
+//!
+//! ```text
+//! socket ─▶ conn ─▶ http (parse head) ─▶ route (family, auth, channel) ─▶ core::hub (subscription)
+//!                                                                            ▲
+//!                                              broker (embedded | Redis) ────┘
+//! ```
+//!
+//! - [`config`]: the one settings struct (defaults < TOML file < env < flags), validated.
+//! - [`http`]: pure request-head parser and response writer (bytes in, bytes out, no I/O).
+//! - [`sse`]: pure SSE framing: events encoded once into shared `Bytes`.
+//! - [`auth`]: HS256 JWT verification and API-key / publish-token checks.
+//! - [`route`]: the route table as data: which path is which stream family, how it is
+//!   authenticated, which channel it subscribes, how events are named.
+//! - [`broker`]: where published messages come from and go to (embedded cross-core channels).
+//! - [`core`]: one shard per CPU core: its runtime, listener, channel hub, keep-alive timer.
+//! - [`conn`]: one client connection: request loop, API handlers, the SSE stream writer.
+//! - [`stats`]: per-core counters and latency histograms, rendered as JSON and Prometheus text.
+//! - [`error`]: the boundary error type for start-up.
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod broker;
+pub mod config;
+pub mod conn;
+pub mod core;
+pub mod error;
+pub mod http;
+pub mod route;
+pub mod sse;
+pub mod stats;
+
+/// Internals exposed for the `bench` crate only; not a stable API.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::auth::jwt;
+    pub use crate::http::request::parse_head;
+    pub use crate::route::table::RouteTable;
+    pub use crate::sse::encode;
+}

@@ -1,0 +1,70 @@
+//! The gateway binary: parse the settings, start one shard per core, drain on SIGTERM.
+use std::process::ExitCode;
+use std::time::Duration;
+
+use gateway::config::{Config, ConfigError};
+use gateway::core::node;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    let config = match Config::from_process() {
+        Ok(c) => c,
+        Err(ConfigError::Help) => {
+            println!("{}", Config::usage());
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SSE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let drain_period = config.drain_period;
+    let running = match node::start(config) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let node = running.node.clone();
+    let signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ]);
+    match signals {
+        Ok(mut signals) => {
+            std::thread::spawn(move || {
+                for sig in signals.forever() {
+                    if node.draining.load(std::sync::atomic::Ordering::Acquire) {
+                        // A second signal: stop now.
+                        std::process::exit(0);
+                    }
+                    // SIGTERM drains over the period; SIGINT (Ctrl-C) closes at once.
+                    let period = if sig == signal_hook::consts::SIGTERM {
+                        drain_period
+                    } else {
+                        Duration::ZERO
+                    };
+                    node.drain(period);
+                }
+            });
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot install signal handlers; SIGTERM will not drain")
+        }
+    }
+    running.wait();
+    tracing::info!("drained; exiting");
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,5 @@
+//! The route table as data: which path is which stream family, how it is authenticated,
+//! which channel it subscribes, how its events are named and kept alive.
+pub mod payload;
+pub mod resolve;
+pub mod table;

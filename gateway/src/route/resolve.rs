@@ -1,0 +1,110 @@
+//! Turning an authenticated stream request into a [`StreamSpec`]: the family's auth rule and
+//! channel template applied to one request. Pure: no I/O, the clock is passed in.
+use std::borrow::Cow;
+
+use crate::auth::{credentials, jwt};
+use crate::config::Config;
+use crate::http::query::query_param;
+use crate::http::request::RequestHead;
+use crate::http::response::Status;
+use crate::route::table::{AuthRule, Family};
+
+/// Everything a core needs to run one stream; owned, so it can cross to the owner core with
+/// the socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamSpec {
+    /// Index of the family in the route table.
+    pub family: usize,
+    /// The channel subscribed.
+    pub channel: Box<str>,
+    /// `Last-Event-ID` header or `lastEventId` query value, for resume.
+    pub last_event_id: Option<Box<str>>,
+}
+
+/// Why a stream request is refused: the status and the `{"error": ...}` message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// HTTP status.
+    pub status: Status,
+    /// Human-readable reason, sent as the JSON error body.
+    pub message: Cow<'static, str>,
+}
+
+fn refuse(status: Status, message: impl Into<Cow<'static, str>>) -> Refusal {
+    Refusal {
+        status,
+        message: message.into(),
+    }
+}
+
+/// Applies `family`'s auth and channel rules to `head`.
+pub fn resolve(
+    family_index: usize,
+    family: &Family,
+    head: &RequestHead<'_>,
+    config: &Config,
+    now_unix: u64,
+) -> Result<StreamSpec, Refusal> {
+    let query_token = query_param(head.query, "token").map_err(|_| {
+        refuse(
+            Status::BadRequest,
+            "query string is not valid percent-encoding",
+        )
+    })?;
+    let channel = match family.auth {
+        AuthRule::PlayerToken => {
+            let token: &[u8] = match credentials::bearer(head.authorization) {
+                Some(t) => t,
+                None => match &query_token {
+                    Some(t) => t.as_bytes(),
+                    None => return Err(refuse(Status::Unauthorized, "missing token")),
+                },
+            };
+            let Some(secret) = &config.auth_secret else {
+                return Err(refuse(
+                    Status::Unauthorized,
+                    "player streams are disabled: SSE_AUTH_SECRET is not set",
+                ));
+            };
+            let claims = jwt::verify_hs256(token, secret.expose().as_bytes(), now_unix)
+                .map_err(|e| refuse(Status::Unauthorized, e.message()))?;
+            let (Some(brand), Some(player)) = (claims.brand_id, claims.player_id) else {
+                return Err(refuse(
+                    Status::Unauthorized,
+                    "token lacks integer brand_id and player_id claims",
+                ));
+            };
+            family
+                .channel
+                .render(|k| match k {
+                    "brand_id" => Some(brand.to_string()),
+                    "player_id" => Some(player.to_string()),
+                    _ => None,
+                })
+                .ok_or_else(|| {
+                    refuse(
+                        Status::InternalServerError,
+                        "route channel template names an unknown value",
+                    )
+                })?
+        }
+    };
+    #[allow(clippy::borrowed_box)]
+    let last_event_id = match head.last_event_id {
+        Some(v) => Some(String::from_utf8_lossy(v).trim().into()),
+        None => query_param(head.query, "lastEventId")
+            .map_err(|_| {
+                refuse(
+                    Status::BadRequest,
+                    "query string is not valid percent-encoding",
+                )
+            })?
+            .map(|v| v.trim().into()),
+    }
+    .filter(|v: &Box<str>| !v.is_empty());
+    Ok(StreamSpec {
+        family: family_index,
+        channel: channel.into_boxed_str(),
+        last_event_id,
+    })
+}

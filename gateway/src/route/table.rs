@@ -1,0 +1,375 @@
+//! Route families and the fixed API routes, and matching of paths and channels against them.
+//!
+//! A *family* is one kind of stream (the player stream of source documents 000/001, and the
+//! other seeds' families as further rows). Everything that differs between families is a field
+//! here, so the connection code has one path for all of them.
+use std::time::Duration;
+
+use crate::http::request::Method;
+
+/// How a stream request proves who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthRule {
+    /// HS256 JWT with `brand_id` and `player_id` claims (`Authorization: Bearer` or `?token=`).
+    PlayerToken,
+}
+
+/// How published payloads on the family's channels are checked before delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadRule {
+    /// A JSON object with `brand_id`, `player_id`, `event_type`, `event_data` (seed 000).
+    PlayerEnvelope,
+}
+
+/// The keep-alive block a family's clients expect, byte for byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepaliveFormat {
+    /// `: keepalive <ts>` + `data: {"type":"keepalive",...}` (seed 000).
+    PlayerKeepalive,
+}
+
+/// What a stream says first, after `retry:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Greeting {
+    /// `data: {"type":"connected","timestamp":...}` (seed 000).
+    Connected,
+}
+
+/// Which core serves a stream of this family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// The core `hash(channel) % cores`: all of one channel's streams, queues and history live
+    /// on one core, and the other cores drop its messages after one hash. For channels with
+    /// one or a few subscribers (a player's own events).
+    Owner,
+}
+
+/// What happens to a stream whose queue reaches `SSE_EVENT_BUFFER`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlowPolicy {
+    /// Close it and count it; the client resumes with `Last-Event-ID`.
+    Cut,
+}
+
+/// A channel name template such as `SSE::{brand_id}::{player_id}`: literal text and named holes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    /// Alternating pieces: literal text, or a hole naming a value.
+    parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Lit(String),
+    Hole(String),
+}
+
+impl Template {
+    /// Parses `a{b}c`; `None` when braces are unbalanced or two holes touch (ambiguous match).
+    pub fn parse(s: &str) -> Option<Template> {
+        let mut parts = Vec::new();
+        let mut rest = s;
+        while !rest.is_empty() {
+            if let Some(inner) = rest.strip_prefix('{') {
+                let end = inner.find('}')?;
+                let name = &inner[..end];
+                if name.is_empty() || name.contains('{') {
+                    return None;
+                }
+                if matches!(parts.last(), Some(Part::Hole(_))) {
+                    return None;
+                }
+                parts.push(Part::Hole(name.to_string()));
+                rest = &inner[end + 1..];
+            } else {
+                let end = rest.find('{').unwrap_or(rest.len());
+                let lit = &rest[..end];
+                if lit.contains('}') {
+                    return None;
+                }
+                parts.push(Part::Lit(lit.to_string()));
+                rest = &rest[end..];
+            }
+        }
+        Some(Template { parts })
+    }
+
+    /// Fills the holes with `lookup(name)`; `None` when a value is missing.
+    pub fn render(&self, lookup: impl Fn(&str) -> Option<String>) -> Option<String> {
+        let mut out = String::new();
+        for p in &self.parts {
+            match p {
+                Part::Lit(l) => out.push_str(l),
+                Part::Hole(h) => out.push_str(&lookup(h)?),
+            }
+        }
+        Some(out)
+    }
+
+    /// Whether `s` has this template's shape (each hole matches one or more bytes).
+    pub fn matches(&self, s: &str) -> bool {
+        fn go(parts: &[Part], s: &str) -> bool {
+            match parts.split_first() {
+                None => s.is_empty(),
+                Some((Part::Lit(l), rest)) => {
+                    s.strip_prefix(l.as_str()).is_some_and(|t| go(rest, t))
+                }
+                Some((Part::Hole(_), rest)) => {
+                    (1..=s.len()).any(|i| s.is_char_boundary(i) && go(rest, &s[i..]))
+                }
+            }
+        }
+        go(&self.parts, s)
+    }
+
+    /// The Redis `PSUBSCRIBE` pattern covering every channel of this template (holes as `*`).
+    pub fn redis_pattern(&self) -> String {
+        let mut out = String::new();
+        for p in &self.parts {
+            match p {
+                Part::Lit(l) => {
+                    for c in l.chars() {
+                        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                            out.push('\\');
+                        }
+                        out.push(c);
+                    }
+                }
+                Part::Hole(_) => out.push('*'),
+            }
+        }
+        out
+    }
+}
+
+/// One stream family: a row of the route table.
+#[derive(Debug, Clone)]
+pub struct Family {
+    /// Short name used in stats and metrics labels (`player`).
+    pub name: String,
+    /// The request path that opens a stream of this family.
+    pub path: String,
+    /// How the request is authenticated.
+    pub auth: AuthRule,
+    /// The channel subscribed, from claims / path / query values.
+    pub channel: Template,
+    /// How payloads are validated before delivery.
+    pub payload: PayloadRule,
+    /// The keep-alive block.
+    pub keepalive: KeepaliveFormat,
+    /// The family's own keep-alive period (overridden by `SSE_KEEPALIVE_PERIOD`).
+    pub keepalive_period: Duration,
+    /// The first event after `retry:`.
+    pub greeting: Greeting,
+    /// Which core serves the stream.
+    pub placement: Placement,
+    /// What a full queue does.
+    pub slow: SlowPolicy,
+}
+
+/// The fixed (non-stream) endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// `POST /api/v1/publish`
+    Publish,
+    /// `GET /api/v1/events/stats`
+    Stats,
+    /// `GET /metrics`
+    Metrics,
+    /// `GET /healthz`
+    Healthz,
+    /// `GET /readyz`
+    Readyz,
+}
+
+/// Where a request goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A stream of family `n` (index into [`RouteTable::families`]).
+    Stream(usize),
+    /// A fixed API endpoint.
+    Api(Api),
+}
+
+/// The result of matching a method and path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Match {
+    /// Serve it.
+    Found(Endpoint),
+    /// The path exists but not for this method; `Allow` lists these.
+    WrongMethod(&'static str),
+    /// No such path.
+    NotFound,
+}
+
+const APIS: [(&str, Method, Api); 5] = [
+    ("/api/v1/publish", Method::Post, Api::Publish),
+    ("/api/v1/events/stats", Method::Get, Api::Stats),
+    ("/metrics", Method::Get, Api::Metrics),
+    ("/healthz", Method::Get, Api::Healthz),
+    ("/readyz", Method::Get, Api::Readyz),
+];
+
+/// All routes of a node: the stream families and the fixed API.
+#[derive(Debug, Clone)]
+pub struct RouteTable {
+    /// Stream families, in match order.
+    pub families: Vec<Family>,
+}
+
+impl RouteTable {
+    /// The built-in families: the player stream of seeds 000/001.
+    pub fn builtin() -> RouteTable {
+        RouteTable {
+            families: vec![Family {
+                name: "player".into(),
+                path: "/sse".into(),
+                auth: AuthRule::PlayerToken,
+                channel: Template::parse("SSE::{brand_id}::{player_id}")
+                    .expect("built-in template is valid"),
+                payload: PayloadRule::PlayerEnvelope,
+                keepalive: KeepaliveFormat::PlayerKeepalive,
+                keepalive_period: Duration::from_secs(15),
+                greeting: Greeting::Connected,
+                placement: Placement::Owner,
+                slow: SlowPolicy::Cut,
+            }],
+        }
+    }
+
+    /// Family names, indexed like [`RouteTable::families`] (stats labels).
+    pub fn names(&self) -> Vec<&str> {
+        self.families.iter().map(|f| f.name.as_str()).collect()
+    }
+
+    /// Matches a request. `HEAD` is served as `GET` for the API; streams are `GET` only.
+    pub fn lookup(&self, method: Method, path: &str) -> Match {
+        for (i, f) in self.families.iter().enumerate() {
+            if f.path == path {
+                return match method {
+                    Method::Get => Match::Found(Endpoint::Stream(i)),
+                    _ => Match::WrongMethod("GET"),
+                };
+            }
+        }
+        for (p, m, api) in APIS {
+            if p == path {
+                return if method == m || (m == Method::Get && method == Method::Head) {
+                    Match::Found(Endpoint::Api(api))
+                } else if m == Method::Get {
+                    Match::WrongMethod("GET, HEAD")
+                } else {
+                    Match::WrongMethod("POST")
+                };
+            }
+        }
+        Match::NotFound
+    }
+
+    /// The family whose channel template `channel` has, if any (first match wins).
+    pub fn family_of_channel(&self, channel: &str) -> Option<usize> {
+        self.families
+            .iter()
+            .position(|f| f.channel.matches(channel))
+    }
+
+    /// Redis `PSUBSCRIBE` patterns for every family, deduplicated.
+    pub fn redis_patterns(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .families
+            .iter()
+            .map(|f| f.channel.redis_pattern())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+/// Which core owns `channel` under player-hash sharding: FNV-1a, stable across runs and nodes.
+pub fn owner_core(channel: &[u8], cores: usize) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in channel {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % cores.max(1) as u64) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("SSE::{b}::{p}", "SSE::1::2", true),
+            ("SSE::{b}::{p}", "SSE::1::", false),
+            ("SSE::{b}::{p}", "SSE::::2", false),
+            ("SSE::{b}::{p}", "SSE::10::20::30", true),
+            ("SSE::{b}::{p}", "sse::1::2", false),
+            ("stream:{g}", "stream:crash", true),
+            ("stream:{g}", "stream:", false),
+        ];
+        for (t, s, want) in cases {
+            assert_eq!(Template::parse(t).unwrap().matches(s), *want, "{t} vs {s}");
+        }
+        assert!(Template::parse("a{b}{c}").is_none());
+        assert!(Template::parse("a{b").is_none());
+        assert!(Template::parse("a}b").is_none());
+        let t = Template::parse("SSE::{brand_id}::{player_id}").unwrap();
+        assert_eq!(t.redis_pattern(), "SSE::*::*");
+        let r = t.render(|k| {
+            Some(if k == "brand_id" {
+                "7".into()
+            } else {
+                "9".into()
+            })
+        });
+        assert_eq!(r.as_deref(), Some("SSE::7::9"));
+        assert_eq!(t.render(|_| None), None);
+        assert_eq!(Template::parse("a*b{x}").unwrap().redis_pattern(), "a\\*b*");
+    }
+
+    #[test]
+    fn lookup_table() {
+        let t = RouteTable::builtin();
+        let cases: &[(Method, &str, Match)] = &[
+            (Method::Get, "/sse", Match::Found(Endpoint::Stream(0))),
+            (Method::Post, "/sse", Match::WrongMethod("GET")),
+            (
+                Method::Post,
+                "/api/v1/publish",
+                Match::Found(Endpoint::Api(Api::Publish)),
+            ),
+            (Method::Get, "/api/v1/publish", Match::WrongMethod("POST")),
+            (
+                Method::Get,
+                "/metrics",
+                Match::Found(Endpoint::Api(Api::Metrics)),
+            ),
+            (
+                Method::Head,
+                "/healthz",
+                Match::Found(Endpoint::Api(Api::Healthz)),
+            ),
+            (Method::Other, "/readyz", Match::WrongMethod("GET, HEAD")),
+            (Method::Get, "/nope", Match::NotFound),
+            (Method::Get, "/sse/", Match::NotFound),
+        ];
+        for (m, p, want) in cases {
+            assert_eq!(t.lookup(*m, p), *want, "{m:?} {p}");
+        }
+    }
+
+    #[test]
+    fn owner_is_stable_and_spread() {
+        assert_eq!(owner_core(b"SSE::1::2", 1), 0);
+        let a = owner_core(b"SSE::1::2", 2);
+        assert_eq!(a, owner_core(b"SSE::1::2", 2));
+        let on0 = (0..1000)
+            .filter(|i| owner_core(format!("SSE::1::{i}").as_bytes(), 2) == 0)
+            .count();
+        assert!((400..600).contains(&on0), "{on0} of 1000 on core 0");
+    }
+}

@@ -1,0 +1,491 @@
+//! Per-core counters and delivery-latency histograms, rendered as JSON and Prometheus text.
+//!
+//! Each core owns one [`CoreStats`] and is its only writer, so every update is an uncontended
+//! `Relaxed` atomic add on a cache line no other core writes (a few ns). The stats endpoint,
+//! on whichever core answers it, reads all cores' counters: a read-only crossing that needs no
+//! channel round trip and cannot slow the writers.
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+/// How many route families stats can tell apart (the route table is checked against it).
+pub const ROUTE_SLOTS: usize = 16;
+
+/// Buckets of the log-linear histogram: 4 sub-buckets per power of two of microseconds,
+/// which bounds the relative error of a quantile to 25% from 4 us up to about 10^12 us.
+const BUCKETS: usize = 160;
+
+/// A lock-free log-linear histogram of durations in microseconds.
+///
+/// Cheap enough to record every delivered event (one `leading_zeros` and two adds) so
+/// operators see delivery latency without running a load generator.
+pub struct Histogram {
+    /// Counts per bucket; see [`Histogram::bucket_of`].
+    buckets: [AtomicU64; BUCKETS],
+    /// Sum of all recorded values, for Prometheus `_sum` and the mean.
+    sum_us: AtomicU64,
+    /// Number of recorded values.
+    count: AtomicU64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_us: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Histogram {
+    /// The bucket a value falls in: values below 4 us have their own bucket, above that each
+    /// power of two is split into 4.
+    pub fn bucket_of(us: u64) -> usize {
+        if us < 4 {
+            return us as usize;
+        }
+        let p = 63 - us.leading_zeros() as usize; // p >= 2
+        let sub = ((us >> (p - 2)) & 3) as usize;
+        (4 * (p - 1) + sub).min(BUCKETS - 1)
+    }
+
+    /// The exclusive upper bound in microseconds of bucket `i`.
+    pub fn upper_bound(i: usize) -> u64 {
+        let j = i + 1;
+        if j < 4 {
+            return j as u64;
+        }
+        let p = j / 4 + 1;
+        let sub = (j % 4) as u64;
+        (4 + sub) << (p - 2)
+    }
+
+    /// Records one duration.
+    pub fn record(&self, d: Duration) {
+        let us = d.as_micros().min(u64::MAX as u128) as u64;
+        self.buckets[Self::bucket_of(us)].fetch_add(1, Relaxed);
+        self.sum_us.fetch_add(us, Relaxed);
+        self.count.fetch_add(1, Relaxed);
+    }
+
+    /// A consistent-enough copy of the counts for rendering (each counter read once).
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        HistogramSnapshot {
+            buckets: std::array::from_fn(|i| self.buckets[i].load(Relaxed)),
+            sum_us: self.sum_us.load(Relaxed),
+            count: self.count.load(Relaxed),
+        }
+    }
+}
+
+/// A plain copy of a histogram, mergeable across cores.
+#[derive(Clone)]
+pub struct HistogramSnapshot {
+    /// Counts per bucket.
+    pub buckets: [u64; BUCKETS],
+    /// Sum of values in microseconds.
+    pub sum_us: u64,
+    /// Number of values.
+    pub count: u64,
+}
+
+impl Default for HistogramSnapshot {
+    fn default() -> Self {
+        HistogramSnapshot {
+            buckets: [0; BUCKETS],
+            sum_us: 0,
+            count: 0,
+        }
+    }
+}
+
+impl HistogramSnapshot {
+    /// Adds another core's counts.
+    pub fn merge(&mut self, other: &HistogramSnapshot) {
+        for (a, b) in self.buckets.iter_mut().zip(other.buckets.iter()) {
+            *a += b;
+        }
+        self.sum_us += other.sum_us;
+        self.count += other.count;
+    }
+
+    /// The `q` quantile (0..=1) in microseconds, as the upper bound of its bucket; 0 when empty.
+    pub fn quantile_us(&self, q: f64) -> u64 {
+        if self.count == 0 {
+            return 0;
+        }
+        let rank = ((self.count as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, c) in self.buckets.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Histogram::upper_bound(i);
+            }
+        }
+        Histogram::upper_bound(BUCKETS - 1)
+    }
+
+    /// How many values are below `le_us` (counting whole buckets whose upper bound is <= it).
+    pub fn count_le(&self, le_us: u64) -> u64 {
+        self.buckets
+            .iter()
+            .enumerate()
+            .take_while(|(i, _)| Histogram::upper_bound(*i) <= le_us)
+            .map(|(_, c)| c)
+            .sum()
+    }
+}
+
+/// Counters of one core. Written only by that core.
+#[derive(Default)]
+pub struct CoreStats {
+    /// TCP connections accepted by this core's listener.
+    pub accepted: AtomicU64,
+    /// Streams open on this core, per route family slot.
+    pub streams_open: [AtomicI64; ROUTE_SLOTS],
+    /// Streams handed to another core after parsing (player-hash sharding).
+    pub handoffs_out: AtomicU64,
+    /// Messages that reached this core from the broker.
+    pub events_received: AtomicU64,
+    /// Event frames written to client sockets (one per subscriber per event).
+    pub events_delivered: AtomicU64,
+    /// Messages dropped because the payload failed the family's validation.
+    pub events_invalid: AtomicU64,
+    /// Messages on a channel no route family claims.
+    pub events_unrouted: AtomicU64,
+    /// Slow consumers cut because their queue reached `SSE_EVENT_BUFFER`.
+    pub slow_consumers_cut: AtomicU64,
+    /// Stream requests refused because the node was at `SSE_CONNECTION_LIMIT`.
+    pub rejected_limit: AtomicU64,
+    /// Connections closed because no complete request head arrived in time.
+    pub head_timeouts: AtomicU64,
+    /// HTTP requests answered with a 4xx or 5xx status.
+    pub http_errors: AtomicU64,
+    /// Event publishes accepted over HTTP on this core.
+    pub publishes: AtomicU64,
+    /// Time from an event's arrival at the gateway to its write to each socket, per family.
+    pub latency: [Histogram; ROUTE_SLOTS],
+}
+
+/// Adds one to a counter (the only way counters are written, so the ordering lives in one place).
+pub fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Relaxed);
+}
+
+/// The node's stats: one block per core plus what is fixed at start-up.
+pub struct Stats {
+    /// One block per core, indexed by core id.
+    pub cores: Box<[CoreStats]>,
+    /// When the node started, for `uptime`.
+    pub started: Instant,
+    /// The I/O driver in use: `io_uring` or `epoll`.
+    pub driver: &'static str,
+    /// The broker in use: `embedded` or `redis`.
+    pub broker: &'static str,
+}
+
+impl Stats {
+    /// Fresh zeroed stats for `cores` cores.
+    pub fn new(cores: usize, driver: &'static str, broker: &'static str) -> Stats {
+        Stats {
+            cores: (0..cores).map(|_| CoreStats::default()).collect(),
+            started: Instant::now(),
+            driver,
+            broker,
+        }
+    }
+
+    fn sum(&self, f: impl Fn(&CoreStats) -> &AtomicU64) -> u64 {
+        self.cores.iter().map(|c| f(c).load(Relaxed)).sum()
+    }
+
+    fn open_on(c: &CoreStats) -> i64 {
+        c.streams_open.iter().map(|a| a.load(Relaxed)).sum()
+    }
+
+    fn open_route(&self, slot: usize) -> i64 {
+        self.cores
+            .iter()
+            .map(|c| c.streams_open[slot].load(Relaxed))
+            .sum()
+    }
+
+    fn latency(&self, slot: usize) -> HistogramSnapshot {
+        let mut h = HistogramSnapshot::default();
+        for c in self.cores.iter() {
+            h.merge(&c.latency[slot].snapshot());
+        }
+        h
+    }
+
+    /// `GET /api/v1/events/stats`: connections (total, per core, per route), events, cuts,
+    /// rejections, latency quantiles per route, uptime.
+    pub fn render_json(&self, routes: &[&str], extra: &NodeGauges) -> String {
+        let mut s = String::with_capacity(2048);
+        let total: i64 = self.cores.iter().map(Self::open_on).sum();
+        let _ = write!(
+            s,
+            "{{\"uptime_seconds\":{},\"driver\":\"{}\",\"broker\":\"{}\",\"draining\":{},",
+            self.started.elapsed().as_secs(),
+            self.driver,
+            self.broker,
+            extra.draining
+        );
+        let _ = write!(
+            s,
+            "\"connections\":{{\"total\":{total},\"limit\":{},\"per_core\":[",
+            extra.connection_limit
+        );
+        for (i, c) in self.cores.iter().enumerate() {
+            let _ = write!(s, "{}{}", if i > 0 { "," } else { "" }, Self::open_on(c));
+        }
+        s.push_str("],\"per_route\":{");
+        for (i, name) in routes.iter().enumerate() {
+            let _ = write!(
+                s,
+                "{}\"{}\":{}",
+                if i > 0 { "," } else { "" },
+                name,
+                self.open_route(i)
+            );
+        }
+        s.push_str("}},\"topics\":{");
+        for (i, (topic, n)) in extra.topics.iter().enumerate() {
+            let _ = write!(s, "{}\"{}\":{}", if i > 0 { "," } else { "" }, topic, n);
+        }
+        let _ = write!(
+            s,
+            "}},\"events\":{{\"received\":{},\"delivered\":{},\"dropped\":{},\"invalid\":{},\"unrouted\":{},\"published_http\":{}}},",
+            self.sum(|c| &c.events_received),
+            self.sum(|c| &c.events_delivered),
+            self.sum(|c| &c.events_invalid) + self.sum(|c| &c.events_unrouted),
+            self.sum(|c| &c.events_invalid),
+            self.sum(|c| &c.events_unrouted),
+            self.sum(|c| &c.publishes),
+        );
+        let _ = write!(
+            s,
+            "\"slow_consumers_cut\":{},\"rejected_connection_limit\":{},\"head_timeouts\":{},\"accepted\":{},\"handoffs\":{},\"http_errors\":{},",
+            self.sum(|c| &c.slow_consumers_cut),
+            self.sum(|c| &c.rejected_limit),
+            self.sum(|c| &c.head_timeouts),
+            self.sum(|c| &c.accepted),
+            self.sum(|c| &c.handoffs_out),
+            self.sum(|c| &c.http_errors),
+        );
+        s.push_str("\"delivery_latency_ms\":{");
+        for (i, name) in routes.iter().enumerate() {
+            let h = self.latency(i);
+            let _ = write!(
+                s,
+                "{}\"{}\":{{\"count\":{},\"p50\":{:.3},\"p99\":{:.3},\"p999\":{:.3},\"mean\":{:.3}}}",
+                if i > 0 { "," } else { "" },
+                name,
+                h.count,
+                h.quantile_us(0.5) as f64 / 1000.0,
+                h.quantile_us(0.99) as f64 / 1000.0,
+                h.quantile_us(0.999) as f64 / 1000.0,
+                if h.count > 0 {
+                    h.sum_us as f64 / h.count as f64 / 1000.0
+                } else {
+                    0.0
+                },
+            );
+        }
+        s.push_str("}}");
+        s
+    }
+
+    /// `GET /metrics`: the same figures in Prometheus text exposition format.
+    pub fn render_prometheus(&self, routes: &[&str], extra: &NodeGauges) -> String {
+        let mut s = String::with_capacity(8192);
+        let counter = |s: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        };
+        let _ = writeln!(
+            s,
+            "# HELP sse_info Static facts about this node.\n# TYPE sse_info gauge\nsse_info{{driver=\"{}\",broker=\"{}\"}} 1",
+            self.driver, self.broker
+        );
+        let _ = writeln!(
+            s,
+            "# HELP sse_uptime_seconds Seconds since start.\n# TYPE sse_uptime_seconds gauge\nsse_uptime_seconds {}",
+            self.started.elapsed().as_secs()
+        );
+        let _ = writeln!(
+            s,
+            "# HELP sse_connections Open SSE streams.\n# TYPE sse_connections gauge"
+        );
+        for (i, name) in routes.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "sse_connections{{route=\"{name}\"}} {}",
+                self.open_route(i)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "# HELP sse_core_connections Open SSE streams per core.\n# TYPE sse_core_connections gauge"
+        );
+        for (i, c) in self.cores.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "sse_core_connections{{core=\"{i}\"}} {}",
+                Self::open_on(c)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "# HELP sse_connection_limit Configured SSE_CONNECTION_LIMIT.\n# TYPE sse_connection_limit gauge\nsse_connection_limit {}",
+            extra.connection_limit
+        );
+        counter(
+            &mut s,
+            "sse_accepted_total",
+            "TCP connections accepted.",
+            self.sum(|c| &c.accepted),
+        );
+        counter(
+            &mut s,
+            "sse_events_received_total",
+            "Messages received from the broker, per core.",
+            self.sum(|c| &c.events_received),
+        );
+        counter(
+            &mut s,
+            "sse_events_delivered_total",
+            "Event frames written to client sockets.",
+            self.sum(|c| &c.events_delivered),
+        );
+        counter(
+            &mut s,
+            "sse_events_invalid_total",
+            "Messages dropped: payload failed validation.",
+            self.sum(|c| &c.events_invalid),
+        );
+        counter(
+            &mut s,
+            "sse_events_unrouted_total",
+            "Messages dropped: no route family claims the channel.",
+            self.sum(|c| &c.events_unrouted),
+        );
+        counter(
+            &mut s,
+            "sse_slow_consumers_cut_total",
+            "Streams cut for not reading.",
+            self.sum(|c| &c.slow_consumers_cut),
+        );
+        counter(
+            &mut s,
+            "sse_rejected_connection_limit_total",
+            "Stream requests refused at the connection limit.",
+            self.sum(|c| &c.rejected_limit),
+        );
+        counter(
+            &mut s,
+            "sse_head_timeouts_total",
+            "Connections closed for a slow request head.",
+            self.sum(|c| &c.head_timeouts),
+        );
+        counter(
+            &mut s,
+            "sse_http_errors_total",
+            "Requests answered 4xx/5xx.",
+            self.sum(|c| &c.http_errors),
+        );
+        counter(
+            &mut s,
+            "sse_publishes_total",
+            "Events accepted by HTTP publish.",
+            self.sum(|c| &c.publishes),
+        );
+        let _ = writeln!(
+            s,
+            "# HELP sse_delivery_latency_seconds Time from an event's arrival at the gateway to its write to a socket.\n# TYPE sse_delivery_latency_seconds histogram"
+        );
+        const LE_US: [(u64, &str); 16] = [
+            (100, "0.0001"),
+            (250, "0.00025"),
+            (500, "0.0005"),
+            (1_000, "0.001"),
+            (2_500, "0.0025"),
+            (5_000, "0.005"),
+            (10_000, "0.01"),
+            (25_000, "0.025"),
+            (50_000, "0.05"),
+            (100_000, "0.1"),
+            (250_000, "0.25"),
+            (500_000, "0.5"),
+            (1_000_000, "1"),
+            (2_500_000, "2.5"),
+            (5_000_000, "5"),
+            (10_000_000, "10"),
+        ];
+        for (i, name) in routes.iter().enumerate() {
+            let h = self.latency(i);
+            for (le_us, le) in LE_US {
+                let _ = writeln!(
+                    s,
+                    "sse_delivery_latency_seconds_bucket{{route=\"{name}\",le=\"{le}\"}} {}",
+                    h.count_le(le_us)
+                );
+            }
+            let _ = writeln!(
+                s,
+                "sse_delivery_latency_seconds_bucket{{route=\"{name}\",le=\"+Inf\"}} {}\nsse_delivery_latency_seconds_sum{{route=\"{name}\"}} {}\nsse_delivery_latency_seconds_count{{route=\"{name}\"}} {}",
+                h.count,
+                h.sum_us as f64 / 1e6,
+                h.count
+            );
+        }
+        s
+    }
+}
+
+/// Node-wide gauges that live outside the per-core blocks.
+pub struct NodeGauges {
+    /// `SSE_CONNECTION_LIMIT`.
+    pub connection_limit: usize,
+    /// Whether SIGTERM has started the drain.
+    pub draining: bool,
+    /// Subscribers per topic (filled by the topic family; empty when it has none).
+    pub topics: Vec<(String, u64)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_monotonic_and_contain_their_values() {
+        let mut prev = 0;
+        for us in [0u64, 1, 3, 4, 5, 7, 8, 9, 15, 16, 100, 1000, 12345, 1 << 30] {
+            let b = Histogram::bucket_of(us);
+            assert!(b >= prev, "bucket of {us} went backwards");
+            prev = b;
+            assert!(Histogram::upper_bound(b) > us, "{us} above its bucket {b}");
+            if b > 0 {
+                assert!(
+                    Histogram::upper_bound(b - 1) <= us,
+                    "{us} below its bucket {b}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn quantiles_within_a_quarter() {
+        let h = Histogram::default();
+        for us in 1..=1000u64 {
+            h.record(Duration::from_micros(us));
+        }
+        let s = h.snapshot();
+        assert_eq!(s.count, 1000);
+        let p50 = s.quantile_us(0.5);
+        assert!((500..=640).contains(&p50), "p50 {p50}");
+        let p99 = s.quantile_us(0.99);
+        assert!((990..=1280).contains(&p99), "p99 {p99}");
+        assert_eq!(s.count_le(u64::MAX), 1000);
+    }
+}

@@ -1,0 +1,126 @@
+//! Process lifecycle: SIGTERM drain, start-up errors, the epoll fallback. Tests here signal
+//! the gateway process, so they live in their own file.
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+const SEC: Duration = Duration::from_secs(1);
+
+#[test]
+fn sigterm_sends_jittered_retry_closes_streams_and_exits_0() {
+    let mut gw = Gateway::start(&[("SSE_DRAIN_PERIOD", "1s")]);
+    let mut streams: Vec<Sse> = (1..=4).map(|p| Sse::player(gw.addr, 1, p)).collect();
+    for s in streams.iter_mut() {
+        s.next_event(5 * SEC).expect("connected");
+    }
+    assert!(eventually(5 * SEC, || gw.stat("connections.total") == 4));
+    gw.signal(libc::SIGTERM);
+    for s in streams.iter_mut() {
+        assert!(s.closed_within(8 * SEC), "stream closed by the drain");
+        assert_eq!(
+            s.retries.len(),
+            2,
+            "the opening retry and the drain's: {:?}",
+            String::from_utf8_lossy(&s.raw)
+        );
+        assert!(
+            (1000..=5000).contains(&s.retries[1]),
+            "jittered {}",
+            s.retries[1]
+        );
+    }
+    assert_eq!(gw.wait_exit(10 * SEC), Some(0), "exit 0 after draining");
+    assert!(gw.log_text().contains("draining"));
+}
+
+#[test]
+fn a_bad_setting_stops_start_up_naming_it() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("SSE_CORES", "many", "SSE_CORES"),
+        ("SSE_CONNECTION_LIMIT", "0", "SSE_CONNECTION_LIMIT"),
+        ("SSE_KEEPALIVE_PERIOD", "soon", "SSE_KEEPALIVE_PERIOD"),
+        ("SSE_LISTEN", "nowhere", "SSE_LISTEN"),
+    ];
+    for (k, v, named) in cases {
+        let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .env_clear()
+            .env(k, v)
+            .output()
+            .expect("run gateway");
+        assert_eq!(out.status.code(), Some(2), "{k}={v}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(named), "{k}={v}: {err}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .env_clear()
+        .arg("--no-such-flag")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--no-such-flag"));
+    let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("SSE_CONNECTION_LIMIT"));
+}
+
+#[test]
+fn flags_override_the_environment() {
+    let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .env_clear()
+        .env("SSE_CORES", "1")
+        .args(["--cores", "zero"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SSE_CORES"));
+}
+
+#[test]
+fn forced_epoll_driver_serves_streams_and_says_so() {
+    let gw = Gateway::start(&[("SSE_IO_DRIVER", "epoll")]);
+    assert!(gw.log_text().contains("driver=epoll"), "{}", gw.log_text());
+    let r = gw.get("/api/v1/events/stats");
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["driver"], "epoll");
+    // Players on both cores, so handoffs between epoll runtimes are exercised too.
+    let mut streams: Vec<(i64, Sse)> = (1..=6).map(|p| (p, Sse::player(gw.addr, 2, p))).collect();
+    for (_, s) in streams.iter_mut() {
+        s.next_event(5 * SEC).unwrap();
+    }
+    for (p, _) in streams.iter() {
+        assert_eq!(
+            gw.publish(&format!("SSE::2::{p}"), &player_event(2, *p, 1))
+                .status,
+            202
+        );
+    }
+    for (p, s) in streams.iter_mut() {
+        assert_eq!(
+            s.next_app_event(5 * SEC).unwrap().data,
+            player_event(2, *p, 1)
+        );
+    }
+}
+
+#[test]
+fn default_driver_is_named_in_the_start_up_line() {
+    let gw = Gateway::start(&[]);
+    let log = gw.log_text();
+    let line = log.lines().find(|l| l.contains("gateway started")).unwrap();
+    for f in [
+        "listen=",
+        "cores=2",
+        "connection_limit=50000",
+        "broker=embedded",
+        "driver=",
+    ] {
+        assert!(line.contains(f), "{f} in {line}");
+    }
+    assert!(line.contains("driver=io_uring") || line.contains("driver=epoll"));
+}

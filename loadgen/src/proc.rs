@@ -1,0 +1,47 @@
+//! Resource use of a process under test, read from `/proc` by PID.
+
+/// Resident set size of `pid` in bytes, from `/proc/<pid>/status` (`VmRSS`).
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Peak resident set size (`VmHWM`) of `pid` in bytes.
+pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// CPU time (user + system) used by `pid` so far, in seconds.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some((utime + stime) / hz)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_own_process() {
+        let me = std::process::id();
+        let rss = rss_bytes(me).expect("own RSS");
+        assert!(rss > 1024 * 1024, "{rss}");
+        assert!(peak_rss_bytes(me).expect("own peak") >= rss);
+        let v: u64 = (0..2_000_000u64).fold(0, |a, b| a.wrapping_add(b * b));
+        assert!(v > 0);
+        assert!(cpu_seconds(me).expect("own cpu") >= 0.0);
+        assert_eq!(rss_bytes(u32::MAX), None);
+    }
+}
