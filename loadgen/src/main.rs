@@ -25,6 +25,9 @@ options:
   --target ADDR        gateway address (default 127.0.0.1:8080)
   --streams N          streams to open (default 1000)
   --rounds N           events per stream for fanout (default 20)
+  --players N          distinct players the streams belong to (stream i is player i % N;
+                       default: one player per stream). --players 1 makes one event fan
+                       out to every stream
   --secret S           SSE_AUTH_SECRET of the gateway, to mint player tokens (required)
   --brand N            brand_id of the minted tokens (default 1)
   --pid PID            the server's PID, for its RSS and CPU
@@ -38,6 +41,7 @@ struct Opts {
     target: SocketAddr,
     streams: usize,
     rounds: u64,
+    players: usize,
     secret: String,
     brand: u64,
     pid: Option<u32>,
@@ -56,6 +60,7 @@ fn parse_args() -> Result<Opts, String> {
         target: "127.0.0.1:8080".parse().map_err(|e| format!("{e}"))?,
         streams: 1000,
         rounds: 20,
+        players: 0,
         secret: String::new(),
         brand: 1,
         pid: None,
@@ -69,6 +74,7 @@ fn parse_args() -> Result<Opts, String> {
             "--target" => o.target = v.parse().map_err(|e| bad(&e))?,
             "--streams" => o.streams = v.parse().map_err(|e| bad(&e))?,
             "--rounds" => o.rounds = v.parse().map_err(|e| bad(&e))?,
+            "--players" => o.players = v.parse().map_err(|e| bad(&e))?,
             "--secret" => o.secret = v,
             "--brand" => o.brand = v.parse().map_err(|e| bad(&e))?,
             "--pid" => o.pid = Some(v.parse().map_err(|e| bad(&e))?),
@@ -76,6 +82,9 @@ fn parse_args() -> Result<Opts, String> {
             "--timeout" => o.timeout = Duration::from_secs(v.parse().map_err(|e| bad(&e))?),
             _ => return Err(format!("unknown option {flag}")),
         }
+    }
+    if o.players == 0 || o.players > o.streams {
+        o.players = o.streams;
     }
     if o.secret.is_empty() {
         return Err("--secret is required (the gateway's SSE_AUTH_SECRET)".into());
@@ -139,8 +148,9 @@ async fn run(o: Opts) -> i32 {
     for i in 0..o.streams {
         let token = gateway::auth::jwt::sign_hs256(
             &format!(
-                "{{\"brand_id\":{},\"player_id\":{i},\"exp\":{}}}",
+                "{{\"brand_id\":{},\"player_id\":{},\"exp\":{}}}",
                 o.brand,
+                i % o.players,
                 now_ns() / 1_000_000_000 + 86_400
             ),
             o.secret.as_bytes(),
@@ -224,7 +234,7 @@ async fn fanout(o: &Opts, tally: &Rc<RefCell<Tally>>) -> i32 {
     let _ = publ.set_nodelay(true);
     let mut rbuf = Vec::with_capacity(4096);
     for round in 0..o.rounds {
-        for i in 0..o.streams {
+        for i in 0..o.players {
             let body = format!(
                 "{{\"channel\":\"SSE::{b}::{i}\",\"data\":{{\"brand_id\":{b},\"player_id\":{i},\"event_type\":\"loadgen\",\"event_data\":{{\"seq\":{round},\"sent_ns\":{t}}}}}}}",
                 b = o.brand,

@@ -99,8 +99,9 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
                 buf.drain(..head_len + len);
             }
             Action::Stream(spec) => {
-                drop(buf);
-                start_stream(shard, stream, spec).await;
+                // The stream gets a task of its own: this request loop's state (about 2 KiB
+                // with its read buffer) must not stay pinned by a long-lived idle stream.
+                monoio::spawn(start_stream(shard, stream, spec));
                 return;
             }
         }
@@ -282,16 +283,22 @@ fn decide(shard: &Shard, buf: &[u8], peer: SocketAddr) -> Option<Action> {
     })
 }
 
+/// Over the limit: `200` with a jittered `retry:` and an error event, so an EventSource comes
+/// back later by itself (a non-200 would stop it for good).
+async fn refuse_over_limit(shard: &Shard, mut stream: TcpStream) {
+    let mut out = shard.pool.take();
+    write_stream_head(&mut out, &[]);
+    crate::sse::encode::encode_retry(Jitter::new(shard.id).between(1000, 5000), &mut out);
+    encode_error("connection limit reached", None, &mut out);
+    let (_, out) = stream.write_all(out).await;
+    shard.pool.give(out);
+}
+
 /// Counts the stream against the node's limit and runs it on its owner core.
-async fn start_stream(shard: Rc<Shard>, mut stream: TcpStream, spec: StreamSpec) {
+async fn start_stream(shard: Rc<Shard>, stream: TcpStream, spec: StreamSpec) {
     if !shard.node.try_open_stream() {
         bump(&shard.stats().rejected_limit);
-        let mut out = shard.pool.take();
-        write_stream_head(&mut out, &[]);
-        crate::sse::encode::encode_retry(Jitter::new(shard.id).between(1000, 5000), &mut out);
-        encode_error("connection limit reached", None, &mut out);
-        let (_, out) = stream.write_all(out).await;
-        shard.pool.give(out);
+        Box::pin(refuse_over_limit(&shard, stream)).await;
         return;
     }
     let family = &shard.node.routes.families[spec.family];

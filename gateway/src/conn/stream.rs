@@ -46,15 +46,7 @@ pub async fn run(shard: Rc<Shard>, stream: TcpStream, spec: StreamSpec) {
     let family = spec.family;
     if shard.draining.is_set() {
         shard.node.close_stream();
-        let mut b = shard.pool.take();
-        write_stream_head(&mut b, &[]);
-        crate::sse::encode::encode_retry(
-            crate::core::timer::Jitter::new(shard.id).between(1000, 5000),
-            &mut b,
-        );
-        let mut stream = stream;
-        let (_, b) = stream.write_all(b).await;
-        shard.pool.give(b);
+        Box::pin(refuse_draining(&shard, stream)).await;
         return;
     }
     let sub = Rc::new(Subscriber::new(
@@ -89,6 +81,20 @@ pub async fn run(shard: Rc<Shard>, stream: TcpStream, spec: StreamSpec) {
     write_loop(&shard, stream, &sub).await;
 }
 
+/// A stream that arrives while the node drains gets only a jittered `retry:`.
+async fn refuse_draining(shard: &Shard, mut stream: TcpStream) {
+    let mut b = shard.pool.take();
+    write_stream_head(&mut b, &[]);
+    crate::sse::encode::encode_retry(
+        crate::core::timer::Jitter::new(shard.id).between(1000, 5000),
+        &mut b,
+    );
+    let (_, b) = stream.write_all(b).await;
+    shard.pool.give(b);
+}
+
+/// Boxed writes keep the resting state of an idle stream's task small: the write futures
+/// exist only while a write is in flight.
 async fn write_loop(shard: &Shard, stream: TcpStream, sub: &Subscriber) {
     let (mut rd, mut wr) = stream.into_split();
     // Notices the client leaving (EOF or reset) while the stream is idle. Clients have
@@ -119,7 +125,9 @@ async fn write_loop(shard: &Shard, stream: TcpStream, sub: &Subscriber) {
             if let Some(t) = f.arrived {
                 arrivals.push(t);
             }
-            write(&mut wr, f.bytes, sub, &mut gone).await.is_some()
+            Box::pin(write(&mut wr, f.bytes, sub, &mut gone))
+                .await
+                .is_some()
         } else {
             let mut b = shard.pool.take();
             if sub.take_into(&mut b, &mut arrivals) == 0 {
@@ -129,7 +137,7 @@ async fn write_loop(shard: &Shard, stream: TcpStream, sub: &Subscriber) {
                 }
                 continue;
             }
-            match write(&mut wr, b, sub, &mut gone).await {
+            match Box::pin(write(&mut wr, b, sub, &mut gone)).await {
                 Some(b) => {
                     shard.pool.give(b);
                     true
