@@ -349,7 +349,7 @@ impl Stats {
         counter(
             &mut s,
             "sse_events_received_total",
-            "Messages received from the broker, per core.",
+            "Messages received from the broker (counted once per core that receives them).",
             self.sum(|c| &c.events_received),
         );
         counter(

@@ -331,6 +331,11 @@ fn publish_refusals() {
         b"POST /api/v1/publish HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
     );
     assert_eq!(r.status, 411);
+    let r = request(
+        gw.addr,
+        b"POST /api/v1/publish HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 411, "no Content-Length: {}", r.text());
 }
 
 #[test]

@@ -124,3 +124,37 @@ fn default_driver_is_named_in_the_start_up_line() {
     }
     assert!(line.contains("driver=io_uring") || line.contains("driver=epoll"));
 }
+
+#[test]
+fn a_second_gateway_on_a_served_port_refuses_to_start() {
+    let gw = Gateway::start(&[]);
+    let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .env_clear()
+        .env("SSE_LISTEN", gw.addr.to_string())
+        .env("SSE_CORES", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("SSE_LISTEN") && err.contains(&gw.addr.to_string()),
+        "{err}"
+    );
+}
+
+#[test]
+fn redis_storage_is_refused_until_the_redis_broker_exists() {
+    let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .env_clear()
+        .env("SSE_LISTEN", "127.0.0.1:0")
+        .env(
+            "EVENTS_REDIS_STORAGE",
+            "redis://user:hunter2@127.0.0.1:6379/0",
+        )
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("EVENTS_REDIS_STORAGE"), "{err}");
+    assert!(!err.contains("hunter2"), "password redacted: {err}");
+}

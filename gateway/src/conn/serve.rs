@@ -101,7 +101,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
             Action::Stream(spec) => {
                 // The stream gets a task of its own: this request loop's state (about 2 KiB
                 // with its read buffer) must not stay pinned by a long-lived idle stream.
-                monoio::spawn(start_stream(shard, stream, spec));
+                start_stream(shard, stream, spec);
                 return;
             }
         }
@@ -227,7 +227,8 @@ fn decide(shard: &Shard, buf: &[u8], peer: SocketAddr) -> Option<Action> {
             let authorized = match &shard.node.config.publish_token {
                 Some(token) => credentials::bearer(head.authorization)
                     .is_some_and(|t| credentials::secret_eq(t, token.expose().as_bytes())),
-                None => peer.ip().is_loopback(),
+                // `::ffff:127.0.0.1` on a dual-stack listener is loopback too.
+                None => peer.ip().to_canonical().is_loopback(),
             };
             if !authorized {
                 let why = if shard.node.config.publish_token.is_some() {
@@ -236,6 +237,16 @@ fn decide(shard: &Shard, buf: &[u8], peer: SocketAddr) -> Option<Action> {
                     "publish is accepted from loopback only while SSE_PUBLISH_TOKEN is unset"
                 };
                 return Some(error_out(shard, Status::Unauthorized, why, &[], false, 0));
+            }
+            if head.body == BodyKind::None {
+                return Some(error_out(
+                    shard,
+                    Status::LengthRequired,
+                    "publish needs a JSON body with Content-Length",
+                    &[],
+                    false,
+                    0,
+                ));
             }
             if body_len > MAX_PUBLISH_BODY {
                 return Some(error_out(
@@ -285,7 +296,7 @@ fn decide(shard: &Shard, buf: &[u8], peer: SocketAddr) -> Option<Action> {
 
 /// Over the limit: `200` with a jittered `retry:` and an error event, so an EventSource comes
 /// back later by itself (a non-200 would stop it for good).
-async fn refuse_over_limit(shard: &Shard, mut stream: TcpStream) {
+async fn refuse_over_limit(shard: Rc<Shard>, mut stream: TcpStream) {
     let mut out = shard.pool.take();
     write_stream_head(&mut out, &[]);
     crate::sse::encode::encode_retry(Jitter::new(shard.id).between(1000, 5000), &mut out);
@@ -295,10 +306,10 @@ async fn refuse_over_limit(shard: &Shard, mut stream: TcpStream) {
 }
 
 /// Counts the stream against the node's limit and runs it on its owner core.
-async fn start_stream(shard: Rc<Shard>, stream: TcpStream, spec: StreamSpec) {
+fn start_stream(shard: Rc<Shard>, stream: TcpStream, spec: StreamSpec) {
     if !shard.node.try_open_stream() {
         bump(&shard.stats().rejected_limit);
-        Box::pin(refuse_over_limit(&shard, stream)).await;
+        monoio::spawn(refuse_over_limit(shard, stream));
         return;
     }
     let family = &shard.node.routes.families[spec.family];
@@ -306,7 +317,7 @@ async fn start_stream(shard: Rc<Shard>, stream: TcpStream, spec: StreamSpec) {
         Placement::Owner => owner_core(spec.channel.as_bytes(), shard.node.config.cores),
     };
     if owner == shard.id {
-        stream::run(shard, stream, spec).await;
+        stream::start(shard, stream, spec);
         return;
     }
     bump(&shard.stats().handoffs_out);

@@ -7,8 +7,11 @@
 use std::rc::Rc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use monoio::buf::IoBuf;
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedWriteHalf, Splitable};
+use monoio::io::{
+    AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable,
+};
 use monoio::net::TcpStream;
 
 use crate::core::shard::{LocalStream, Shard};
@@ -17,38 +20,45 @@ use crate::http::response::write_stream_head;
 use crate::route::resolve::StreamSpec;
 use crate::stats::bump;
 
-/// Unregisters a stream from the hub, the core and the node however the stream ends.
-struct Registration<'a> {
-    shard: &'a Shard,
-    channel: &'a str,
+/// A registered stream: owns its place in the hub, the core and the node's count, and gives
+/// them back when dropped, however the stream ends.
+struct Registration {
+    shard: Rc<Shard>,
+    sub: Rc<Subscriber>,
+    channel: Box<str>,
     hub_key: usize,
     stream_key: usize,
-    family: usize,
 }
 
-impl Drop for Registration<'_> {
+impl Drop for Registration {
     fn drop(&mut self) {
-        self.shard
+        let shard = &self.shard;
+        shard
             .hub
             .borrow_mut()
-            .unsubscribe(self.channel, self.hub_key);
-        self.shard.streams.borrow_mut().try_remove(self.stream_key);
-        self.shard.stats().streams_open[self.family]
+            .unsubscribe(&self.channel, self.hub_key);
+        shard.streams.borrow_mut().try_remove(self.stream_key);
+        shard.stats().streams_open[self.sub.family]
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        self.shard.node.close_stream();
+        shard.node.close_stream();
     }
 }
 
-/// Runs a stream that this core owns. The caller has already counted it against the node's
-/// connection limit; this function uncounts it when it ends.
-pub async fn run(shard: Rc<Shard>, stream: TcpStream, spec: StreamSpec) {
+/// Starts a stream that this core owns: queues its greeting, registers it, and spawns its
+/// writer task. The caller has already counted it against the node's connection limit; the
+/// stream uncounts itself when it ends.
+///
+/// Setup is synchronous on purpose: the spawned task then holds each piece of state once
+/// (an async fn would keep its arguments and everything it moved on in its own state), which
+/// keeps an idle stream's task at a few hundred bytes.
+pub fn start(shard: Rc<Shard>, stream: TcpStream, spec: StreamSpec) {
     let _ = stream.set_nodelay(true);
-    let family = spec.family;
     if shard.draining.is_set() {
         shard.node.close_stream();
-        Box::pin(refuse_draining(&shard, stream)).await;
+        monoio::spawn(refuse_draining(shard, stream));
         return;
     }
+    let family = spec.family;
     let sub = Rc::new(Subscriber::new(
         family,
         shard.take_slot(),
@@ -58,7 +68,7 @@ pub async fn run(shard: Rc<Shard>, stream: TcpStream, spec: StreamSpec) {
     write_stream_head(&mut b, &[]);
     shard.encode_greeting(family, &mut b);
     sub.push(Frame {
-        bytes: b.split().freeze(),
+        bytes: Bytes::copy_from_slice(&b),
         arrived: None,
     });
     shard.pool.give(b);
@@ -71,18 +81,19 @@ pub async fn run(shard: Rc<Shard>, stream: TcpStream, spec: StreamSpec) {
         .borrow_mut()
         .insert(LocalStream { sub: sub.clone() });
     shard.stats().streams_open[family].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let _registration = Registration {
-        shard: &shard,
-        channel: &spec.channel,
+    let (rd, wr) = stream.into_split();
+    let reg = Registration {
+        shard,
+        sub,
+        channel: spec.channel,
         hub_key,
         stream_key,
-        family,
     };
-    write_loop(&shard, stream, &sub).await;
+    monoio::spawn(write_loop(reg, rd, wr));
 }
 
 /// A stream that arrives while the node drains gets only a jittered `retry:`.
-async fn refuse_draining(shard: &Shard, mut stream: TcpStream) {
+async fn refuse_draining(shard: Rc<Shard>, mut stream: TcpStream) {
     let mut b = shard.pool.take();
     write_stream_head(&mut b, &[]);
     crate::sse::encode::encode_retry(
@@ -95,12 +106,16 @@ async fn refuse_draining(shard: &Shard, mut stream: TcpStream) {
 
 /// Boxed writes keep the resting state of an idle stream's task small: the write futures
 /// exist only while a write is in flight.
-async fn write_loop(shard: &Shard, stream: TcpStream, sub: &Subscriber) {
-    let (mut rd, mut wr) = stream.into_split();
-    // Notices the client leaving (EOF or reset) while the stream is idle. Clients have
-    // nothing to say on an SSE stream; anything they send is read and ignored.
+async fn write_loop(
+    reg: Registration,
+    mut rd: OwnedReadHalf<TcpStream>,
+    mut wr: OwnedWriteHalf<TcpStream>,
+) {
+    let shard = &*reg.shard;
+    let sub = &*reg.sub;
     let mut gone = Box::pin(async move {
         let mut b = Vec::with_capacity(16);
+        let rd = &mut rd;
         loop {
             let (r, nb) = rd.read(b).await;
             b = nb;

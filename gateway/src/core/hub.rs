@@ -2,8 +2,8 @@
 //! event sequence and recent history, and the fan-out of one encoded event to its subscribers.
 //!
 //! Invariants: a channel exists while it has a subscriber or history worth keeping; every
-//! event gets the next sequence number of its channel on this core, so an id names exactly
-//! one event of one channel on one core of one run.
+//! event gets the next sequence number of this core (increasing within each channel, never
+//! reused in a run), so an id names exactly one event on one core of one run.
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -24,8 +24,6 @@ pub struct Channel {
     pub family: usize,
     /// Local subscribers.
     subs: Slab<Rc<Subscriber>>,
-    /// Sequence number the next event gets.
-    next_seq: u64,
     /// The last `SSE_HISTORY` encoded events with their sequence numbers, oldest first.
     history: VecDeque<(u64, Bytes)>,
     /// When the last subscriber left, for eviction.
@@ -50,6 +48,9 @@ pub struct Hub {
     history: usize,
     /// The id prefix of this run and core, `<run>.<core>.`.
     id_prefix: String,
+    /// The last sequence number given out. One counter for all channels of the core, so an id
+    /// is never reused in a run, even by a channel that was evicted and created again.
+    next_seq: u64,
 }
 
 impl Hub {
@@ -59,6 +60,7 @@ impl Hub {
             channels: HashMap::new(),
             history,
             id_prefix: format!("{run}.{core}."),
+            next_seq: 0,
         }
     }
 
@@ -70,7 +72,6 @@ impl Hub {
             .or_insert_with(|| Channel {
                 family,
                 subs: Slab::new(),
-                next_seq: 1,
                 history: VecDeque::new(),
                 idle_since: None,
             });
@@ -118,12 +119,14 @@ impl Hub {
         encode: impl FnOnce(&str, &mut BytesMut),
     ) -> Option<Fanout> {
         let ch = self.channels.get_mut(channel)?;
-        let seq = ch.next_seq;
-        ch.next_seq += 1;
+        self.next_seq += 1;
+        let seq = self.next_seq;
         let id = format!("{}{seq}", self.id_prefix);
         scratch.clear();
         encode(&id, scratch);
-        let bytes = scratch.split().freeze();
+        // An exact-size copy, not a split of the scratch buffer: a split would share (and so
+        // pin) the whole scratch allocation for as long as history keeps this one event.
+        let bytes = Bytes::copy_from_slice(scratch);
         if self.history > 0 {
             if ch.history.len() == self.history {
                 ch.history.pop_front();
@@ -194,6 +197,21 @@ mod tests {
         );
         hub.unsubscribe("c", ka);
         assert_eq!(hub.subscribers("c"), 1);
+    }
+
+    #[test]
+    fn ids_are_never_reused_when_a_channel_comes_back() {
+        let mut hub = Hub::new("r", 0, 0);
+        let a = Rc::new(Subscriber::new(0, 0, 10));
+        let k = hub.subscribe("c", 0, a.clone());
+        hub.publish("c", Instant::now(), &mut BytesMut::new(), enc);
+        hub.unsubscribe("c", k);
+        assert_eq!(hub.channel_count(), 0);
+        hub.subscribe("c", 0, a.clone());
+        hub.publish("c", Instant::now(), &mut BytesMut::new(), enc);
+        let mut out = BytesMut::new();
+        a.take_into(&mut out, &mut Vec::new());
+        assert_eq!(&out[..], b"id: r.0.1\n\nid: r.0.2\n\n");
     }
 
     #[test]

@@ -191,6 +191,23 @@ pub fn start(config: Config) -> Result<Running, StartError> {
             driver = Driver::Epoll;
         }
     }
+    if let Some(redis) = &config.events_redis_storage {
+        // Running alone while the operator believes this node shares a Redis with others
+        // would silently split the fleet; refuse instead.
+        return Err(StartError::Config(crate::config::ConfigError::Invalid {
+            setting: "EVENTS_REDIS_STORAGE",
+            value: redis.to_string(),
+            reason: "the Redis broker is not available in this build yet; unset it to run the embedded broker".into(),
+        }));
+    }
+    if config.listen.port() != 0 {
+        // SO_REUSEPORT would let a second gateway share a port another one already serves;
+        // a plain bind first turns that into a clear "address in use".
+        std::net::TcpListener::bind(config.listen).map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    }
     let first = bind(config.listen).map_err(|source| StartError::Bind {
         addr: config.listen,
         source,

@@ -332,7 +332,7 @@ async fn control_loop(
         match msg {
             Control::Handoff(h) => match TcpStream::from_std(h.socket) {
                 Ok(stream) => {
-                    monoio::spawn(conn::stream::run(shard.clone(), stream, h.spec));
+                    conn::stream::start(shard.clone(), stream, h.spec);
                 }
                 Err(e) => {
                     shard.node.close_stream();
