@@ -164,6 +164,10 @@ pub struct CoreStats {
     pub http_errors: AtomicU64,
     /// Event publishes accepted over HTTP on this core.
     pub publishes: AtomicU64,
+    /// Reconnects with `Last-Event-ID` that got the events they missed replayed.
+    pub resumes: AtomicU64,
+    /// Reconnects with `Last-Event-ID` that got a reset (history did not reach back).
+    pub resets: AtomicU64,
     /// Time from an event's arrival at the gateway to its write to each socket, per family.
     pub latency: [Histogram; ROUTE_SLOTS],
 }
@@ -266,13 +270,15 @@ impl Stats {
         );
         let _ = write!(
             s,
-            "\"slow_consumers_cut\":{},\"rejected_connection_limit\":{},\"head_timeouts\":{},\"accepted\":{},\"handoffs\":{},\"http_errors\":{},",
+            "\"slow_consumers_cut\":{},\"rejected_connection_limit\":{},\"head_timeouts\":{},\"accepted\":{},\"handoffs\":{},\"http_errors\":{},\"resumes\":{},\"resets\":{},",
             self.sum(|c| &c.slow_consumers_cut),
             self.sum(|c| &c.rejected_limit),
             self.sum(|c| &c.head_timeouts),
             self.sum(|c| &c.accepted),
             self.sum(|c| &c.handoffs_out),
             self.sum(|c| &c.http_errors),
+            self.sum(|c| &c.resumes),
+            self.sum(|c| &c.resets),
         );
         s.push_str("\"delivery_latency_ms\":{");
         for (i, name) in routes.iter().enumerate() {
@@ -393,6 +399,18 @@ impl Stats {
             "sse_http_errors_total",
             "Requests answered 4xx/5xx.",
             self.sum(|c| &c.http_errors),
+        );
+        counter(
+            &mut s,
+            "sse_resumes_total",
+            "Reconnects whose missed events were replayed from history.",
+            self.sum(|c| &c.resumes),
+        );
+        counter(
+            &mut s,
+            "sse_resets_total",
+            "Reconnects told history no longer reaches their Last-Event-ID.",
+            self.sum(|c| &c.resets),
         );
         counter(
             &mut s,

@@ -61,7 +61,7 @@ fn eventsource_library_receives_events_across_reconnects() {
     let js = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests-js/sse-client.js");
     let url = format!("http://{}/sse?token={}", proxy.addr, player_token(9, 9));
     let mut child = Command::new("node")
-        .args([js, &url, "5", "20000"])
+        .args([js, &url, "6", "20000"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -100,7 +100,7 @@ fn eventsource_library_receives_events_across_reconnects() {
         eventually(10 * Duration::from_secs(1), || count("open") == 1),
         "library connected"
     );
-    // The `connected` system event is message 1; then two application events.
+    // Messages: `connected`, events 1 and 2, (cut) `connected` again, event 3 (replayed), 4.
     for n in 1..=2 {
         gw.publish("SSE::9::9", &player_event(9, 9, n));
     }
@@ -109,20 +109,31 @@ fn eventsource_library_receives_events_across_reconnects() {
         "two events before the cut"
     );
     proxy.sever();
+    // Published while the library is away: it must come back with Last-Event-ID and get this
+    // event replayed, exactly once.
+    gw.publish("SSE::9::9", &player_event(9, 9, 3));
     assert!(
         eventually(Duration::from_secs(10), || count("open") == 2),
         "the library reconnected by itself: {:?}",
         lines.lock().unwrap()
     );
-    // After the reconnect the stream greets again (message 4) and the next event is 5.
-    gw.publish("SSE::9::9", &player_event(9, 9, 3));
+    gw.publish("SSE::9::9", &player_event(9, 9, 4));
     let status = child.wait().expect("node exits");
     let got = lines.lock().unwrap().clone();
-    assert_eq!(status.code(), Some(0), "got all 5 messages: {got:?}");
-    let msgs: Vec<&serde_json::Value> = got.iter().filter(|v| v["kind"] == "message").collect();
-    assert_eq!(msgs.last().unwrap()["data"], player_event(9, 9, 3));
-    assert!(
-        !msgs.last().unwrap()["id"].as_str().unwrap().is_empty(),
-        "events carry ids"
+    assert_eq!(status.code(), Some(0), "got all 6 messages: {got:?}");
+    let app: Vec<String> = got
+        .iter()
+        .filter(|v| v["kind"] == "message")
+        .filter_map(|v| v["data"].as_str())
+        .filter(|d| d.contains("event_type"))
+        .map(str::to_string)
+        .collect();
+    let want: Vec<String> = (1..=4).map(|n| player_event(9, 9, n)).collect();
+    assert_eq!(
+        app, want,
+        "every event once, in order, across the reconnect"
     );
+    let last = got.iter().rev().find(|v| v["kind"] == "message").unwrap();
+    assert!(!last["id"].as_str().unwrap().is_empty(), "events carry ids");
+    assert_eq!(gw.stat("resumes"), 1, "the reconnect resumed from history");
 }

@@ -12,6 +12,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
 use crate::auth::credentials;
+use crate::config::CorsOrigins;
 use crate::conn::api::{self, Reply, MAX_PUBLISH_BODY};
 use crate::conn::stream;
 use crate::core::node::{Control, Handoff};
@@ -38,6 +39,7 @@ enum Action {
         len: usize,
         keep_alive: bool,
         head_only: bool,
+        allow_origin: Option<Box<str>>,
     },
     /// Start a stream.
     Stream(StreamSpec),
@@ -82,6 +84,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
                 len,
                 keep_alive,
                 head_only,
+                allow_origin,
             } => {
                 while buf.len() < head_len + len {
                     match read_more(&mut stream, buf, deadline).await {
@@ -90,7 +93,8 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
                     }
                 }
                 let reply = api::publish(&shard, &buf[head_len..head_len + len]);
-                let out = render(&shard, reply, keep_alive, head_only);
+                let cors = cors_headers(allow_origin.as_deref());
+                let out = render(&shard, reply, &cors, keep_alive, head_only);
                 let (res, out) = stream.write_all(out).await;
                 shard.pool.give(out);
                 if res.is_err() || !keep_alive {
@@ -132,7 +136,13 @@ async fn read_more(
     }
 }
 
-fn render(shard: &Shard, reply: Reply, keep_alive: bool, head_only: bool) -> BytesMut {
+fn render(
+    shard: &Shard,
+    reply: Reply,
+    cors: &[(&str, &str)],
+    keep_alive: bool,
+    head_only: bool,
+) -> BytesMut {
     let mut out = shard.pool.take();
     if reply.status.code() >= 400 {
         bump(&shard.stats().http_errors);
@@ -141,7 +151,7 @@ fn render(shard: &Shard, reply: Reply, keep_alive: bool, head_only: bool) -> Byt
         &mut out,
         reply.status,
         Some(reply.content_type),
-        &[],
+        cors,
         &reply.body,
         keep_alive,
     );
@@ -198,26 +208,44 @@ fn decide(shard: &Shard, buf: &[u8], peer: SocketAddr) -> Option<Action> {
     let keep_alive = head.keep_alive;
     let consumed = head.head_len;
     let routes = &shard.node.routes;
+    let config = &shard.node.config;
+    let origin_allowed = head.origin.filter(|o| config.cors_origins.allows(o));
+    let allow_origin = match (&config.cors_origins, origin_allowed) {
+        (_, None) => None,
+        (CorsOrigins::Any, Some(_)) => Some("*"),
+        (_, Some(o)) => std::str::from_utf8(o).ok(),
+    };
+    let cors = cors_headers(allow_origin);
+    if head.method == Method::Options && config.cors_origins != CorsOrigins::None {
+        return Some(preflight(
+            shard,
+            &head,
+            allow_origin,
+            keep_alive && body_len == 0,
+        ));
+    }
     let endpoint = match routes.lookup(head.method, head.path) {
         Match::NotFound => {
             return Some(error_out(
                 shard,
                 Status::NotFound,
                 "no such path",
-                &[],
+                &cors,
                 keep_alive && body_len == 0,
                 consumed,
             ))
         }
         Match::WrongMethod(allow) => {
+            let mut extra = cors.clone();
+            extra.push(("Allow", allow));
             return Some(error_out(
                 shard,
                 Status::MethodNotAllowed,
                 "method not allowed for this path",
-                &[("Allow", allow)],
+                &extra,
                 keep_alive && body_len == 0,
                 consumed,
-            ))
+            ));
         }
         Match::Found(e) => e,
     };
@@ -236,14 +264,14 @@ fn decide(shard: &Shard, buf: &[u8], peer: SocketAddr) -> Option<Action> {
                 } else {
                     "publish is accepted from loopback only while SSE_PUBLISH_TOKEN is unset"
                 };
-                return Some(error_out(shard, Status::Unauthorized, why, &[], false, 0));
+                return Some(error_out(shard, Status::Unauthorized, why, &cors, false, 0));
             }
             if head.body == BodyKind::None {
                 return Some(error_out(
                     shard,
                     Status::LengthRequired,
                     "publish needs a JSON body with Content-Length",
-                    &[],
+                    &cors,
                     false,
                     0,
                 ));
@@ -253,7 +281,7 @@ fn decide(shard: &Shard, buf: &[u8], peer: SocketAddr) -> Option<Action> {
                     shard,
                     Status::PayloadTooLarge,
                     "publish body over 64 KiB",
-                    &[],
+                    &cors,
                     false,
                     0,
                 ));
@@ -263,6 +291,7 @@ fn decide(shard: &Shard, buf: &[u8], peer: SocketAddr) -> Option<Action> {
                 len: body_len,
                 keep_alive,
                 head_only,
+                allow_origin: allow_origin.map(Into::into),
             });
         }
         Endpoint::Api(Api::Stats) => api::stats(shard),
@@ -271,34 +300,102 @@ fn decide(shard: &Shard, buf: &[u8], peer: SocketAddr) -> Option<Action> {
         Endpoint::Api(Api::Readyz) => api::readyz(shard),
         Endpoint::Stream(i) => {
             let family = &routes.families[i];
-            return Some(
-                match resolve(i, family, &head, &shard.node.config, unix_now()) {
-                    Ok(spec) => Action::Stream(spec),
-                    Err(r) => error_out(
-                        shard,
-                        r.status,
-                        &r.message,
-                        &[],
-                        keep_alive && body_len == 0,
-                        consumed,
-                    ),
-                },
-            );
+            return Some(match resolve(i, family, &head, config, unix_now()) {
+                Ok(mut spec) => {
+                    spec.allow_origin = allow_origin.map(Into::into);
+                    Action::Stream(spec)
+                }
+                Err(r) => error_out(
+                    shard,
+                    r.status,
+                    &r.message,
+                    &cors,
+                    keep_alive && body_len == 0,
+                    consumed,
+                ),
+            });
         }
     };
     let keep_alive = keep_alive && body_len == 0;
     Some(Action::Respond {
-        out: render(shard, reply, keep_alive, head_only),
+        out: render(shard, reply, &cors, keep_alive, head_only),
         keep_alive,
         consumed,
     })
 }
 
+/// The CORS headers of a response: `Access-Control-Allow-Origin` when the request's origin
+/// is allowed, with `Vary: Origin` when the value echoes that origin (so caches keep one copy
+/// per origin). Empty when CORS is not configured or the origin is not allowed.
+pub fn cors_headers(allow_origin: Option<&str>) -> Vec<(&'static str, &str)> {
+    match allow_origin {
+        None => Vec::new(),
+        Some("*") => vec![("Access-Control-Allow-Origin", "*")],
+        Some(o) => vec![("Access-Control-Allow-Origin", o), ("Vary", "Origin")],
+    }
+}
+
+/// Answers a CORS preflight (`OPTIONS`): `204` with what a browser may send to this path,
+/// `403` for an origin not in `SSE_CORS_ORIGINS`, `404` for an unknown path.
+fn preflight(
+    shard: &Shard,
+    head: &crate::http::request::RequestHead<'_>,
+    allow_origin: Option<&str>,
+    keep_alive: bool,
+) -> Action {
+    let consumed = head.head_len;
+    let allow = match shard.node.routes.lookup(Method::Get, head.path) {
+        Match::NotFound => {
+            return error_out(
+                shard,
+                Status::NotFound,
+                "no such path",
+                &[],
+                keep_alive,
+                consumed,
+            )
+        }
+        Match::Found(Endpoint::Stream(_)) => "GET, OPTIONS",
+        Match::Found(Endpoint::Api(_)) => "GET, HEAD, OPTIONS",
+        Match::WrongMethod(_) => "POST, OPTIONS",
+    };
+    let Some(origin) = allow_origin else {
+        return error_out(
+            shard,
+            Status::Forbidden,
+            "origin not allowed by SSE_CORS_ORIGINS",
+            &[],
+            keep_alive,
+            consumed,
+        );
+    };
+    let mut headers = cors_headers(Some(origin));
+    headers.extend([
+        ("Access-Control-Allow-Methods", allow),
+        (
+            "Access-Control-Allow-Headers",
+            "Authorization, Content-Type, Last-Event-ID, Cache-Control",
+        ),
+        ("Access-Control-Max-Age", "600"),
+    ]);
+    let mut out = shard.pool.take();
+    write_response(&mut out, Status::NoContent, None, &headers, b"", keep_alive);
+    Action::Respond {
+        out,
+        keep_alive,
+        consumed,
+    }
+}
+
 /// Over the limit: `200` with a jittered `retry:` and an error event, so an EventSource comes
 /// back later by itself (a non-200 would stop it for good).
-async fn refuse_over_limit(shard: Rc<Shard>, mut stream: TcpStream) {
+async fn refuse_over_limit(
+    shard: Rc<Shard>,
+    mut stream: TcpStream,
+    allow_origin: Option<Box<str>>,
+) {
     let mut out = shard.pool.take();
-    write_stream_head(&mut out, &[]);
+    write_stream_head(&mut out, &cors_headers(allow_origin.as_deref()));
     crate::sse::encode::encode_retry(Jitter::new(shard.id).between(1000, 5000), &mut out);
     encode_error("connection limit reached", None, &mut out);
     let (_, out) = stream.write_all(out).await;
@@ -309,7 +406,7 @@ async fn refuse_over_limit(shard: Rc<Shard>, mut stream: TcpStream) {
 fn start_stream(shard: Rc<Shard>, stream: TcpStream, spec: StreamSpec) {
     if !shard.node.try_open_stream() {
         bump(&shard.stats().rejected_limit);
-        monoio::spawn(refuse_over_limit(shard, stream));
+        monoio::spawn(refuse_over_limit(shard, stream, spec.allow_origin));
         return;
     }
     let family = &shard.node.routes.families[spec.family];

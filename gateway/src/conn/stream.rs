@@ -7,17 +7,20 @@
 use std::rc::Rc;
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use monoio::buf::IoBuf;
 use monoio::io::{
     AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable,
 };
 use monoio::net::TcpStream;
 
+use crate::conn::serve::cors_headers;
+use crate::core::hub::Resume;
 use crate::core::shard::{LocalStream, Shard};
 use crate::core::subscriber::{Frame, State, Subscriber};
 use crate::http::response::write_stream_head;
 use crate::route::resolve::StreamSpec;
+use crate::sse::system::encode_reset;
 use crate::stats::bump;
 
 /// A registered stream: owns its place in the hub, the core and the node's count, and gives
@@ -55,7 +58,7 @@ pub fn start(shard: Rc<Shard>, stream: TcpStream, spec: StreamSpec) {
     let _ = stream.set_nodelay(true);
     if shard.draining.is_set() {
         shard.node.close_stream();
-        monoio::spawn(refuse_draining(shard, stream));
+        monoio::spawn(refuse_draining(shard, stream, spec.allow_origin));
         return;
     }
     let family = spec.family;
@@ -65,13 +68,38 @@ pub fn start(shard: Rc<Shard>, stream: TcpStream, spec: StreamSpec) {
         shard.node.config.event_buffer,
     ));
     let mut b = shard.pool.take();
-    write_stream_head(&mut b, &[]);
+    write_stream_head(&mut b, &cors_headers(spec.allow_origin.as_deref()));
     shard.encode_greeting(family, &mut b);
     sub.push(Frame {
         bytes: Bytes::copy_from_slice(&b),
         arrived: None,
     });
     shard.pool.give(b);
+    if let Some(last) = &spec.last_event_id {
+        // Replay and subscribe happen in one synchronous step: nothing published in between
+        // can be missed or delivered twice.
+        let frame = match shard.hub.borrow().resume(&spec.channel, last) {
+            Resume::Replay(missed) => {
+                bump(&shard.stats().resumes);
+                missed
+            }
+            Resume::Reset { newest_id, reason } => {
+                bump(&shard.stats().resets);
+                let mut b = BytesMut::with_capacity(128);
+                let named = shard.family(family).named_system_events;
+                encode_reset(newest_id.as_deref(), named, reason, &mut b);
+                b.freeze()
+            }
+        };
+        if !frame.is_empty() {
+            // One frame however many events it replays: history may hold more than the
+            // queue bound, and the whole replay goes out in one write.
+            sub.push(Frame {
+                bytes: frame,
+                arrived: None,
+            });
+        }
+    }
     let hub_key = shard
         .hub
         .borrow_mut()
@@ -93,9 +121,9 @@ pub fn start(shard: Rc<Shard>, stream: TcpStream, spec: StreamSpec) {
 }
 
 /// A stream that arrives while the node drains gets only a jittered `retry:`.
-async fn refuse_draining(shard: Rc<Shard>, mut stream: TcpStream) {
+async fn refuse_draining(shard: Rc<Shard>, mut stream: TcpStream, allow_origin: Option<Box<str>>) {
     let mut b = shard.pool.take();
-    write_stream_head(&mut b, &[]);
+    write_stream_head(&mut b, &cors_headers(allow_origin.as_deref()));
     crate::sse::encode::encode_retry(
         crate::core::timer::Jitter::new(shard.id).between(1000, 5000),
         &mut b,

@@ -28,6 +28,29 @@ pub struct Channel {
     history: VecDeque<(u64, Bytes)>,
     /// When the last subscriber left, for eviction.
     idle_since: Option<Instant>,
+    /// The core's sequence counter when this channel was created: an id at or below it
+    /// predates the channel (it was evicted since, and messages published while it did not
+    /// exist here were dropped), so what the client missed is unknown.
+    created_seq: u64,
+    /// The newest sequence number published on the channel (0: none yet).
+    newest_seq: u64,
+    /// The newest sequence number no longer in history (0: history still holds everything).
+    evicted_upto: u64,
+}
+
+/// What a reconnecting client with a `Last-Event-ID` gets before going live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resume {
+    /// Every event it missed, in order, as one frame (empty when it missed nothing).
+    Replay(Bytes),
+    /// History does not reach back to its id (or the id is not this run's and core's): it
+    /// gets a reset carrying the id of the channel's newest event, if there is one.
+    Reset {
+        /// Id of the newest event, so the client's next reconnect resumes from there.
+        newest_id: Option<String>,
+        /// Why, for the client and the logs.
+        reason: &'static str,
+    },
 }
 
 /// What one publish did on this core.
@@ -74,6 +97,9 @@ impl Hub {
                 subs: Slab::new(),
                 history: VecDeque::new(),
                 idle_since: None,
+                created_seq: self.next_seq,
+                newest_seq: 0,
+                evicted_upto: 0,
             });
         ch.idle_since = None;
         ch.subs.insert(sub)
@@ -127,11 +153,16 @@ impl Hub {
         // An exact-size copy, not a split of the scratch buffer: a split would share (and so
         // pin) the whole scratch allocation for as long as history keeps this one event.
         let bytes = Bytes::copy_from_slice(scratch);
+        ch.newest_seq = seq;
         if self.history > 0 {
             if ch.history.len() == self.history {
-                ch.history.pop_front();
+                if let Some((old, _)) = ch.history.pop_front() {
+                    ch.evicted_upto = old;
+                }
             }
             ch.history.push_back((seq, bytes.clone()));
+        } else {
+            ch.evicted_upto = seq;
         }
         let mut out = Fanout::default();
         for (_, sub) in ch.subs.iter() {
@@ -144,6 +175,38 @@ impl Hub {
             }
         }
         Some(out)
+    }
+
+    /// What a client resuming `channel` from `last_event_id` missed. Call it in the same
+    /// synchronous step as [`Hub::subscribe`], so nothing falls between replay and live.
+    pub fn resume(&self, channel: &str, last_event_id: &str) -> Resume {
+        let ch = self.channels.get(channel);
+        let newest_id = ch
+            .filter(|c| c.newest_seq > 0)
+            .map(|c| format!("{}{}", self.id_prefix, c.newest_seq));
+        let reset = |reason| Resume::Reset {
+            newest_id: newest_id.clone(),
+            reason,
+        };
+        let Some(seq) = last_event_id
+            .strip_prefix(self.id_prefix.as_str())
+            .and_then(|s| s.parse::<u64>().ok())
+            .filter(|s| *s <= self.next_seq)
+        else {
+            return reset("unknown Last-Event-ID (from another node, core or run)");
+        };
+        let Some(ch) = ch else {
+            return reset("history does not reach back to Last-Event-ID");
+        };
+        if seq <= ch.created_seq || seq < ch.evicted_upto {
+            return reset("history does not reach back to Last-Event-ID");
+        }
+        let missed = ch.history.iter().filter(|(s, _)| *s > seq);
+        let mut out = BytesMut::with_capacity(missed.clone().map(|(_, b)| b.len()).sum());
+        for (_, b) in missed {
+            out.extend_from_slice(b);
+        }
+        Resume::Replay(out.freeze())
     }
 
     /// Drops channels idle for longer than [`IDLE_KEEP`]; called from the core's timer.
@@ -197,6 +260,55 @@ mod tests {
         );
         hub.unsubscribe("c", ka);
         assert_eq!(hub.subscribers("c"), 1);
+    }
+
+    #[test]
+    fn resume_replays_exactly_what_was_missed_or_resets() {
+        let mut hub = Hub::new("r", 1, 3);
+        let a = Rc::new(Subscriber::new(0, 0, 10));
+        hub.subscribe("c", 0, a.clone());
+        let mut scratch = BytesMut::new();
+        for _ in 0..5 {
+            hub.publish("c", Instant::now(), &mut scratch, enc);
+        }
+        // history holds 3, 4, 5
+        let replay = |id: &str| match hub.resume("c", id) {
+            Resume::Replay(b) => String::from_utf8(b.to_vec()).unwrap(),
+            Resume::Reset { newest_id, .. } => format!("reset {newest_id:?}"),
+        };
+        let cases: &[(&str, &str)] = &[
+            ("r.1.5", ""),
+            ("r.1.4", "id: r.1.5\n\n"),
+            ("r.1.2", "id: r.1.3\n\nid: r.1.4\n\nid: r.1.5\n\n"),
+            ("r.1.1", "reset Some(\"r.1.5\")"),
+            ("r.1.0", "reset Some(\"r.1.5\")"),
+            ("r.1.9", "reset Some(\"r.1.5\")"),
+            ("r.0.4", "reset Some(\"r.1.5\")"),
+            ("old.1.4", "reset Some(\"r.1.5\")"),
+            ("r.1.x", "reset Some(\"r.1.5\")"),
+            ("", "reset Some(\"r.1.5\")"),
+        ];
+        for (id, want) in cases {
+            assert_eq!(replay(id), *want, "Last-Event-ID {id:?}");
+        }
+        assert!(matches!(
+            hub.resume("other", "r.1.4"),
+            Resume::Reset {
+                newest_id: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn resume_without_history_only_accepts_the_newest_id() {
+        let mut hub = Hub::new("r", 0, 0);
+        let a = Rc::new(Subscriber::new(0, 0, 10));
+        hub.subscribe("c", 0, a);
+        hub.publish("c", Instant::now(), &mut BytesMut::new(), enc);
+        hub.publish("c", Instant::now(), &mut BytesMut::new(), enc);
+        assert_eq!(hub.resume("c", "r.0.2"), Resume::Replay(Bytes::new()));
+        assert!(matches!(hub.resume("c", "r.0.1"), Resume::Reset { .. }));
     }
 
     #[test]

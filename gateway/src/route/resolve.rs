@@ -19,6 +19,9 @@ pub struct StreamSpec {
     pub channel: Box<str>,
     /// `Last-Event-ID` header or `lastEventId` query value, for resume.
     pub last_event_id: Option<Box<str>>,
+    /// The `Access-Control-Allow-Origin` value for the stream's head, when CORS allows the
+    /// request's origin (set by the connection, not by the route).
+    pub allow_origin: Option<Box<str>>,
 }
 
 /// Why a stream request is refused: the status and the `{"error": ...}` message.
@@ -106,5 +109,6 @@ pub fn resolve(
         family: family_index,
         channel: channel.into_boxed_str(),
         last_event_id,
+        allow_origin: None,
     })
 }

@@ -165,6 +165,10 @@ pub struct Family {
     pub placement: Placement,
     /// What a full queue does.
     pub slow: SlowPolicy,
+    /// Whether the family's system events (reset) carry an `event:` name. The player family's
+    /// are unnamed, like its other system events; other families name them so handlers
+    /// expecting only application data never see them.
+    pub named_system_events: bool,
 }
 
 /// The fixed (non-stream) endpoints.
@@ -233,6 +237,7 @@ impl RouteTable {
                 greeting: Greeting::Connected,
                 placement: Placement::Owner,
                 slow: SlowPolicy::Cut,
+                named_system_events: false,
             }],
         }
     }
