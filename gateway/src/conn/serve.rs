@@ -412,6 +412,7 @@ fn start_stream(shard: Rc<Shard>, stream: TcpStream, spec: StreamSpec) {
     let family = &shard.node.routes.families[spec.family];
     let owner = match family.placement {
         Placement::Owner => owner_core(spec.channel.as_bytes(), shard.node.config.cores),
+        Placement::Local => shard.id,
     };
     if owner == shard.id {
         stream::start(shard, stream, spec);

@@ -16,11 +16,14 @@ use monoio::net::TcpStream;
 
 use crate::conn::serve::cors_headers;
 use crate::core::hub::Resume;
+use crate::core::shard::{unix_now, RETRY_MS};
 use crate::core::shard::{LocalStream, Shard};
 use crate::core::subscriber::{Frame, State, Subscriber};
 use crate::http::response::write_stream_head;
 use crate::route::resolve::StreamSpec;
-use crate::sse::system::encode_reset;
+use crate::route::table::Greeting;
+use crate::sse::encode::{encode_event, encode_retry, Event};
+use crate::sse::system::{encode_connected, encode_reset};
 use crate::stats::bump;
 
 /// A registered stream: owns its place in the hub, the core and the node's count, and gives
@@ -67,39 +70,19 @@ pub fn start(shard: Rc<Shard>, stream: TcpStream, spec: StreamSpec) {
         shard.take_slot(),
         shard.node.config.event_buffer,
     ));
+    // Everything before live events goes out as one frame (one write): the head, `retry:`,
+    // the greeting, and what a resuming client missed. One frame however many events it
+    // replays: history may hold more than the queue bound.
     let mut b = shard.pool.take();
     write_stream_head(&mut b, &cors_headers(spec.allow_origin.as_deref()));
-    shard.encode_greeting(family, &mut b);
+    encode_prelude(&shard, &spec, &mut b);
     sub.push(Frame {
         bytes: Bytes::copy_from_slice(&b),
         arrived: None,
     });
     shard.pool.give(b);
-    if let Some(last) = &spec.last_event_id {
-        // Replay and subscribe happen in one synchronous step: nothing published in between
-        // can be missed or delivered twice.
-        let frame = match shard.hub.borrow().resume(&spec.channel, last) {
-            Resume::Replay(missed) => {
-                bump(&shard.stats().resumes);
-                missed
-            }
-            Resume::Reset { newest_id, reason } => {
-                bump(&shard.stats().resets);
-                let mut b = BytesMut::with_capacity(128);
-                let named = shard.family(family).named_system_events;
-                encode_reset(newest_id.as_deref(), named, reason, &mut b);
-                b.freeze()
-            }
-        };
-        if !frame.is_empty() {
-            // One frame however many events it replays: history may hold more than the
-            // queue bound, and the whole replay goes out in one write.
-            sub.push(Frame {
-                bytes: frame,
-                arrived: None,
-            });
-        }
-    }
+    // Prelude and subscribe happen in one synchronous step: nothing published in between can
+    // be missed or delivered twice.
     let hub_key = shard
         .hub
         .borrow_mut()
@@ -118,6 +101,50 @@ pub fn start(shard: Rc<Shard>, stream: TcpStream, spec: StreamSpec) {
         stream_key,
     };
     monoio::spawn(write_loop(reg, rd, wr));
+}
+
+/// `retry:`, then the family's greeting and, for a client with `Last-Event-ID`, the events it
+/// missed or a reset. A family that greets with the latest message sends it as `initial`
+/// unless the client resumed (it would be a duplicate of a replayed or already seen event).
+fn encode_prelude(shard: &Shard, spec: &StreamSpec, out: &mut BytesMut) {
+    let family = shard.family(spec.family);
+    encode_retry(RETRY_MS, out);
+    if family.greeting == Greeting::Connected {
+        encode_connected(unix_now(), out);
+    }
+    let hub = shard.hub.borrow();
+    let mut resumed = false;
+    if let Some(last) = &spec.last_event_id {
+        match hub.resume(&spec.channel, last) {
+            Resume::Replay(missed) => {
+                bump(&shard.stats().resumes);
+                out.extend_from_slice(&missed);
+                resumed = true;
+            }
+            Resume::Reset { newest_id, reason } => {
+                bump(&shard.stats().resets);
+                encode_reset(
+                    newest_id.as_deref(),
+                    family.named_system_events,
+                    reason,
+                    out,
+                );
+            }
+        }
+    }
+    if family.greeting == Greeting::Latest && !resumed {
+        if let Some((id, payload)) = hub.latest(&spec.channel) {
+            encode_event(
+                &Event {
+                    id: Some(&id),
+                    event: Some("initial"),
+                    data: &payload,
+                    retry: None,
+                },
+                out,
+            );
+        }
+    }
 }
 
 /// A stream that arrives while the node drains gets only a jittered `retry:`.

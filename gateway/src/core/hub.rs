@@ -36,6 +36,11 @@ pub struct Channel {
     newest_seq: u64,
     /// The newest sequence number no longer in history (0: history still holds everything).
     evicted_upto: u64,
+    /// Kept even without subscribers, with its latest message (families that greet new
+    /// streams with the latest message).
+    keep: bool,
+    /// The latest payload and its sequence number, when `keep`.
+    latest: Option<(u64, Bytes)>,
 }
 
 /// What a reconnecting client with a `Last-Event-ID` gets before going live.
@@ -87,29 +92,47 @@ impl Hub {
         }
     }
 
-    /// Adds a subscriber to `channel`; returns its key for [`Hub::unsubscribe`].
-    pub fn subscribe(&mut self, channel: &str, family: usize, sub: Rc<Subscriber>) -> usize {
-        let ch = self
-            .channels
+    fn entry(&mut self, channel: &str, family: usize) -> &mut Channel {
+        let created_seq = self.next_seq;
+        self.channels
             .entry(channel.into())
             .or_insert_with(|| Channel {
                 family,
                 subs: Slab::new(),
                 history: VecDeque::new(),
                 idle_since: None,
-                created_seq: self.next_seq,
+                created_seq,
                 newest_seq: 0,
                 evicted_upto: 0,
-            });
+                keep: false,
+                latest: None,
+            })
+    }
+
+    /// Adds a subscriber to `channel`; returns its key for [`Hub::unsubscribe`].
+    pub fn subscribe(&mut self, channel: &str, family: usize, sub: Rc<Subscriber>) -> usize {
+        let ch = self.entry(channel, family);
         ch.idle_since = None;
         ch.subs.insert(sub)
+    }
+
+    /// Makes `channel` a kept channel (never evicted, remembers its latest message), so a
+    /// stream opened later is greeted with that message.
+    pub fn keep(&mut self, channel: &str, family: usize) {
+        self.entry(channel, family).keep = true;
+    }
+
+    /// The latest message of a kept channel: its id and payload.
+    pub fn latest(&self, channel: &str) -> Option<(String, Bytes)> {
+        let (seq, payload) = self.channels.get(channel)?.latest.as_ref()?;
+        Some((format!("{}{seq}", self.id_prefix), payload.clone()))
     }
 
     /// Removes a subscriber; a channel left without subscribers and without history goes.
     pub fn unsubscribe(&mut self, channel: &str, key: usize) {
         if let Some(ch) = self.channels.get_mut(channel) {
             ch.subs.try_remove(key);
-            if ch.subs.is_empty() {
+            if ch.subs.is_empty() && !ch.keep {
                 if ch.history.is_empty() {
                     self.channels.remove(channel);
                 } else {
@@ -140,6 +163,7 @@ impl Hub {
     pub fn publish(
         &mut self,
         channel: &str,
+        payload: &Bytes,
         arrived: Instant,
         scratch: &mut BytesMut,
         encode: impl FnOnce(&str, &mut BytesMut),
@@ -154,6 +178,9 @@ impl Hub {
         // pin) the whole scratch allocation for as long as history keeps this one event.
         let bytes = Bytes::copy_from_slice(scratch);
         ch.newest_seq = seq;
+        if ch.keep {
+            ch.latest = Some((seq, payload.clone()));
+        }
         if self.history > 0 {
             if ch.history.len() == self.history {
                 if let Some((old, _)) = ch.history.pop_front() {
@@ -239,17 +266,20 @@ mod tests {
         let _kb = hub.subscribe("c", 0, b.clone());
         let mut scratch = BytesMut::new();
         let now = Instant::now();
-        assert_eq!(hub.publish("nobody", now, &mut scratch, enc), None);
         assert_eq!(
-            hub.publish("c", now, &mut scratch, enc),
+            hub.publish("nobody", &Bytes::new(), now, &mut scratch, enc),
+            None
+        );
+        assert_eq!(
+            hub.publish("c", &Bytes::new(), now, &mut scratch, enc),
             Some(Fanout { queued: 2, cut: 0 })
         );
         assert_eq!(
-            hub.publish("c", now, &mut scratch, enc),
+            hub.publish("c", &Bytes::new(), now, &mut scratch, enc),
             Some(Fanout { queued: 1, cut: 1 })
         );
         assert_eq!(b.state(), State::Cut);
-        hub.publish("c", now, &mut scratch, enc);
+        hub.publish("c", &Bytes::new(), now, &mut scratch, enc);
         let mut out = BytesMut::new();
         a.take_into(&mut out, &mut Vec::new());
         assert_eq!(&out[..], b"id: r.1.1\n\nid: r.1.2\n\nid: r.1.3\n\n");
@@ -269,7 +299,7 @@ mod tests {
         hub.subscribe("c", 0, a.clone());
         let mut scratch = BytesMut::new();
         for _ in 0..5 {
-            hub.publish("c", Instant::now(), &mut scratch, enc);
+            hub.publish("c", &Bytes::new(), Instant::now(), &mut scratch, enc);
         }
         // history holds 3, 4, 5
         let replay = |id: &str| match hub.resume("c", id) {
@@ -305,10 +335,37 @@ mod tests {
         let mut hub = Hub::new("r", 0, 0);
         let a = Rc::new(Subscriber::new(0, 0, 10));
         hub.subscribe("c", 0, a);
-        hub.publish("c", Instant::now(), &mut BytesMut::new(), enc);
-        hub.publish("c", Instant::now(), &mut BytesMut::new(), enc);
+        hub.publish(
+            "c",
+            &Bytes::new(),
+            Instant::now(),
+            &mut BytesMut::new(),
+            enc,
+        );
+        hub.publish(
+            "c",
+            &Bytes::new(),
+            Instant::now(),
+            &mut BytesMut::new(),
+            enc,
+        );
         assert_eq!(hub.resume("c", "r.0.2"), Resume::Replay(Bytes::new()));
         assert!(matches!(hub.resume("c", "r.0.1"), Resume::Reset { .. }));
+    }
+
+    #[test]
+    fn kept_channels_remember_their_latest_and_survive_sweeps() {
+        let mut hub = Hub::new("r", 0, 0);
+        hub.keep("g", 1);
+        assert_eq!(hub.latest("g"), None);
+        let p = Bytes::from_static(b"{\"round\":1}");
+        hub.publish("g", &p, Instant::now(), &mut BytesMut::new(), enc);
+        assert_eq!(hub.latest("g"), Some(("r.0.1".to_string(), p)));
+        let a = Rc::new(Subscriber::new(1, 0, 10));
+        let k = hub.subscribe("g", 1, a);
+        hub.unsubscribe("g", k);
+        hub.sweep(Instant::now() + IDLE_KEEP * 2);
+        assert_eq!(hub.channel_count(), 1);
     }
 
     #[test]
@@ -316,11 +373,23 @@ mod tests {
         let mut hub = Hub::new("r", 0, 0);
         let a = Rc::new(Subscriber::new(0, 0, 10));
         let k = hub.subscribe("c", 0, a.clone());
-        hub.publish("c", Instant::now(), &mut BytesMut::new(), enc);
+        hub.publish(
+            "c",
+            &Bytes::new(),
+            Instant::now(),
+            &mut BytesMut::new(),
+            enc,
+        );
         hub.unsubscribe("c", k);
         assert_eq!(hub.channel_count(), 0);
         hub.subscribe("c", 0, a.clone());
-        hub.publish("c", Instant::now(), &mut BytesMut::new(), enc);
+        hub.publish(
+            "c",
+            &Bytes::new(),
+            Instant::now(),
+            &mut BytesMut::new(),
+            enc,
+        );
         let mut out = BytesMut::new();
         a.take_into(&mut out, &mut Vec::new());
         assert_eq!(&out[..], b"id: r.0.1\n\nid: r.0.2\n\n");
@@ -334,7 +403,13 @@ mod tests {
         hub.unsubscribe("c", k);
         assert_eq!(hub.channel_count(), 0, "no history: gone at once");
         let k = hub.subscribe("c", 0, a);
-        hub.publish("c", Instant::now(), &mut BytesMut::new(), enc);
+        hub.publish(
+            "c",
+            &Bytes::new(),
+            Instant::now(),
+            &mut BytesMut::new(),
+            enc,
+        );
         hub.unsubscribe("c", k);
         assert_eq!(hub.channel_count(), 1, "history kept for resume");
         hub.sweep(Instant::now());

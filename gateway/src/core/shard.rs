@@ -22,7 +22,7 @@ use crate::core::node::{Control, Node};
 use crate::core::subscriber::Subscriber;
 use crate::core::timer;
 use crate::route::payload;
-use crate::route::table::{Family, Greeting, KeepaliveFormat};
+use crate::route::table::{owner_core, EventName, Family, Greeting, KeepaliveFormat, Placement};
 use crate::sse::encode::{encode_event, Event};
 use crate::stats::{bump, CoreStats};
 
@@ -172,40 +172,70 @@ impl Shard {
             bump(&stats.events_unrouted);
             return;
         };
-        let Some(family) = self.hub.borrow().family_of(channel) else {
-            // Nobody here subscribes (or another core owns the channel): dropped after
-            // one hash. Unknown channels are counted so typos show up in stats.
-            if self.node.routes.family_of_channel(channel).is_none() {
-                bump(&stats.events_unrouted);
-            }
-            return;
+        let known = self.hub.borrow().family_of(channel);
+        let family = match known {
+            Some(f) => f,
+            None => match self.node.routes.family_of_channel(channel) {
+                // Families that greet with the latest message keep their channels on every
+                // core (owner placement aside) from the first message on.
+                Some(f)
+                    if self.family(f).greeting == Greeting::Latest
+                        && self.accepts(f, &msg.channel) =>
+                {
+                    self.hub.borrow_mut().keep(channel, f);
+                    f
+                }
+                // Nobody here subscribes (or another core owns the channel): dropped after
+                // one lookup.
+                Some(_) => return,
+                // Unknown channels are counted so typos show up in stats.
+                None => {
+                    bump(&stats.events_unrouted);
+                    return;
+                }
+            },
         };
         let fam = self.family(family);
-        let rule = fam.payload;
-        if let Err(e) = payload::check(rule, &msg.payload, &mut self.scratch.borrow_mut()) {
+        if let Err(e) = payload::check(fam.payload, &msg.payload, &mut self.scratch.borrow_mut()) {
             bump(&stats.events_invalid);
             self.log_invalid(channel, e.message());
             return;
         }
+        let event = match &fam.event_name {
+            EventName::Unnamed => None,
+            EventName::Fixed(n) => Some(n.as_str()),
+        };
         let mut scratch = self.encode_buf.borrow_mut();
-        let out = self
-            .hub
-            .borrow_mut()
-            .publish(channel, msg.arrived, &mut scratch, |id, out| {
+        let out = self.hub.borrow_mut().publish(
+            channel,
+            &msg.payload,
+            msg.arrived,
+            &mut scratch,
+            |id, out| {
                 encode_event(
                     &Event {
                         id: Some(id),
-                        event: None,
+                        event,
                         data: &msg.payload,
                         retry: None,
                     },
                     out,
                 )
-            });
+            },
+        );
         if let Some(out) = out {
             for _ in 0..out.cut {
                 bump(&stats.slow_consumers_cut);
             }
+        }
+    }
+
+    /// Whether this core serves streams of family `f` on `channel` (the owner core only, for
+    /// owner-placed families).
+    pub fn accepts(&self, f: usize, channel: &[u8]) -> bool {
+        match self.family(f).placement {
+            Placement::Local => true,
+            Placement::Owner => owner_core(channel, self.node.config.cores) == self.id,
         }
     }
 
@@ -228,20 +258,13 @@ impl Shard {
         }
     }
 
-    /// Encodes the start of a stream of family `i`: `retry:` and the greeting.
-    pub fn encode_greeting(&self, i: usize, out: &mut BytesMut) {
-        crate::sse::encode::encode_retry(RETRY_MS, out);
-        match self.family(i).greeting {
-            Greeting::Connected => crate::sse::system::encode_connected(unix_now(), out),
-        }
-    }
-
     /// Encodes one keep-alive block of `format` for time `now`.
     pub fn encode_keepalive(format: KeepaliveFormat, now: u64, out: &mut BytesMut) {
         match format {
             KeepaliveFormat::PlayerKeepalive => {
                 crate::sse::system::encode_player_keepalive(now, out)
             }
+            KeepaliveFormat::Heartbeat => crate::sse::system::encode_heartbeat(now, out),
         }
     }
 }

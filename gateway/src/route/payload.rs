@@ -10,6 +10,8 @@ use crate::route::table::PayloadRule;
 /// Why a payload was refused (the message goes to the log and to HTTP publishers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PayloadError {
+    /// Nothing to deliver.
+    Empty,
     /// Not JSON at all.
     NotJson,
     /// JSON, but not an object.
@@ -22,6 +24,7 @@ impl PayloadError {
     /// A sentence for logs and `400` bodies.
     pub fn message(self) -> &'static str {
         match self {
+            PayloadError::Empty => "payload is empty",
             PayloadError::NotJson => "payload is not valid JSON",
             PayloadError::NotObject => "payload is not a JSON object",
             PayloadError::Field("brand_id") => "payload lacks an integer brand_id",
@@ -36,6 +39,8 @@ impl PayloadError {
 /// Checks `payload` against `rule`, using `scratch` as the parse buffer.
 pub fn check(rule: PayloadRule, payload: &[u8], scratch: &mut Vec<u8>) -> Result<(), PayloadError> {
     match rule {
+        PayloadRule::Any if payload.is_empty() => Err(PayloadError::Empty),
+        PayloadRule::Any => Ok(()),
         PayloadRule::PlayerEnvelope => {
             scratch.clear();
             scratch.extend_from_slice(payload);

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use crate::auth::{credentials, jwt};
 use crate::config::Config;
-use crate::http::query::query_param;
+use crate::http::query::{percent_decode, query_param};
 use crate::http::request::RequestHead;
 use crate::http::response::Status;
 use crate::route::table::{AuthRule, Family};
@@ -54,7 +54,22 @@ pub fn resolve(
             "query string is not valid percent-encoding",
         )
     })?;
-    let channel = match family.auth {
+    let params = family.path.capture(head.path).unwrap_or_default();
+    let param = |name: &str| -> Result<Option<String>, Refusal> {
+        match params.iter().find(|(k, _)| *k == name) {
+            Some((_, v)) => percent_decode(v)
+                .map(|v| Some(v.into_owned()))
+                .map_err(|_| refuse(Status::BadRequest, "path is not valid percent-encoding")),
+            None => Ok(None),
+        }
+    };
+    let mut values: Vec<(&str, String)> = Vec::new();
+    for (name, _) in &params {
+        if let Some(v) = param(name)? {
+            values.push((name, v));
+        }
+    }
+    match family.auth {
         AuthRule::PlayerToken => {
             let token: &[u8] = match credentials::bearer(head.authorization) {
                 Some(t) => t,
@@ -77,21 +92,42 @@ pub fn resolve(
                     "token lacks integer brand_id and player_id claims",
                 ));
             };
-            family
-                .channel
-                .render(|k| match k {
-                    "brand_id" => Some(brand.to_string()),
-                    "player_id" => Some(player.to_string()),
-                    _ => None,
-                })
-                .ok_or_else(|| {
+            values.push(("brand_id", brand.to_string()));
+            values.push(("player_id", player.to_string()));
+        }
+        AuthRule::ApiKey => {
+            if config.api_keys.is_empty() {
+                return Err(refuse(
+                    Status::Unauthorized,
+                    "game streams are disabled: SSE_API_KEYS is not set",
+                ));
+            }
+            let key = query_param(head.query, "api_key")
+                .map_err(|_| {
                     refuse(
-                        Status::InternalServerError,
-                        "route channel template names an unknown value",
+                        Status::BadRequest,
+                        "query string is not valid percent-encoding",
                     )
                 })?
+                .ok_or_else(|| refuse(Status::Unauthorized, "missing api_key"))?;
+            // Compare against every key (no early exit), so timing says nothing about which.
+            let ok = config.api_keys.iter().fold(false, |acc, k| {
+                acc | credentials::secret_eq(k.expose().as_bytes(), key.as_bytes())
+            });
+            if !ok {
+                return Err(refuse(Status::Unauthorized, "invalid api_key"));
+            }
         }
-    };
+    }
+    let channel = family
+        .channel
+        .render(|k| values.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
+        .ok_or_else(|| {
+            refuse(
+                Status::InternalServerError,
+                "route channel template names an unknown value",
+            )
+        })?;
     #[allow(clippy::borrowed_box)]
     let last_event_id = match head.last_event_id {
         Some(v) => Some(String::from_utf8_lossy(v).trim().into()),

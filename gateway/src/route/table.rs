@@ -12,6 +12,8 @@ use crate::http::request::Method;
 pub enum AuthRule {
     /// HS256 JWT with `brand_id` and `player_id` claims (`Authorization: Bearer` or `?token=`).
     PlayerToken,
+    /// `?api_key=` must be one of `SSE_API_KEYS` (seed 002: EventSource cannot send headers).
+    ApiKey,
 }
 
 /// How published payloads on the family's channels are checked before delivery.
@@ -19,6 +21,8 @@ pub enum AuthRule {
 pub enum PayloadRule {
     /// A JSON object with `brand_id`, `player_id`, `event_type`, `event_data` (seed 000).
     PlayerEnvelope,
+    /// Any non-empty payload, delivered as published.
+    Any,
 }
 
 /// The keep-alive block a family's clients expect, byte for byte.
@@ -26,6 +30,8 @@ pub enum PayloadRule {
 pub enum KeepaliveFormat {
     /// `: keepalive <ts>` + `data: {"type":"keepalive",...}` (seed 000).
     PlayerKeepalive,
+    /// The comment `: heartbeat <unix seconds>` (seed 002).
+    Heartbeat,
 }
 
 /// What a stream says first, after `retry:`.
@@ -33,6 +39,18 @@ pub enum KeepaliveFormat {
 pub enum Greeting {
     /// `data: {"type":"connected","timestamp":...}` (seed 000).
     Connected,
+    /// `event: initial` with the channel's latest message, if it has had one (seed 002). Such
+    /// channels are kept on every core once published, so the latest message is always known.
+    Latest,
+}
+
+/// How a family's application events are named on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventName {
+    /// No `event:` line: browsers see them in `onmessage`.
+    Unnamed,
+    /// Always this name (seed 002's `message`).
+    Fixed(String),
 }
 
 /// Which core serves a stream of this family.
@@ -42,6 +60,9 @@ pub enum Placement {
     /// on one core, and the other cores drop its messages after one hash. For channels with
     /// one or a few subscribers (a player's own events).
     Owner,
+    /// The core that accepted the stream: a broadcast channel's subscribers stay spread over
+    /// all cores, so one event's fan-out (one write per subscriber) runs on every core at once.
+    Local,
 }
 
 /// What happens to a stream whose queue reaches `SSE_EVENT_BUFFER`.
@@ -122,6 +143,35 @@ impl Template {
         go(&self.parts, s)
     }
 
+    /// Matches `s` where holes may not contain `/` (a path segment each) and returns the hole
+    /// values by name, or `None`.
+    pub fn capture<'s>(&self, s: &'s str) -> Option<Vec<(&str, &'s str)>> {
+        fn go<'t, 's>(parts: &'t [Part], s: &'s str, out: &mut Vec<(&'t str, &'s str)>) -> bool {
+            match parts.split_first() {
+                None => s.is_empty(),
+                Some((Part::Lit(l), rest)) => {
+                    s.strip_prefix(l.as_str()).is_some_and(|t| go(rest, t, out))
+                }
+                Some((Part::Hole(h), rest)) => {
+                    let max = s.find('/').unwrap_or(s.len());
+                    for i in (1..=max).rev() {
+                        if !s.is_char_boundary(i) {
+                            continue;
+                        }
+                        out.push((h.as_str(), &s[..i]));
+                        if go(rest, &s[i..], out) {
+                            return true;
+                        }
+                        out.pop();
+                    }
+                    false
+                }
+            }
+        }
+        let mut out = Vec::new();
+        go(&self.parts, s, &mut out).then_some(out)
+    }
+
     /// The Redis `PSUBSCRIBE` pattern covering every channel of this template (holes as `*`).
     pub fn redis_pattern(&self) -> String {
         let mut out = String::new();
@@ -147,14 +197,16 @@ impl Template {
 pub struct Family {
     /// Short name used in stats and metrics labels (`player`).
     pub name: String,
-    /// The request path that opens a stream of this family.
-    pub path: String,
+    /// The request path that opens a stream of this family; `{name}` captures one segment.
+    pub path: Template,
     /// How the request is authenticated.
     pub auth: AuthRule,
     /// The channel subscribed, from claims / path / query values.
     pub channel: Template,
     /// How payloads are validated before delivery.
     pub payload: PayloadRule,
+    /// The `event:` name of application events.
+    pub event_name: EventName,
     /// The keep-alive block.
     pub keepalive: KeepaliveFormat,
     /// The family's own keep-alive period (overridden by `SSE_KEEPALIVE_PERIOD`).
@@ -222,23 +274,44 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    /// The built-in families: the player stream of seeds 000/001.
+    /// The built-in families: the player stream of seeds 000/001 and the game streams of
+    /// seed 002.
     pub fn builtin() -> RouteTable {
+        let t = |s: &str| Template::parse(s).expect("built-in template is valid");
+        let game = |name: &str, path: &str, channel: &str| Family {
+            name: name.into(),
+            path: t(path),
+            auth: AuthRule::ApiKey,
+            channel: t(channel),
+            payload: PayloadRule::Any,
+            event_name: EventName::Fixed("message".into()),
+            keepalive: KeepaliveFormat::Heartbeat,
+            keepalive_period: Duration::from_secs(15),
+            greeting: Greeting::Latest,
+            placement: Placement::Local,
+            slow: SlowPolicy::Cut,
+            named_system_events: true,
+        };
         RouteTable {
-            families: vec![Family {
-                name: "player".into(),
-                path: "/sse".into(),
-                auth: AuthRule::PlayerToken,
-                channel: Template::parse("SSE::{brand_id}::{player_id}")
-                    .expect("built-in template is valid"),
-                payload: PayloadRule::PlayerEnvelope,
-                keepalive: KeepaliveFormat::PlayerKeepalive,
-                keepalive_period: Duration::from_secs(15),
-                greeting: Greeting::Connected,
-                placement: Placement::Owner,
-                slow: SlowPolicy::Cut,
-                named_system_events: false,
-            }],
+            families: vec![
+                Family {
+                    name: "player".into(),
+                    path: t("/sse"),
+                    auth: AuthRule::PlayerToken,
+                    channel: t("SSE::{brand_id}::{player_id}"),
+                    payload: PayloadRule::PlayerEnvelope,
+                    event_name: EventName::Unnamed,
+                    keepalive: KeepaliveFormat::PlayerKeepalive,
+                    keepalive_period: Duration::from_secs(15),
+                    greeting: Greeting::Connected,
+                    placement: Placement::Owner,
+                    slow: SlowPolicy::Cut,
+                    named_system_events: false,
+                },
+                // Before `game`: `stream:type:x` also has the shape `stream:{game}`.
+                game("game_type", "/sse/type/{type}", "stream:type:{type}"),
+                game("game", "/sse/{game}", "stream:{game}"),
+            ],
         }
     }
 
@@ -250,7 +323,7 @@ impl RouteTable {
     /// Matches a request. `HEAD` is served as `GET` for the API; streams are `GET` only.
     pub fn lookup(&self, method: Method, path: &str) -> Match {
         for (i, f) in self.families.iter().enumerate() {
-            if f.path == path {
+            if f.path.capture(path).is_some() {
                 return match method {
                     Method::Get => Match::Found(Endpoint::Stream(i)),
                     _ => Match::WrongMethod("GET"),
@@ -334,6 +407,15 @@ mod tests {
         assert_eq!(r.as_deref(), Some("SSE::7::9"));
         assert_eq!(t.render(|_| None), None);
         assert_eq!(Template::parse("a*b{x}").unwrap().redis_pattern(), "a\\*b*");
+        let p = Template::parse("/sse/type/{type}").unwrap();
+        assert_eq!(
+            p.capture("/sse/type/multiplier"),
+            Some(vec![("type", "multiplier")])
+        );
+        assert_eq!(p.capture("/sse/type/a/b"), None);
+        assert_eq!(p.capture("/sse/type/"), None);
+        let q = Template::parse("/x/{a}-{b}").unwrap();
+        assert_eq!(q.capture("/x/1-2-3"), Some(vec![("a", "1-2"), ("b", "3")]));
     }
 
     #[test]
@@ -361,10 +443,29 @@ mod tests {
             (Method::Other, "/readyz", Match::WrongMethod("GET, HEAD")),
             (Method::Get, "/nope", Match::NotFound),
             (Method::Get, "/sse/", Match::NotFound),
+            (Method::Get, "/sse/crash", Match::Found(Endpoint::Stream(2))),
+            (
+                Method::Get,
+                "/sse/type/multiplier",
+                Match::Found(Endpoint::Stream(1)),
+            ),
+            (Method::Get, "/sse/type/", Match::NotFound),
+            (Method::Get, "/sse/a/b", Match::NotFound),
+            (Method::Get, "/sse/type/a/b", Match::NotFound),
         ];
         for (m, p, want) in cases {
             assert_eq!(t.lookup(*m, p), *want, "{m:?} {p}");
         }
+    }
+
+    #[test]
+    fn channels_find_their_family() {
+        let t = RouteTable::builtin();
+        let name = |c: &str| t.family_of_channel(c).map(|i| t.families[i].name.as_str());
+        assert_eq!(name("SSE::1::2"), Some("player"));
+        assert_eq!(name("stream:crash"), Some("game"));
+        assert_eq!(name("stream:type:multiplier"), Some("game_type"));
+        assert_eq!(name("other"), None);
     }
 
     #[test]
