@@ -152,7 +152,7 @@ pub fn publish(shard: &Shard, body: &[u8]) -> Reply {
     let Some(family) = routes.family_of_channel(channel) else {
         return Reply::error(
             Status::BadRequest,
-            &format!("channel {channel:?} matches no route family (player: SSE::{{brand_id}}::{{player_id}}, game: stream:{{game}} or stream:type:{{type}})"),
+            &format!("channel {channel:?} matches no route family (player: SSE::{{brand_id}}::{{player_id}}, game: stream:{{game}} or stream:type:{{type}}, jackpot: <workspace>_broadcast_<group> or <workspace>_user_<player>)"),
         );
     };
     let raw = req.data.get();

@@ -299,8 +299,7 @@ fn decide(shard: &Shard, buf: &[u8], peer: SocketAddr) -> Option<Action> {
         Endpoint::Api(Api::Healthz) => api::healthz(),
         Endpoint::Api(Api::Readyz) => api::readyz(shard),
         Endpoint::Stream(i) => {
-            let family = &routes.families[i];
-            return Some(match resolve(i, family, &head, config, unix_now()) {
+            return Some(match resolve(routes, i, &head, config, unix_now()) {
                 Ok(mut spec) => {
                     spec.allow_origin = allow_origin.map(Into::into);
                     Action::Stream(spec)

@@ -7,7 +7,10 @@ use crate::config::Config;
 use crate::http::query::{percent_decode, query_param};
 use crate::http::request::RequestHead;
 use crate::http::response::Status;
-use crate::route::table::{AuthRule, Family};
+use crate::route::table::{AuthRule, RouteTable};
+
+/// Longest channel name a client may ask for (seed 003).
+pub const MAX_CHANNEL_PARAM: usize = 200;
 
 /// Everything a core needs to run one stream; owned, so it can cross to the owner core with
 /// the socket.
@@ -42,12 +45,54 @@ fn refuse(status: Status, message: impl Into<Cow<'static, str>>) -> Refusal {
 
 /// Applies `family`'s auth and channel rules to `head`.
 pub fn resolve(
+    table: &RouteTable,
     family_index: usize,
-    family: &Family,
     head: &RequestHead<'_>,
     config: &Config,
     now_unix: u64,
 ) -> Result<StreamSpec, Refusal> {
+    let mut family_index = family_index;
+    let mut family = &table.families[family_index];
+    let mut given_channel: Option<String> = None;
+    if let Some(name) = &family.channel_param {
+        let bad_query = |_| {
+            refuse(
+                Status::BadRequest,
+                "query string is not valid percent-encoding",
+            )
+        };
+        let value = query_param(head.query, name)
+            .map_err(bad_query)?
+            .ok_or_else(|| {
+                refuse(
+                    Status::BadRequest,
+                    format!("missing {name} query parameter"),
+                )
+            })?;
+        if value.is_empty()
+            || value.len() > MAX_CHANNEL_PARAM
+            || !value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.@:-".contains(&b))
+        {
+            return Err(refuse(
+                Status::BadRequest,
+                "channel must be 1 to 200 bytes of [A-Za-z0-9_.@:-]",
+            ));
+        }
+        // Families sharing this path are told apart by the channel's shape.
+        let Some(i) = table.families.iter().position(|f| {
+            f.path == family.path && f.channel_param.is_some() && f.channel.matches(&value)
+        }) else {
+            return Err(refuse(
+                Status::BadRequest,
+                "channel must be <workspace>_broadcast_<group> or <workspace>_user_<player>",
+            ));
+        };
+        family_index = i;
+        family = &table.families[i];
+        given_channel = Some(value.into_owned());
+    }
     let query_token = query_param(head.query, "token").map_err(|_| {
         refuse(
             Status::BadRequest,
@@ -95,6 +140,31 @@ pub fn resolve(
             values.push(("brand_id", brand.to_string()));
             values.push(("player_id", player.to_string()));
         }
+        AuthRule::Public => {}
+        AuthRule::ChannelToken => {
+            let token: &[u8] = match credentials::bearer(head.authorization) {
+                Some(t) => t,
+                None => match &query_token {
+                    Some(t) => t.as_bytes(),
+                    None => return Err(refuse(Status::Unauthorized, "missing token")),
+                },
+            };
+            let Some(secret) = &config.auth_secret else {
+                return Err(refuse(
+                    Status::Unauthorized,
+                    "private channels are disabled: SSE_AUTH_SECRET is not set",
+                ));
+            };
+            let claims = jwt::verify_hs256(token, secret.expose().as_bytes(), now_unix)
+                .map_err(|e| refuse(Status::Unauthorized, e.message()))?;
+            let channel = given_channel.as_deref().unwrap_or_default();
+            if !claims.channels.iter().any(|c| c == channel) {
+                return Err(refuse(
+                    Status::Forbidden,
+                    "token's channels claim does not list this channel",
+                ));
+            }
+        }
         AuthRule::ApiKey => {
             if config.api_keys.is_empty() {
                 return Err(refuse(
@@ -119,15 +189,18 @@ pub fn resolve(
             }
         }
     }
-    let channel = family
-        .channel
-        .render(|k| values.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
-        .ok_or_else(|| {
-            refuse(
-                Status::InternalServerError,
-                "route channel template names an unknown value",
-            )
-        })?;
+    let channel = match given_channel {
+        Some(c) => c,
+        None => family
+            .channel
+            .render(|k| values.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
+            .ok_or_else(|| {
+                refuse(
+                    Status::InternalServerError,
+                    "route channel template names an unknown value",
+                )
+            })?,
+    };
     #[allow(clippy::borrowed_box)]
     let last_event_id = match head.last_event_id {
         Some(v) => Some(String::from_utf8_lossy(v).trim().into()),

@@ -12,6 +12,11 @@ use crate::http::request::Method;
 pub enum AuthRule {
     /// HS256 JWT with `brand_id` and `player_id` claims (`Authorization: Bearer` or `?token=`).
     PlayerToken,
+    /// HS256 JWT whose `channels` claim lists the channel (seed 003's private channels):
+    /// no or bad token `401`, a valid token without the channel `403`.
+    ChannelToken,
+    /// Public: no credentials.
+    Public,
     /// `?api_key=` must be one of `SSE_API_KEYS` (seed 002: EventSource cannot send headers).
     ApiKey,
 }
@@ -37,6 +42,8 @@ pub enum KeepaliveFormat {
 /// What a stream says first, after `retry:`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Greeting {
+    /// Nothing beyond `retry:`.
+    None,
     /// `data: {"type":"connected","timestamp":...}` (seed 000).
     Connected,
     /// `event: initial` with the channel's latest message, if it has had one (seed 002). Such
@@ -217,6 +224,10 @@ pub struct Family {
     pub placement: Placement,
     /// What a full queue does.
     pub slow: SlowPolicy,
+    /// When set, the channel is this query parameter's value, which must have the shape of
+    /// `channel` (seed 003: `/subscribe?channel=...`); several families may then share a path
+    /// and the channel's shape picks the family.
+    pub channel_param: Option<String>,
     /// Whether the family's system events (reset) carry an `event:` name. The player family's
     /// are unnamed, like its other system events; other families name them so handlers
     /// expecting only application data never see them.
@@ -274,8 +285,8 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    /// The built-in families: the player stream of seeds 000/001 and the game streams of
-    /// seed 002.
+    /// The built-in families: the player stream of seeds 000/001, the game streams of seed
+    /// 002 and the jackpot channels of seed 003.
     pub fn builtin() -> RouteTable {
         let t = |s: &str| Template::parse(s).expect("built-in template is valid");
         let game = |name: &str, path: &str, channel: &str| Family {
@@ -290,6 +301,22 @@ impl RouteTable {
             greeting: Greeting::Latest,
             placement: Placement::Local,
             slow: SlowPolicy::Cut,
+            channel_param: None,
+            named_system_events: true,
+        };
+        let jackpot = |name: &str, channel: &str, auth: AuthRule, placement: Placement| Family {
+            name: name.into(),
+            path: t("/subscribe"),
+            auth,
+            channel: t(channel),
+            payload: PayloadRule::Any,
+            event_name: EventName::Unnamed,
+            keepalive: KeepaliveFormat::Heartbeat,
+            keepalive_period: Duration::from_secs(15),
+            greeting: Greeting::None,
+            placement,
+            slow: SlowPolicy::Cut,
+            channel_param: Some("channel".into()),
             named_system_events: true,
         };
         RouteTable {
@@ -306,11 +333,24 @@ impl RouteTable {
                     greeting: Greeting::Connected,
                     placement: Placement::Owner,
                     slow: SlowPolicy::Cut,
+                    channel_param: None,
                     named_system_events: false,
                 },
                 // Before `game`: `stream:type:x` also has the shape `stream:{game}`.
                 game("game_type", "/sse/type/{type}", "stream:type:{type}"),
                 game("game", "/sse/{game}", "stream:{game}"),
+                jackpot(
+                    "jackpot",
+                    "{workspace}_broadcast_{group}",
+                    AuthRule::Public,
+                    Placement::Local,
+                ),
+                jackpot(
+                    "jackpot_user",
+                    "{workspace}_user_{player}",
+                    AuthRule::ChannelToken,
+                    Placement::Owner,
+                ),
             ],
         }
     }
@@ -465,6 +505,8 @@ mod tests {
         assert_eq!(name("SSE::1::2"), Some("player"));
         assert_eq!(name("stream:crash"), Some("game"));
         assert_eq!(name("stream:type:multiplier"), Some("game_type"));
+        assert_eq!(name("ws1_broadcast_g-1"), Some("jackpot"));
+        assert_eq!(name("ws1_user_a@b.com"), Some("jackpot_user"));
         assert_eq!(name("other"), None);
     }
 
