@@ -156,6 +156,8 @@ pub struct CoreStats {
     pub events_unrouted: AtomicU64,
     /// Slow consumers cut because their queue reached `SSE_EVENT_BUFFER`.
     pub slow_consumers_cut: AtomicU64,
+    /// Events that replaced a conflating stream's full queue (its older events dropped).
+    pub events_conflated: AtomicU64,
     /// Stream requests refused because the node was at `SSE_CONNECTION_LIMIT`.
     pub rejected_limit: AtomicU64,
     /// Connections closed because no complete request head arrived in time.
@@ -270,7 +272,7 @@ impl Stats {
         );
         let _ = write!(
             s,
-            "\"slow_consumers_cut\":{},\"rejected_connection_limit\":{},\"head_timeouts\":{},\"accepted\":{},\"handoffs\":{},\"http_errors\":{},\"resumes\":{},\"resets\":{},",
+            "\"slow_consumers_cut\":{},\"rejected_connection_limit\":{},\"head_timeouts\":{},\"accepted\":{},\"handoffs\":{},\"http_errors\":{},\"resumes\":{},\"resets\":{},\"conflated\":{},",
             self.sum(|c| &c.slow_consumers_cut),
             self.sum(|c| &c.rejected_limit),
             self.sum(|c| &c.head_timeouts),
@@ -279,6 +281,7 @@ impl Stats {
             self.sum(|c| &c.http_errors),
             self.sum(|c| &c.resumes),
             self.sum(|c| &c.resets),
+            self.sum(|c| &c.events_conflated),
         );
         s.push_str("\"delivery_latency_ms\":{");
         for (i, name) in routes.iter().enumerate() {
@@ -399,6 +402,12 @@ impl Stats {
             "sse_http_errors_total",
             "Requests answered 4xx/5xx.",
             self.sum(|c| &c.http_errors),
+        );
+        counter(
+            &mut s,
+            "sse_events_conflated_total",
+            "Events that replaced a conflating stream's full queue.",
+            self.sum(|c| &c.events_conflated),
         );
         counter(
             &mut s,

@@ -113,3 +113,60 @@ fn channel_names_of_neither_form_or_bad_characters_get_400() {
         assert!(!err.is_empty());
     }
 }
+
+#[test]
+fn a_stalled_broadcast_client_is_conflated_not_cut_and_gets_the_newest_value() {
+    use std::io::{Read, Write};
+    let gw = Gateway::start(&[("SSE_EVENT_BUFFER", "5")]);
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&gw.addr.into()).unwrap();
+    let mut stalled: std::net::TcpStream = sock.into();
+    write!(
+        stalled,
+        "GET /subscribe?channel={BROADCAST} HTTP/1.1\r\nHost: t\r\n\r\n"
+    )
+    .unwrap();
+    assert!(eventually(5 * SEC, || gw
+        .stat("connections.per_route.jackpot")
+        == 1));
+    let pad = "x".repeat(60 * 1024);
+    let value =
+        |n: u64| format!("{{\"reason\":\"jackpot_value\",\"value\":\"{n}\",\"pad\":\"{pad}\"}}");
+    for n in 0..150 {
+        assert_eq!(gw.publish(BROADCAST, &value(n)).status, 202);
+    }
+    assert!(
+        eventually(10 * SEC, || gw.stat("conflated") > 0),
+        "older values were dropped"
+    );
+    assert_eq!(
+        gw.stat("slow_consumers_cut"),
+        0,
+        "a conflating stream is never cut"
+    );
+    // The client reads again: the last event it gets is the newest value.
+    stalled
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut all = Vec::new();
+    let mut buf = [0u8; 65536];
+    while let Ok(n) = stalled.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        all.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&all);
+    let last = text.rsplit("data: ").next().unwrap_or("");
+    assert!(
+        last.starts_with(&value(149)),
+        "newest value last, got {}",
+        &last[..last.len().min(80)]
+    );
+    assert_eq!(
+        gw.stat("connections.per_route.jackpot"),
+        1,
+        "still connected"
+    );
+}

@@ -21,7 +21,7 @@ use crate::core::shard::{LocalStream, Shard};
 use crate::core::subscriber::{Frame, State, Subscriber};
 use crate::http::response::write_stream_head;
 use crate::route::resolve::StreamSpec;
-use crate::route::table::Greeting;
+use crate::route::table::{Greeting, SlowPolicy};
 use crate::sse::encode::{encode_event, encode_retry, Event};
 use crate::sse::system::{encode_connected, encode_reset};
 use crate::stats::bump;
@@ -65,11 +65,10 @@ pub fn start(shard: Rc<Shard>, stream: TcpStream, spec: StreamSpec) {
         return;
     }
     let family = spec.family;
-    let sub = Rc::new(Subscriber::new(
-        family,
-        shard.take_slot(),
-        shard.node.config.event_buffer,
-    ));
+    let sub = Rc::new(
+        Subscriber::new(family, shard.take_slot(), shard.node.config.event_buffer)
+            .conflating(shard.family(family).slow == SlowPolicy::Conflate),
+    );
     // Everything before live events goes out as one frame (one write): the head, `retry:`,
     // the greeting, and what a resuming client missed. One frame however many events it
     // replays: history may hold more than the queue bound.

@@ -65,6 +65,8 @@ pub struct Fanout {
     pub queued: usize,
     /// Subscribers cut because their queue was full.
     pub cut: usize,
+    /// Subscribers whose full queue was replaced by this event (conflating families).
+    pub conflated: usize,
 }
 
 /// The registry of one core.
@@ -199,6 +201,7 @@ impl Hub {
             }) {
                 Pushed::Queued => out.queued += 1,
                 Pushed::Cut => out.cut += 1,
+                Pushed::Conflated => out.conflated += 1,
             }
         }
         Some(out)
@@ -272,11 +275,19 @@ mod tests {
         );
         assert_eq!(
             hub.publish("c", &Bytes::new(), now, &mut scratch, enc),
-            Some(Fanout { queued: 2, cut: 0 })
+            Some(Fanout {
+                queued: 2,
+                cut: 0,
+                conflated: 0
+            })
         );
         assert_eq!(
             hub.publish("c", &Bytes::new(), now, &mut scratch, enc),
-            Some(Fanout { queued: 1, cut: 1 })
+            Some(Fanout {
+                queued: 1,
+                cut: 1,
+                conflated: 0
+            })
         );
         assert_eq!(b.state(), State::Cut);
         hub.publish("c", &Bytes::new(), now, &mut scratch, enc);

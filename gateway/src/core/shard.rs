@@ -224,9 +224,11 @@ impl Shard {
             },
         );
         if let Some(out) = out {
-            for _ in 0..out.cut {
-                bump(&stats.slow_consumers_cut);
-            }
+            let add = |c: &std::sync::atomic::AtomicU64, n: usize| {
+                c.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed)
+            };
+            add(&stats.slow_consumers_cut, out.cut);
+            add(&stats.events_conflated, out.conflated);
         }
     }
 

@@ -40,6 +40,9 @@ pub enum Pushed {
     Queued,
     /// The queue was full: the stream is now cut.
     Cut,
+    /// The queue was full and the stream conflates: what waited was dropped for this newer
+    /// frame.
+    Conflated,
 }
 
 /// The shared half of a stream: owned by its task and referenced by the hub.
@@ -57,6 +60,9 @@ pub struct Subscriber {
     waker: RefCell<Option<Waker>>,
     /// Open, cut or closing.
     state: Cell<State>,
+    /// On a full queue keep only the newest frame instead of cutting (value streams, where
+    /// only the latest value matters).
+    conflate: bool,
 }
 
 impl Subscriber {
@@ -69,7 +75,14 @@ impl Subscriber {
             capacity: capacity.max(1),
             waker: RefCell::new(None),
             state: Cell::new(State::Open),
+            conflate: false,
         }
+    }
+
+    /// Makes a full queue keep the newest frame instead of cutting the stream.
+    pub fn conflating(mut self, conflate: bool) -> Subscriber {
+        self.conflate = conflate;
+        self
     }
 
     /// The current state.
@@ -89,6 +102,17 @@ impl Subscriber {
             return Pushed::Queued;
         }
         let mut q = self.queue.borrow_mut();
+        if q.len() >= self.capacity && self.conflate {
+            if frame.arrived.is_none() {
+                // A keep-alive must not displace the newest value.
+                return Pushed::Queued;
+            }
+            q.clear();
+            q.push_back(frame);
+            drop(q);
+            self.wake();
+            return Pushed::Conflated;
+        }
         if q.len() >= self.capacity {
             q.clear();
             q.shrink_to_fit();
@@ -205,6 +229,18 @@ mod tests {
             Pushed::Queued,
             "pushes after the end are ignored"
         );
+    }
+
+    #[test]
+    fn a_conflating_queue_keeps_the_newest_instead_of_cutting() {
+        let s = Subscriber::new(0, 0, 2).conflating(true);
+        s.push(frame("a"));
+        s.push(frame("b"));
+        assert_eq!(s.push(frame("c")), Pushed::Conflated);
+        assert_eq!(s.state(), State::Open);
+        let mut out = BytesMut::new();
+        s.take_into(&mut out, &mut Vec::new());
+        assert_eq!(&out[..], b"c");
     }
 
     #[test]

@@ -77,6 +77,9 @@ pub enum Placement {
 pub enum SlowPolicy {
     /// Close it and count it; the client resumes with `Last-Event-ID`.
     Cut,
+    /// Keep only the newest event (value streams such as jackpot values, where only the newest
+    /// value matters): the stream is not cut, older queued events are dropped and counted.
+    Conflate,
 }
 
 /// A channel name template such as `SSE::{brand_id}::{player_id}`: literal text and named holes.
@@ -304,21 +307,22 @@ impl RouteTable {
             channel_param: None,
             named_system_events: true,
         };
-        let jackpot = |name: &str, channel: &str, auth: AuthRule, placement: Placement| Family {
-            name: name.into(),
-            path: t("/subscribe"),
-            auth,
-            channel: t(channel),
-            payload: PayloadRule::Any,
-            event_name: EventName::Unnamed,
-            keepalive: KeepaliveFormat::Heartbeat,
-            keepalive_period: Duration::from_secs(15),
-            greeting: Greeting::None,
-            placement,
-            slow: SlowPolicy::Cut,
-            channel_param: Some("channel".into()),
-            named_system_events: true,
-        };
+        let jackpot =
+            |name: &str, channel: &str, auth: AuthRule, placement: Placement, slow| Family {
+                name: name.into(),
+                path: t("/subscribe"),
+                auth,
+                channel: t(channel),
+                payload: PayloadRule::Any,
+                event_name: EventName::Unnamed,
+                keepalive: KeepaliveFormat::Heartbeat,
+                keepalive_period: Duration::from_secs(15),
+                greeting: Greeting::None,
+                placement,
+                slow,
+                channel_param: Some("channel".into()),
+                named_system_events: true,
+            };
         RouteTable {
             families: vec![
                 Family {
@@ -344,12 +348,14 @@ impl RouteTable {
                     "{workspace}_broadcast_{group}",
                     AuthRule::Public,
                     Placement::Local,
+                    SlowPolicy::Conflate,
                 ),
                 jackpot(
                     "jackpot_user",
                     "{workspace}_user_{player}",
                     AuthRule::ChannelToken,
                     Placement::Owner,
+                    SlowPolicy::Cut,
                 ),
             ],
         }
