@@ -43,6 +43,25 @@ fn refuse(status: Status, message: impl Into<Cow<'static, str>>) -> Refusal {
     }
 }
 
+/// The verified claims of the request's JWT (`Authorization: Bearer`, else `?token=`).
+fn token_claims(
+    head: &RequestHead<'_>,
+    query_token: Option<&str>,
+    config: &Config,
+    now_unix: u64,
+    disabled: &'static str,
+) -> Result<jwt::Claims, Refusal> {
+    let token = credentials::bearer(head.authorization)
+        .or(query_token.map(str::as_bytes))
+        .ok_or_else(|| refuse(Status::Unauthorized, "missing token"))?;
+    let secret = config
+        .auth_secret
+        .as_ref()
+        .ok_or_else(|| refuse(Status::Unauthorized, disabled))?;
+    jwt::verify_hs256(token, secret.expose().as_bytes(), now_unix)
+        .map_err(|e| refuse(Status::Unauthorized, e.message()))
+}
+
 /// Applies `family`'s auth and channel rules to `head`.
 pub fn resolve(
     table: &RouteTable,
@@ -116,21 +135,13 @@ pub fn resolve(
     }
     match family.auth {
         AuthRule::PlayerToken => {
-            let token: &[u8] = match credentials::bearer(head.authorization) {
-                Some(t) => t,
-                None => match &query_token {
-                    Some(t) => t.as_bytes(),
-                    None => return Err(refuse(Status::Unauthorized, "missing token")),
-                },
-            };
-            let Some(secret) = &config.auth_secret else {
-                return Err(refuse(
-                    Status::Unauthorized,
-                    "player streams are disabled: SSE_AUTH_SECRET is not set",
-                ));
-            };
-            let claims = jwt::verify_hs256(token, secret.expose().as_bytes(), now_unix)
-                .map_err(|e| refuse(Status::Unauthorized, e.message()))?;
+            let claims = token_claims(
+                head,
+                query_token.as_deref(),
+                config,
+                now_unix,
+                "player streams are disabled: SSE_AUTH_SECRET is not set",
+            )?;
             let (Some(brand), Some(player)) = (claims.brand_id, claims.player_id) else {
                 return Err(refuse(
                     Status::Unauthorized,
@@ -142,21 +153,13 @@ pub fn resolve(
         }
         AuthRule::Public => {}
         AuthRule::ChannelToken => {
-            let token: &[u8] = match credentials::bearer(head.authorization) {
-                Some(t) => t,
-                None => match &query_token {
-                    Some(t) => t.as_bytes(),
-                    None => return Err(refuse(Status::Unauthorized, "missing token")),
-                },
-            };
-            let Some(secret) = &config.auth_secret else {
-                return Err(refuse(
-                    Status::Unauthorized,
-                    "private channels are disabled: SSE_AUTH_SECRET is not set",
-                ));
-            };
-            let claims = jwt::verify_hs256(token, secret.expose().as_bytes(), now_unix)
-                .map_err(|e| refuse(Status::Unauthorized, e.message()))?;
+            let claims = token_claims(
+                head,
+                query_token.as_deref(),
+                config,
+                now_unix,
+                "private channels are disabled: SSE_AUTH_SECRET is not set",
+            )?;
             let channel = given_channel.as_deref().unwrap_or_default();
             if !claims.channels.iter().any(|c| c == channel) {
                 return Err(refuse(
