@@ -1,0 +1,442 @@
+//! A real browser (Debian's headless chromium, driven by `tests-js/browser.js`) runs a player
+//! page from another origin whose native `EventSource` reads the gateway's player stream. The
+//! stream is cut by a TCP proxy in the test; the browser's own reconnect (after the gateway's
+//! `retry:`) is what brings it back, and events published after that arrive.
+//!
+//! Needs `node`, `/usr/bin/chromium` and `tests-js/node_modules/playwright-core`: run
+//! `scripts/install-deps`. Without them the test fails; it never skips.
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// A loopback TCP proxy whose live connections the test can sever, and which keeps the request
+/// head of every connection the browser made through it.
+struct Proxy {
+    addr: SocketAddr,
+    live: Arc<Mutex<Vec<TcpStream>>>,
+    heads: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proxy {
+    fn start(upstream: SocketAddr) -> Proxy {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let live = Arc::new(Mutex::new(Vec::new()));
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let (live2, heads2) = (live.clone(), heads.clone());
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(c) = c else { return };
+                let Ok(u) = TcpStream::connect(upstream) else {
+                    continue;
+                };
+                {
+                    let mut live = live2.lock().unwrap();
+                    live.push(c.try_clone().unwrap());
+                    live.push(u.try_clone().unwrap());
+                }
+                let up = (
+                    c.try_clone().unwrap(),
+                    u.try_clone().unwrap(),
+                    Some(heads2.clone()),
+                );
+                for (mut a, mut b, heads) in [up, (u, c, None)] {
+                    std::thread::spawn(move || {
+                        let mut head = Vec::new();
+                        let mut buf = [0u8; 16384];
+                        while let Ok(n) = a.read(&mut buf) {
+                            if n == 0 || b.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                            if let Some(h) = &heads {
+                                if head.len() < 16384 && !head.ends_with(b"\r\n\r\n") {
+                                    head.extend_from_slice(&buf[..n]);
+                                    if let Some(e) = head.windows(4).position(|w| w == b"\r\n\r\n")
+                                    {
+                                        head.truncate(e + 4);
+                                        h.lock()
+                                            .unwrap()
+                                            .push(String::from_utf8_lossy(&head).into_owned());
+                                    }
+                                }
+                            }
+                        }
+                        let _ = b.shutdown(Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Proxy { addr, live, heads }
+    }
+
+    /// Cuts every connection made so far, both ways; new ones are still accepted.
+    fn sever(&self) {
+        for s in self.live.lock().unwrap().drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// The request heads seen so far, in order.
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+/// The value of header `name` in a raw request head.
+fn header(head: &str, name: &str) -> Option<String> {
+    head.lines().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+    })
+}
+
+fn tests_js() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests-js")
+}
+
+/// Fails (never skips) when what the browser tests need is not installed.
+fn require_browser_tools() {
+    let fix =
+        "run scripts/install-deps (installs Debian's chromium, node and tests-js/node_modules)";
+    let node = Command::new("node")
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    assert!(
+        matches!(node, Ok(s) if s.success()),
+        "node is missing: {fix}"
+    );
+    assert!(Path::new(CHROMIUM).exists(), "{CHROMIUM} is missing: {fix}");
+    assert!(
+        tests_js().join("node_modules/playwright-core").is_dir(),
+        "tests-js/node_modules/playwright-core is missing: {fix}"
+    );
+}
+
+/// One run of `tests-js/browser.js`: the page's JSON lines as they arrive. Dropping it ends
+/// the run: stdin is closed (the harness then closes chromium and exits), and whatever is
+/// still alive after a bounded wait is killed by PID.
+struct Browser {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Browser {
+    fn start(page: &str, params: &[(&str, &str)], timeout: Duration) -> Browser {
+        require_browser_tools();
+        let dir = tests_js();
+        let mut cmd = Command::new("node");
+        cmd.current_dir(&dir)
+            .arg(dir.join("browser.js"))
+            .arg("--page")
+            .arg(dir.join("pages").join(page))
+            .args(["--timeout-ms", &timeout.as_millis().to_string()])
+            .arg("--exit-on-stdin-close");
+        for (k, v) in params {
+            cmd.args(["--param", &format!("{k}={v}")]);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn node (installed by scripts/install-deps)");
+        let stdin = child.stdin.take();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        {
+            let lines = lines.clone();
+            let out = child.stdout.take().unwrap();
+            std::thread::spawn(move || {
+                for l in BufReader::new(out).lines().map_while(Result::ok) {
+                    match serde_json::from_str(&l) {
+                        Ok(v) => lines.lock().unwrap().push(v),
+                        Err(_) => eprintln!("browser.js (not JSON): {l}"),
+                    }
+                }
+            });
+        }
+        Browser {
+            child,
+            stdin,
+            lines,
+        }
+    }
+
+    fn lines(&self) -> Vec<Value> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// The page's lines (without the harness's own).
+    fn page_lines(&self) -> Vec<Value> {
+        self.lines()
+            .into_iter()
+            .filter(|v| !v["kind"].as_str().unwrap_or("").starts_with("harness."))
+            .collect()
+    }
+
+    fn browser_pid(&self) -> Option<i32> {
+        self.lines().iter().find_map(|v| {
+            (v["kind"] == "harness.ready")
+                .then(|| v["browserPid"].as_i64())
+                .flatten()
+                .map(|p| p as i32)
+        })
+    }
+
+    /// All lines, one per row, for failure messages.
+    fn dump(&self) -> String {
+        self.lines()
+            .iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Waits (at most `within`) until `f` holds over the lines; gives up early when the page's
+    /// EventSource is closed for good (`readyState` 2: it will not reconnect, e.g. a CORS
+    /// refusal) or the harness has exited.
+    fn wait_for(&mut self, within: Duration, mut f: impl FnMut(&[Value]) -> bool) -> bool {
+        let end = Instant::now() + within;
+        loop {
+            let lines = self.lines();
+            if f(&lines) {
+                return true;
+            }
+            let dead = lines
+                .iter()
+                .any(|v| v["kind"] == "error" && v["readyState"] == 2)
+                || matches!(self.child.try_wait(), Ok(Some(_)));
+            if dead || Instant::now() >= end {
+                // One last look: the reader thread may have been a line behind.
+                std::thread::sleep(Duration::from_millis(100));
+                return f(&self.lines());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Ends the run: closes stdin and waits (bounded) for the harness to close chromium and
+    /// exit; returns its exit code.
+    fn finish(&mut self, within: Duration) -> Option<i32> {
+        drop(self.stdin.take());
+        let end = Instant::now() + within;
+        while Instant::now() < end {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if self.finish(Duration::from_secs(10)).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        // The harness closes chromium on every way out, and playwright kills it when node
+        // exits; this is the last resort, by the PID the harness reported (chromium leads its
+        // own process group, which holds its helper processes).
+        if let Some(pid) = self.browser_pid() {
+            // SAFETY: kill(2) with signal 0 only checks; then SIGKILL to the process group
+            // of the chromium this test started.
+            unsafe {
+                if libc::kill(pid, 0) == 0 {
+                    libc::kill(-pid, libc::SIGKILL);
+                }
+            }
+        }
+    }
+}
+
+fn kind(v: &Value) -> &str {
+    v["kind"].as_str().unwrap_or("")
+}
+
+/// The data of a `message` line, parsed as JSON (`Null` if it is not JSON).
+fn message_json(v: &Value) -> Value {
+    serde_json::from_str(v["data"].as_str().unwrap_or("")).unwrap_or(Value::Null)
+}
+
+fn is_system(v: &Value, ty: &str) -> bool {
+    kind(v) == "message" && message_json(v)["type"] == ty
+}
+
+/// The data of every application event (not a system message) the page received, in order.
+fn app_events(lines: &[Value]) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|v| kind(v) == "message" && message_json(v).get("event_type").is_some())
+        .map(|v| v["data"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+fn count(lines: &[Value], f: impl Fn(&Value) -> bool) -> usize {
+    lines.iter().filter(|v| f(v)).count()
+}
+
+#[test]
+fn browser_eventsource_receives_events_across_reconnects() {
+    let (brand, player) = (7, 4242);
+    let channel = format!("SSE::{brand}::{player}");
+    let gw = Gateway::start(&[("SSE_CORS_ORIGINS", "*")]);
+    let proxy = Proxy::start(gw.addr);
+    let token = player_token(brand, player);
+    let gateway = format!("http://{}", proxy.addr);
+    let mut b = Browser::start(
+        "player.html",
+        &[("gateway", &gateway), ("token", &token)],
+        Duration::from_secs(60),
+    );
+    let publish = |n: u64| {
+        let r = gw.publish(&channel, &player_event(brand, player, n));
+        assert!(r.status / 100 == 2, "publish {n}: {r:?}");
+    };
+
+    // The page, served from its own origin, opens the stream and is greeted.
+    let opened = b.wait_for(Duration::from_secs(30), |l| {
+        count(l, |v| is_system(v, "connected")) == 1
+    });
+    let page_origin = b
+        .lines()
+        .iter()
+        .find(|v| v["kind"] == "harness.ready")
+        .and_then(|v| v["origin"].as_str().map(str::to_string));
+    assert!(
+        opened,
+        "the browser's EventSource did not open the stream and get the `connected` message \
+         (a cross-origin load from {page_origin:?} to {gateway}; a CORS refusal shows as a \
+         console error and `readyState` 2). Lines:\n{}\nGateway log:\n{}",
+        b.dump(),
+        gw.log_text()
+    );
+    let heads = proxy.heads();
+    assert_eq!(
+        header(&heads[0], "origin"),
+        page_origin,
+        "the page's request was cross-origin: {heads:?}"
+    );
+    assert!(
+        header(&heads[0], "accept").is_some_and(|a| a.contains("text/event-stream")),
+        "{heads:?}"
+    );
+
+    // Two events, delivered to onmessage with their data unchanged and an id each.
+    publish(1);
+    publish(2);
+    let want2 = vec![
+        player_event(brand, player, 1),
+        player_event(brand, player, 2),
+    ];
+    assert!(
+        b.wait_for(Duration::from_secs(10), |l| app_events(l) == want2),
+        "the two events before the cut:\n{}",
+        b.dump()
+    );
+    let before = b.page_lines();
+    for v in before.iter().filter(|v| kind(v) == "message") {
+        if message_json(v).get("event_type").is_some() {
+            assert!(
+                !v["id"].as_str().unwrap_or("").is_empty(),
+                "events carry ids: {v}"
+            );
+        }
+    }
+
+    // Cut the stream. The browser notices (an error while CONNECTING, so it will retry) and
+    // reconnects by itself, greeted again.
+    let opens_before = count(&before, |v| kind(v) == "open");
+    assert_eq!(opens_before, 1, "one open before the cut:\n{}", b.dump());
+    proxy.sever();
+    let reconnected = b.wait_for(Duration::from_secs(20), |l| {
+        count(l, |v| kind(v) == "open") == 2 && count(l, |v| is_system(v, "connected")) == 2
+    });
+    assert!(
+        reconnected,
+        "the browser reconnected by itself after the cut:\n{}\nGateway log:\n{}",
+        b.dump(),
+        gw.log_text()
+    );
+    let after_cut = b.page_lines();
+    let i_err = after_cut
+        .iter()
+        .position(|v| kind(v) == "error")
+        .expect("an error event for the cut");
+    assert_eq!(
+        after_cut[i_err]["readyState"],
+        0,
+        "the cut left the EventSource CONNECTING (it retries), not CLOSED:\n{}",
+        b.dump()
+    );
+    assert!(
+        after_cut[..i_err]
+            .iter()
+            .filter(|v| kind(v) == "open")
+            .count()
+            == 1,
+        "the error came after the first open and before the second:\n{}",
+        b.dump()
+    );
+    // The reconnect is a new request through the proxy, resuming from the last id seen.
+    let heads = proxy.heads();
+    assert_eq!(heads.len(), 2, "exactly one reconnect: {heads:?}");
+    let last_id = after_cut[..i_err]
+        .iter()
+        .rev()
+        .find(|v| kind(v) == "message")
+        .and_then(|v| v["id"].as_str())
+        .unwrap_or("")
+        .to_string();
+    assert_eq!(
+        header(&heads[1], "last-event-id").unwrap_or_default(),
+        last_id,
+        "the browser sent back the last event id it saw: {heads:?}"
+    );
+
+    // An event published after the reconnect arrives; nothing is duplicated.
+    publish(3);
+    let mut want3 = want2.clone();
+    want3.push(player_event(brand, player, 3));
+    assert!(
+        b.wait_for(Duration::from_secs(10), |l| app_events(l) == want3),
+        "the event after the reconnect:\n{}\nGateway log:\n{}",
+        b.dump(),
+        gw.log_text()
+    );
+    let all = b.page_lines();
+    let last_open = all.iter().rposition(|v| kind(v) == "open").unwrap();
+    assert_eq!(
+        app_events(&all[last_open..]),
+        vec![player_event(brand, player, 3)],
+        "the third event came on the new connection:\n{}",
+        b.dump()
+    );
+
+    let code = b.finish(Duration::from_secs(15));
+    assert_eq!(
+        code,
+        Some(0),
+        "browser.js closed chromium and exited by itself:\n{}",
+        b.dump()
+    );
+    assert!(
+        b.lines().iter().any(|v| v["kind"] == "harness.exit"),
+        "{}",
+        b.dump()
+    );
+}

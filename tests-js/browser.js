@@ -1,0 +1,281 @@
+// A real browser for the end-to-end tests: Debian's chromium (/usr/bin/chromium), headless,
+// driven by playwright-core. No browser build is ever downloaded.
+//
+// Usage:
+//   node browser.js --page <file.html> [--param key=value ...] [--expect N]
+//                   [--expect-kind KIND] [--timeout-ms T] [--port P] [--exit-on-stdin-close]
+//
+// It serves the page's folder over HTTP on 127.0.0.1 (port P, default 0: a free one), so the
+// page has an origin of its own, different from the gateway's (a cross-origin load, as on a
+// real casino front end). It opens http://127.0.0.1:<port>/<page>?<params> in a fresh browser
+// profile; the page reads its parameters from `location.search`.
+//
+// The page reports by `console.log(JSON.stringify({kind: ..., ...}))`. Every such object is
+// printed as one JSON line on stdout, unchanged. Lines the harness adds have kinds starting
+// with `harness.`:
+//   harness.ready        {origin, url, browserPid, version}   the page is being loaded
+//   harness.console      {type, text}       a console message that is not a JSON object
+//                                            (the browser's own errors, e.g. CORS refusals)
+//   harness.pageerror    {message}          an uncaught exception in the page
+//   harness.requestfailed {url, failure}    a request the browser saw fail
+//   harness.timeout      {got}              the timeout passed first
+//   harness.fatal        {message}          the browser could not be started or driven
+//   harness.exit         {reason, code}     last line
+//
+// It exits by itself, always closing the browser first:
+//   0  after N lines of kind KIND (default `message`; --expect 0 or absent: no such limit),
+//      when the page reports {"kind":"done"}, on SIGTERM/SIGINT, or (with
+//      --exit-on-stdin-close) when its standard input closes;
+//   3  when --timeout-ms (default 30000) passes first;
+//   1  when the browser fails; 2 on a usage error.
+'use strict';
+
+const fs = require('fs');
+const http = require('http');
+const path = require('path');
+
+const CHROMIUM = '/usr/bin/chromium';
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
+
+function usage(msg) {
+  process.stderr.write(
+    `browser.js: ${msg}\nusage: node browser.js --page <file.html> [--param key=value ...] ` +
+      '[--expect N] [--expect-kind KIND] [--timeout-ms T] [--port P] [--exit-on-stdin-close]\n',
+  );
+  process.exit(2);
+}
+
+function parseArgs(argv) {
+  const o = {
+    page: null,
+    params: [],
+    expect: 0,
+    expectKind: 'message',
+    timeoutMs: 30000,
+    port: 0,
+    exitOnStdinClose: false,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const val = () => {
+      if (i + 1 >= argv.length) usage(`${a} needs a value`);
+      return argv[++i];
+    };
+    const int = (v) => {
+      if (!/^\d+$/.test(v)) usage(`${a}: not a whole number: ${v}`);
+      return parseInt(v, 10);
+    };
+    switch (a) {
+      case '--page':
+        o.page = val();
+        break;
+      case '--param': {
+        const kv = val();
+        const eq = kv.indexOf('=');
+        if (eq <= 0) usage(`--param wants key=value, got ${kv}`);
+        o.params.push([kv.slice(0, eq), kv.slice(eq + 1)]);
+        break;
+      }
+      case '--expect':
+        o.expect = int(val());
+        break;
+      case '--expect-kind':
+        o.expectKind = val();
+        break;
+      case '--timeout-ms':
+        o.timeoutMs = int(val());
+        break;
+      case '--port':
+        o.port = int(val());
+        break;
+      case '--exit-on-stdin-close':
+        o.exitOnStdinClose = true;
+        break;
+      default:
+        usage(`unknown argument ${a}`);
+    }
+  }
+  if (!o.page) usage('--page is required');
+  if (o.timeoutMs <= 0) usage('--timeout-ms must be positive');
+  return o;
+}
+
+const TYPES = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json',
+};
+
+// Serves the files of `root` (nothing above it), uncached.
+function serveStatic(root, port) {
+  const server = http.createServer((req, res) => {
+    let rel;
+    try {
+      rel = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+    } catch {
+      res.writeHead(400).end();
+      return;
+    }
+    if (rel === '/favicon.ico') {
+      res.writeHead(204).end();
+      return;
+    }
+    const file = path.resolve(root, '.' + rel);
+    if (file !== root && !file.startsWith(root + path.sep)) {
+      res.writeHead(403).end();
+      return;
+    }
+    fs.readFile(file, (err, body) => {
+      if (err) {
+        res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found');
+        return;
+      }
+      res.writeHead(200, {
+        'Content-Type': TYPES[path.extname(file)] || 'application/octet-stream',
+        'Cache-Control': 'no-store',
+      });
+      res.end(body);
+    });
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve(server));
+  });
+}
+
+async function main() {
+  const opts = parseArgs(process.argv.slice(2));
+  const pageFile = path.resolve(opts.page);
+  if (!fs.existsSync(pageFile)) usage(`no such page: ${pageFile}`);
+  if (!fs.existsSync(CHROMIUM)) {
+    out({ kind: 'harness.fatal', message: `${CHROMIUM} is missing: run scripts/install-deps` });
+    process.exit(1);
+  }
+  const { chromium } = require('playwright-core');
+
+  let got = 0;
+  let browserServer = null;
+  let browser = null;
+  let httpServer = null;
+  let finishing = false;
+
+  // Closes everything and exits; bounded: a browser that does not close in 5 s is killed.
+  const finish = async (reason, code) => {
+    if (finishing) return;
+    finishing = true;
+    const hard = setTimeout(() => {
+      if (browserServer) browserServer.kill().catch(() => {});
+      out({ kind: 'harness.exit', reason, code, forced: true });
+      process.exit(code);
+    }, 5000);
+    try {
+      if (browser) await browser.close();
+    } catch {}
+    try {
+      if (browserServer) await browserServer.close();
+    } catch {}
+    if (httpServer) {
+      httpServer.closeAllConnections();
+      httpServer.close();
+    }
+    clearTimeout(hard);
+    out({ kind: 'harness.exit', reason, code });
+    process.exit(code);
+  };
+
+  setTimeout(() => {
+    out({ kind: 'harness.timeout', got });
+    finish('timeout', 3);
+  }, opts.timeoutMs);
+  for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP']) process.on(sig, () => finish(sig, 0));
+  if (opts.exitOnStdinClose) {
+    process.stdin.on('end', () => finish('stdin closed', 0));
+    process.stdin.on('error', () => finish('stdin closed', 0));
+    process.stdin.resume();
+  }
+
+  const report = (o) => {
+    if (finishing) return;
+    out(o);
+    if (o.kind === 'done') {
+      finish('done', 0);
+    } else if (opts.expect > 0 && o.kind === opts.expectKind) {
+      got += 1;
+      if (got >= opts.expect) finish(`got ${got} ${opts.expectKind}`, 0);
+    }
+  };
+
+  try {
+    httpServer = await serveStatic(path.dirname(pageFile), opts.port);
+    const origin = `http://127.0.0.1:${httpServer.address().port}`;
+    const url = `${origin}/${encodeURIComponent(path.basename(pageFile))}?${new URLSearchParams(opts.params)}`;
+
+    // launchServer, not launch: it tells the browser's PID, so the caller can make sure it
+    // is gone. The harness closes it on every way out; playwright's own exit hook kills it
+    // if this process dies first. A fresh temporary profile is made (and removed) by it.
+    browserServer = await chromium.launchServer({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: CHROMIUM_ARGS,
+      timeout: Math.min(30000, opts.timeoutMs),
+      handleSIGINT: false,
+      handleSIGTERM: false,
+      handleSIGHUP: false,
+    });
+    if (finishing) return;
+    browser = await chromium.connect(browserServer.wsEndpoint());
+    if (finishing) return;
+    const page = await browser.newPage();
+
+    page.on('console', (msg) => {
+      const text = msg.text();
+      let v = null;
+      try {
+        v = JSON.parse(text);
+      } catch {}
+      if (v && typeof v === 'object' && !Array.isArray(v) && typeof v.kind === 'string') {
+        report(v);
+      } else {
+        report({ kind: 'harness.console', type: msg.type(), text });
+      }
+    });
+    page.on('pageerror', (e) => report({ kind: 'harness.pageerror', message: String(e) }));
+    page.on('requestfailed', (r) =>
+      report({
+        kind: 'harness.requestfailed',
+        url: r.url(),
+        failure: r.failure() && r.failure().errorText,
+      }),
+    );
+
+    out({
+      kind: 'harness.ready',
+      origin,
+      url,
+      browserPid: browserServer.process().pid,
+      version: browser.version(),
+    });
+    // Not 'load': a page whose stream is open may never be reported loaded.
+    await page.goto(url, { waitUntil: 'commit', timeout: Math.min(30000, opts.timeoutMs) });
+  } catch (e) {
+    if (!finishing) {
+      out({ kind: 'harness.fatal', message: String((e && e.stack) || e) });
+      finish('fatal', 1);
+    }
+  }
+}
+
+main();
