@@ -224,6 +224,16 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         })?);
     }
     let routes = Arc::new(RouteTable::builtin());
+    if routes.families.len() > crate::stats::ROUTE_SLOTS {
+        return Err(StartError::Config(crate::config::ConfigError::Invalid {
+            setting: "SSE_CONFIG",
+            value: format!("{} route families", routes.families.len()),
+            reason: format!(
+                "at most {} route families are supported",
+                crate::stats::ROUTE_SLOTS
+            ),
+        }));
+    }
     let (msg_tx, msg_rx): (Vec<_>, Vec<_>) =
         (0..cores).map(|_| flume::unbounded::<Message>()).unzip();
     let (ctl_tx, ctl_rx): (Vec<_>, Vec<_>) =
