@@ -35,10 +35,19 @@ enum Action {
     },
     /// Read a `len`-byte publish body after `head_len` bytes, then answer.
     Publish {
+        api: Api,
         head_len: usize,
         len: usize,
         keep_alive: bool,
         head_only: bool,
+        allow_origin: Option<Box<str>>,
+    },
+    /// Answer from every core's state (stats, metrics): asks the other cores first.
+    Query {
+        api: Api,
+        keep_alive: bool,
+        head_only: bool,
+        consumed: usize,
         allow_origin: Option<Box<str>>,
     },
     /// Start a stream.
@@ -80,6 +89,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
                 buf.drain(..consumed.min(buf.len()));
             }
             Action::Publish {
+                api,
                 head_len,
                 len,
                 keep_alive,
@@ -92,7 +102,11 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
                         Err(_) => return,
                     }
                 }
-                let reply = api::publish(&shard, &buf[head_len..head_len + len]);
+                let body = &buf[head_len..head_len + len];
+                let reply = match api {
+                    Api::Broadcast => api::broadcast(&shard, body).await,
+                    _ => api::publish(&shard, body).await,
+                };
                 let cors = cors_headers(allow_origin.as_deref());
                 let out = render(&shard, reply, &cors, keep_alive, head_only);
                 let (res, out) = stream.write_all(out).await;
@@ -101,6 +115,26 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
                     return;
                 }
                 buf.drain(..head_len + len);
+            }
+            Action::Query {
+                api,
+                keep_alive,
+                head_only,
+                consumed,
+                allow_origin,
+            } => {
+                let reply = match api {
+                    Api::Metrics => api::metrics(&shard).await,
+                    _ => api::stats(&shard).await,
+                };
+                let cors = cors_headers(allow_origin.as_deref());
+                let out = render(&shard, reply, &cors, keep_alive, head_only);
+                let (res, out) = stream.write_all(out).await;
+                shard.pool.give(out);
+                if res.is_err() || !keep_alive {
+                    return;
+                }
+                buf.drain(..consumed.min(buf.len()));
             }
             Action::Stream(spec) => {
                 // The stream gets a task of its own: this request loop's state (about 2 KiB
@@ -251,7 +285,7 @@ fn decide(shard: &Shard, buf: &[u8], peer: SocketAddr) -> Option<Action> {
     };
     let head_only = head.method == Method::Head;
     let reply = match endpoint {
-        Endpoint::Api(Api::Publish) => {
+        Endpoint::Api(api @ (Api::Publish | Api::Broadcast)) => {
             let authorized = match &shard.node.config.publish_token {
                 Some(token) => credentials::bearer(head.authorization)
                     .is_some_and(|t| credentials::secret_eq(t, token.expose().as_bytes())),
@@ -287,6 +321,7 @@ fn decide(shard: &Shard, buf: &[u8], peer: SocketAddr) -> Option<Action> {
                 ));
             }
             return Some(Action::Publish {
+                api,
                 head_len: head.head_len,
                 len: body_len,
                 keep_alive,
@@ -294,8 +329,15 @@ fn decide(shard: &Shard, buf: &[u8], peer: SocketAddr) -> Option<Action> {
                 allow_origin: allow_origin.map(Into::into),
             });
         }
-        Endpoint::Api(Api::Stats) => api::stats(shard),
-        Endpoint::Api(Api::Metrics) => api::metrics(shard),
+        Endpoint::Api(api @ (Api::Stats | Api::Metrics)) => {
+            return Some(Action::Query {
+                api,
+                keep_alive: keep_alive && body_len == 0,
+                head_only,
+                consumed,
+                allow_origin: allow_origin.map(Into::into),
+            });
+        }
         Endpoint::Api(Api::Healthz) => api::healthz(),
         Endpoint::Api(Api::Readyz) => api::readyz(shard),
         Endpoint::Stream(i) => {
@@ -409,9 +451,17 @@ fn start_stream(shard: Rc<Shard>, stream: TcpStream, spec: StreamSpec) {
         return;
     }
     let family = &shard.node.routes.families[spec.family];
-    let owner = match family.placement {
-        Placement::Owner => owner_core(spec.channel.as_bytes(), shard.node.config.cores),
-        Placement::Local => shard.id,
+    let cores = shard.node.config.cores;
+    let owner = match (family.placement, spec.channels.one()) {
+        (Placement::Owner, Some(channel)) => owner_core(channel.as_bytes(), cores),
+        // A resuming client goes back to the core that gave out its id: only that core's
+        // history knows what it missed.
+        _ => spec
+            .last_event_id
+            .as_deref()
+            .and_then(|id| id_core(id, &shard.node.run_id))
+            .filter(|c| *c < cores)
+            .unwrap_or(shard.id),
     };
     if owner == shard.id {
         stream::start(shard, stream, spec);
@@ -429,4 +479,11 @@ fn start_stream(shard: Rc<Shard>, stream: TcpStream, spec: StreamSpec) {
     {
         shard.node.close_stream();
     }
+}
+
+/// The core an event id of this run names (`<run>.<core>.<seq>`), if it is one.
+fn id_core(id: &str, run: &str) -> Option<usize> {
+    let rest = id.strip_prefix(run)?.strip_prefix('.')?;
+    let (core, _) = rest.split_once('.')?;
+    core.parse().ok()
 }

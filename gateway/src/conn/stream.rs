@@ -15,7 +15,7 @@ use monoio::io::{
 use monoio::net::TcpStream;
 
 use crate::conn::serve::cors_headers;
-use crate::core::hub::Resume;
+use crate::core::hub::{Membership, Resume};
 use crate::core::shard::{unix_now, RETRY_MS};
 use crate::core::shard::{LocalStream, Shard};
 use crate::core::subscriber::{Frame, State, Subscriber};
@@ -31,18 +31,14 @@ use crate::stats::bump;
 struct Registration {
     shard: Rc<Shard>,
     sub: Rc<Subscriber>,
-    channel: Box<str>,
-    hub_key: usize,
+    membership: Membership,
     stream_key: usize,
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
         let shard = &self.shard;
-        shard
-            .hub
-            .borrow_mut()
-            .unsubscribe(&self.channel, self.hub_key);
+        shard.hub.borrow_mut().unsubscribe(&self.membership);
         shard.streams.borrow_mut().try_remove(self.stream_key);
         shard.stats().streams_open[self.sub.family]
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -82,10 +78,10 @@ pub fn start(shard: Rc<Shard>, stream: TcpStream, spec: StreamSpec) {
     shard.pool.give(b);
     // Prelude and subscribe happen in one synchronous step: nothing published in between can
     // be missed or delivered twice.
-    let hub_key = shard
+    let membership = shard
         .hub
         .borrow_mut()
-        .subscribe(&spec.channel, family, sub.clone());
+        .subscribe(spec.channels, family, sub.clone());
     let stream_key = shard
         .streams
         .borrow_mut()
@@ -95,8 +91,7 @@ pub fn start(shard: Rc<Shard>, stream: TcpStream, spec: StreamSpec) {
     let reg = Registration {
         shard,
         sub,
-        channel: spec.channel,
-        hub_key,
+        membership,
         stream_key,
     };
     monoio::spawn(write_loop(reg, rd, wr));
@@ -114,7 +109,7 @@ fn encode_prelude(shard: &Shard, spec: &StreamSpec, out: &mut BytesMut) {
     let hub = shard.hub.borrow();
     let mut resumed = false;
     if let Some(last) = &spec.last_event_id {
-        match hub.resume(&spec.channel, last) {
+        match hub.resume(&spec.channels, spec.family, last) {
             Resume::Replay(missed) => {
                 bump(&shard.stats().resumes);
                 out.extend_from_slice(&missed);
@@ -132,7 +127,7 @@ fn encode_prelude(shard: &Shard, spec: &StreamSpec, out: &mut BytesMut) {
         }
     }
     if family.greeting == Greeting::Latest && !resumed {
-        if let Some((id, payload)) = hub.latest(&spec.channel) {
+        if let Some((id, payload)) = spec.channels.one().and_then(|c| hub.latest(c)) {
             encode_event(
                 &Event {
                     id: Some(&id),

@@ -31,6 +31,10 @@ impl PayloadError {
             PayloadError::Field("player_id") => "payload lacks an integer player_id",
             PayloadError::Field("event_type") => "payload lacks a string event_type",
             PayloadError::Field("event_data") => "payload lacks event_data",
+            PayloadError::Field("type") => {
+                "payload lacks a string type of 1 to 200 bytes without line breaks"
+            }
+            PayloadError::Field("data") => "payload lacks data",
             PayloadError::Field(_) => "payload lacks a required field",
         }
     }
@@ -59,7 +63,56 @@ pub fn check(rule: PayloadRule, payload: &[u8], scratch: &mut Vec<u8>) -> Result
             }
             Ok(())
         }
+        PayloadRule::TypedEvent => typed_event(payload).map(|_| ()),
     }
+}
+
+/// A `{"type": ..., "data": ...}` payload split into its event name and the raw JSON text of
+/// `data` (delivered byte for byte as published).
+#[derive(Debug, PartialEq, Eq)]
+pub struct TypedEvent<'a> {
+    /// The `event:` name.
+    pub name: std::borrow::Cow<'a, str>,
+    /// `data`'s JSON text.
+    pub data: &'a [u8],
+}
+
+#[derive(serde::Deserialize)]
+struct TypedEventJson<'a> {
+    #[serde(rename = "type", borrow)]
+    name: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    data: Option<&'a serde_json::value::RawValue>,
+}
+
+/// Longest event name accepted from a payload's `type`.
+pub const MAX_EVENT_NAME: usize = 200;
+
+/// Splits a seed-004 payload. `serde_json` here, not `simd-json`: it hands back `data`'s raw
+/// text without re-serialising it, and topic events are few next to player events.
+pub fn typed_event(payload: &[u8]) -> Result<TypedEvent<'_>, PayloadError> {
+    if payload.is_empty() {
+        return Err(PayloadError::Empty);
+    }
+    let v: TypedEventJson = serde_json::from_slice(payload).map_err(|e| {
+        if e.is_data() {
+            PayloadError::NotObject
+        } else {
+            PayloadError::NotJson
+        }
+    })?;
+    let name = v
+        .name
+        .filter(|n| !n.is_empty() && n.len() <= MAX_EVENT_NAME && !n.contains(['\r', '\n']))
+        .ok_or(PayloadError::Field("type"))?;
+    let data = v
+        .data
+        .filter(|d| d.get() != "null")
+        .ok_or(PayloadError::Field("data"))?;
+    Ok(TypedEvent {
+        name,
+        data: data.get().as_bytes(),
+    })
 }
 
 #[cfg(test)]
@@ -105,6 +158,35 @@ mod tests {
             assert_eq!(
                 check(PayloadRule::PlayerEnvelope, p, &mut scratch),
                 *want,
+                "{}",
+                String::from_utf8_lossy(p)
+            );
+        }
+    }
+
+    #[test]
+    fn typed_events() {
+        let ev =
+            typed_event(br#"{"type":"transaction.created","data":{"amount": 10000}}"#).unwrap();
+        assert_eq!(ev.name, "transaction.created");
+        assert_eq!(ev.data, br#"{"amount": 10000}"#);
+        let esc = typed_event(br#"{"data":[1],"type":"a\u002eb"}"#).unwrap();
+        assert_eq!(esc.name, "a.b");
+        let cases: &[(&[u8], PayloadError)] = &[
+            (b"", PayloadError::Empty),
+            (b"nope", PayloadError::NotJson),
+            (b"[1]", PayloadError::NotObject),
+            (br#"{"type":1,"data":{}}"#, PayloadError::NotObject),
+            (br#"{"data":{}}"#, PayloadError::Field("type")),
+            (br#"{"type":"","data":{}}"#, PayloadError::Field("type")),
+            (br#"{"type":"a\nb","data":{}}"#, PayloadError::Field("type")),
+            (br#"{"type":"a"}"#, PayloadError::Field("data")),
+            (br#"{"type":"a","data":null}"#, PayloadError::Field("data")),
+        ];
+        for (p, want) in cases {
+            assert_eq!(
+                typed_event(p).map(|_| ()),
+                Err(*want),
                 "{}",
                 String::from_utf8_lossy(p)
             );
