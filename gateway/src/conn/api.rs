@@ -8,6 +8,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::broker::embedded::PublishError;
 use crate::broker::message::Message;
 use crate::core::node::Control;
 use crate::core::shard::Shard;
@@ -292,6 +293,12 @@ async fn send(shard: &Shard, channel: &str, payload: Bytes, arrived: Instant) ->
             bump(&shard.stats().publishes);
             Reply::json(Status::Accepted, format!("{{\"delivered_to_nodes\":{n}}}"))
         }
-        Err(_) => Reply::error(Status::ServiceUnavailable, "the node is shutting down"),
+        Err(PublishError::Closed) => {
+            Reply::error(Status::ServiceUnavailable, "the node is shutting down")
+        }
+        Err(PublishError::Full) => Reply::error(
+            Status::ServiceUnavailable,
+            "publishers are outrunning delivery (a core's inbox is full); retry later",
+        ),
     }
 }

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use monoio::buf::IoBufMut;
@@ -81,9 +81,11 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
                 keep_alive,
                 consumed,
             } => {
-                let (res, out) = stream.write_all(out).await;
+                let Some(out) = write_within(&mut stream, out, head_timeout).await else {
+                    return;
+                };
                 shard.pool.give(out);
-                if res.is_err() || !keep_alive {
+                if !keep_alive {
                     return;
                 }
                 buf.drain(..consumed.min(buf.len()));
@@ -109,9 +111,11 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
                 };
                 let cors = cors_headers(allow_origin.as_deref());
                 let out = render(&shard, reply, &cors, keep_alive, head_only);
-                let (res, out) = stream.write_all(out).await;
+                let Some(out) = write_within(&mut stream, out, head_timeout).await else {
+                    return;
+                };
                 shard.pool.give(out);
-                if res.is_err() || !keep_alive {
+                if !keep_alive {
                     return;
                 }
                 buf.drain(..head_len + len);
@@ -129,9 +133,11 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
                 };
                 let cors = cors_headers(allow_origin.as_deref());
                 let out = render(&shard, reply, &cors, keep_alive, head_only);
-                let (res, out) = stream.write_all(out).await;
+                let Some(out) = write_within(&mut stream, out, head_timeout).await else {
+                    return;
+                };
                 shard.pool.give(out);
-                if res.is_err() || !keep_alive {
+                if !keep_alive {
                     return;
                 }
                 buf.drain(..consumed.min(buf.len()));
@@ -439,8 +445,10 @@ async fn refuse_over_limit(
     write_stream_head(&mut out, &cors_headers(allow_origin.as_deref()));
     crate::sse::encode::encode_retry(Jitter::new(shard.id).between(1000, 5000), &mut out);
     encode_error("connection limit reached", None, &mut out);
-    let (_, out) = stream.write_all(out).await;
-    shard.pool.give(out);
+    let limit = shard.node.config.head_timeout;
+    if let Some(out) = write_within(&mut stream, out, limit).await {
+        shard.pool.give(out);
+    }
 }
 
 /// Counts the stream against the node's limit and runs it on its owner core.
@@ -486,4 +494,14 @@ fn id_core(id: &str, run: &str) -> Option<usize> {
     let rest = id.strip_prefix(run)?.strip_prefix('.')?;
     let (core, _) = rest.split_once('.')?;
     core.parse().ok()
+}
+
+/// Writes a response unless the client stops reading for `limit`: a client that pipelines
+/// requests and never reads the answers would otherwise hold its socket (and megabytes of
+/// kernel buffers) forever. `None`: the write failed or timed out; close the connection.
+async fn write_within(stream: &mut TcpStream, out: BytesMut, limit: Duration) -> Option<BytesMut> {
+    match monoio::time::timeout(limit, stream.write_all(out)).await {
+        Ok((Ok(_), out)) => Some(out),
+        _ => None,
+    }
 }

@@ -18,6 +18,11 @@ use crate::route::resolve::Channels;
 /// lost its network can still resume from it.
 pub const IDLE_KEEP: Duration = Duration::from_secs(300);
 
+/// How long a kept channel (one that greets new streams with its latest message) lives with
+/// neither subscribers nor messages: long enough for any game between rounds, short enough
+/// that publishing to ever new names (one channel per round, say) cannot grow memory forever.
+pub const KEPT_IDLE: Duration = Duration::from_secs(3600);
+
 /// One channel on one core.
 #[derive(Debug)]
 pub struct Channel {
@@ -202,7 +207,12 @@ impl Hub {
     /// Makes `channel` a kept channel (never evicted, remembers its latest message), so a
     /// stream opened later is greeted with that message.
     pub fn keep(&mut self, channel: &str, family: usize) {
-        self.entry(channel, family).keep = true;
+        let ch = self.entry(channel, family);
+        ch.keep = true;
+        if ch.subs.is_empty() {
+            // Idle from now (until its next message or subscriber) for the sweep.
+            ch.idle_since = Some(Instant::now());
+        }
     }
 
     /// The latest message of a kept channel: its id and payload.
@@ -232,7 +242,7 @@ impl Hub {
     fn unsubscribe_one(&mut self, channel: &str, key: usize) {
         if let Some(ch) = self.channels.get_mut(channel) {
             ch.subs.try_remove(key);
-            if ch.subs.is_empty() && !ch.keep {
+            if ch.subs.is_empty() {
                 ch.idle_since = Some(Instant::now());
             }
         }
@@ -276,6 +286,9 @@ impl Hub {
         ch.newest_seq = seq;
         if ch.keep {
             ch.latest = Some((seq, payload.clone()));
+            if ch.subs.is_empty() {
+                ch.idle_since = Some(Instant::now());
+            }
         }
         if self.history > 0 {
             if ch.history.len() == self.history {
@@ -390,10 +403,10 @@ impl Hub {
         let lost_upto = &mut self.lost_upto;
         let next_seq = self.next_seq;
         self.channels.retain(|_, c| {
+            let ttl = if c.keep { KEPT_IDLE } else { IDLE_KEEP };
             let keep = !c.subs.is_empty()
                 || wildcards.get(&c.family).is_some_and(|w| !w.is_empty())
-                || c.idle_since
-                    .is_none_or(|t| now.duration_since(t) < IDLE_KEEP);
+                || c.idle_since.is_none_or(|t| now.duration_since(t) < ttl);
             if !keep && c.newest_seq > 0 {
                 // Its history goes: resuming across this point is a gap.
                 lost_upto.insert(c.family, next_seq);
@@ -547,6 +560,8 @@ mod tests {
         hub.unsubscribe(&k);
         hub.sweep(Instant::now() + IDLE_KEEP * 2);
         assert_eq!(hub.channel_count(), 1);
+        hub.sweep(Instant::now() + KEPT_IDLE * 2);
+        assert_eq!(hub.channel_count(), 0, "but not forever");
     }
 
     #[test]

@@ -243,8 +243,9 @@ pub fn start(config: Config) -> Result<Running, StartError> {
             ),
         }));
     }
-    let (msg_tx, msg_rx): (Vec<_>, Vec<_>) =
-        (0..cores).map(|_| flume::unbounded::<Message>()).unzip();
+    let (msg_tx, msg_rx): (Vec<_>, Vec<_>) = (0..cores)
+        .map(|_| flume::bounded::<Message>(crate::broker::embedded::INBOX))
+        .unzip();
     let (ctl_tx, ctl_rx): (Vec<_>, Vec<_>) =
         (0..cores).map(|_| flume::unbounded::<Control>()).unzip();
     let broker_name = "embedded";

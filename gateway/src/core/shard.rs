@@ -54,7 +54,8 @@ impl Flag {
     /// Sets the flag and wakes every waiter.
     pub fn set(&self) {
         self.set.set(true);
-        for w in self.waiters.borrow_mut().drain(..) {
+        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
+        for w in waiters {
             w.wake();
         }
     }
@@ -70,7 +71,11 @@ impl Flag {
             if self.set.get() {
                 Poll::Ready(())
             } else {
-                self.waiters.borrow_mut().push(cx.waker().clone());
+                // A waiter polled again (the accept loop, every accept) is not added twice.
+                let mut w = self.waiters.borrow_mut();
+                if !w.iter().any(|x| x.will_wake(cx.waker())) {
+                    w.push(cx.waker().clone());
+                }
                 Poll::Pending
             }
         })
@@ -204,6 +209,10 @@ impl Shard {
             },
         };
         let fam = self.family(family);
+        if known.is_some() && fam.greeting == Greeting::Latest {
+            // The channel may have been created by a subscriber before its first message.
+            self.hub.borrow_mut().keep(channel, family);
+        }
         let mut scratch = self.scratch.borrow_mut();
         let (event, data): (Option<Cow<str>>, &[u8]) = match &fam.event_name {
             EventName::FromPayload => match payload::typed_event(&msg.payload) {
@@ -389,14 +398,40 @@ async fn accept_loop(shard: &Rc<Shard>, listener: TcpListener) {
     }
 }
 
+/// Messages delivered in one go before the core lets its stream writers run. A burst of
+/// more than `SSE_EVENT_BUFFER` messages for one channel delivered in a single pass would cut
+/// every subscriber of it, even the fast ones, before any had a chance to write.
+pub const DELIVER_BATCH: usize = 32;
+
 async fn inbox_loop(shard: Rc<Shard>, inbox: flume::Receiver<Message>) {
     while let Ok(msg) = inbox.recv_async().await {
         shard.deliver(msg);
-        // Drain what else is queued in one pass: one wake-up per burst, not per message.
+        // Drain what else is queued: one wake-up per burst, not per message, yielding to the
+        // writers every DELIVER_BATCH messages.
+        let mut n = 1;
         while let Ok(msg) = inbox.try_recv() {
             shard.deliver(msg);
+            n += 1;
+            if n % DELIVER_BATCH == 0 {
+                yield_now().await;
+            }
         }
     }
+}
+
+/// Lets every other ready task of this core run once before going on.
+pub async fn yield_now() {
+    let mut yielded = false;
+    poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await
 }
 
 async fn control_loop(

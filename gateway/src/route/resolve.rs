@@ -137,6 +137,14 @@ pub fn resolve(
                 "channel must be <workspace>_broadcast_<group> or <workspace>_user_<player>",
             ));
         };
+        // A name that also has an earlier family's shape (`SSE::1::x_broadcast_y`) would be
+        // routed as that family's by publishers: refuse it rather than never deliver.
+        if table.family_of_channel(&value) != Some(i) {
+            return Err(refuse(
+                Status::BadRequest,
+                "channel name also has the shape of another family's channels",
+            ));
+        }
         family_index = i;
         family = &table.families[i];
         given_channel = Some(value.into_owned());
@@ -159,6 +167,12 @@ pub fn resolve(
     let mut values: Vec<(&str, String)> = Vec::new();
     for (name, _) in &params {
         if let Some(v) = param(name)? {
+            if !valid_name(&v) {
+                return Err(refuse(
+                    Status::BadRequest,
+                    format!("path value {{{name}}} must be 1 to 200 bytes of [A-Za-z0-9_.@:-]"),
+                ));
+            }
             values.push((name, v));
         }
     }

@@ -180,6 +180,13 @@ impl Template {
                 Some((Part::Lit(l), rest)) => {
                     s.strip_prefix(l.as_str()).is_some_and(|t| go(rest, t))
                 }
+                // A last hole takes any non-empty rest.
+                Some((Part::Hole(_), [])) => !s.is_empty(),
+                // A hole before a literal may only end where that literal occurs: linear in
+                // practice even for hostile names such as `a_user_a_user_...`.
+                Some((Part::Hole(_), rest @ [Part::Lit(l), ..])) => s
+                    .match_indices(l.as_str())
+                    .any(|(i, _)| i >= 1 && go(rest, &s[i..])),
                 Some((Part::Hole(_), rest)) => {
                     (1..=s.len()).any(|i| s.is_char_boundary(i) && go(rest, &s[i..]))
                 }
