@@ -47,7 +47,11 @@ impl Gateway {
             let log = log.clone();
             std::thread::spawn(move || {
                 let mut tx = Some(tx);
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut rd = BufReader::new(stderr);
+                let mut raw = Vec::new();
+                while matches!(rd.read_until(b'\n', &mut raw), Ok(n) if n > 0) {
+                    let line = String::from_utf8_lossy(&raw).trim_end().to_string();
+                    raw.clear();
                     let addr = line
                         .contains("gateway started")
                         .then(|| field(&line, "listen="))
@@ -61,10 +65,14 @@ impl Gateway {
         }
         let addr = match rx.recv_timeout(Duration::from_secs(20)) {
             Ok(a) => a.parse().expect("listen address"),
-            Err(_) => {
+            Err(e) => {
+                let exited = child.try_wait();
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("gateway did not start: {:?}", log.lock().unwrap());
+                panic!(
+                    "gateway did not start ({e:?}; exit status {exited:?}): {:?}",
+                    log.lock().unwrap()
+                );
             }
         };
         Gateway { child, addr, log }
