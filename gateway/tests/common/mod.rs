@@ -57,8 +57,12 @@ impl Gateway {
                         .then(|| field(&line, "listen="))
                         .flatten();
                     log.lock().unwrap().push(line);
-                    if let (Some(addr), Some(tx)) = (addr, tx.take()) {
-                        let _ = tx.send(addr);
+                    // Only the start-up line hands the sender over: lines logged before it
+                    // (a core's Redis subscription) must not use it up.
+                    if let Some(addr) = addr {
+                        if let Some(tx) = tx.take() {
+                            let _ = tx.send(addr);
+                        }
                     }
                 }
             });
