@@ -44,23 +44,36 @@ pub fn gate_measured_call(op: &mut dyn Op) {
     op.run();
 }
 
-/// Runs the gated case `name` as the gate counts it (called under valgrind).
+/// Runs the case `name` as the gate counts it (called under valgrind). Cases the gate does
+/// not count can be run too (`icount count`), [`UNGATED_RUNS`] times.
 pub fn run_case(name: &str) -> Result<(), String> {
-    let case = gated_cases()
+    let case = cases::all()
         .into_iter()
         .find(|c| c.gate_name() == name)
-        .ok_or_else(|| format!("no gated case named {name}"))?;
+        .ok_or_else(|| format!("no case named {name}"))?;
     let mut op = (case.make)();
     // Warm-up: first-call costs (lazy initialisation, buffer growth) are not per-call costs.
     for _ in 0..3 {
         op.run();
         op.reset();
     }
-    for _ in 0..case.gate_runs {
+    for _ in 0..runs(&case) {
         gate_measured_call(&mut *op);
         op.reset();
     }
     Ok(())
+}
+
+/// Runs of a case that the gate does not count, when counted on request.
+pub const UNGATED_RUNS: u32 = 10;
+
+/// How many runs a case's count is averaged over.
+pub fn runs(case: &Case) -> u32 {
+    if case.gate_runs > 0 {
+        case.gate_runs
+    } else {
+        UNGATED_RUNS
+    }
 }
 
 /// The cases the gate counts.
@@ -71,14 +84,15 @@ pub fn gated_cases() -> Vec<Case> {
         .collect()
 }
 
-/// Instructions per call of each gated case: one valgrind process per case, as many at a
+/// Instructions per call of each of `cases`: one valgrind process per case, as many at a
 /// time as there are cores.
-pub fn measure_all(exe: &Path, out_dir: &Path) -> Result<BTreeMap<String, u64>, String> {
+pub fn measure_all(
+    exe: &Path,
+    out_dir: &Path,
+    cases: &[Case],
+) -> Result<BTreeMap<String, u64>, String> {
     std::fs::create_dir_all(out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
-    let work: Vec<(String, u32)> = gated_cases()
-        .iter()
-        .map(|c| (c.gate_name(), c.gate_runs))
-        .collect();
+    let work: Vec<(String, u32)> = cases.iter().map(|c| (c.gate_name(), runs(c))).collect();
     let next = Mutex::new(work.into_iter());
     let results = Mutex::new(BTreeMap::new());
     let errors = Mutex::new(Vec::new());

@@ -4,6 +4,7 @@
 //! icount check    count every gated case under callgrind, compare with the baseline
 //! icount update   count them and write the baseline (bench/baseline/instructions.txt)
 //! icount list     the gated cases
+//! icount count [FILTER]  count every case whose name contains FILTER, gated or not
 //! icount run NAME run one case as the gate counts it (what valgrind runs)
 //! ```
 use std::process::ExitCode;
@@ -26,8 +27,10 @@ fn main() -> ExitCode {
             Ok(true)
         }
         ["check"] => check(),
+        ["count"] => count(""),
+        ["count", filter] => count(filter),
         ["update"] => update(),
-        _ => Err("usage: icount check | update | list | run NAME".to_string()),
+        _ => Err("usage: icount check | update | list | count [FILTER] | run NAME".to_string()),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -39,15 +42,17 @@ fn main() -> ExitCode {
     }
 }
 
-/// Counts every gated case; prints how long it took.
-fn measure() -> Result<std::collections::BTreeMap<String, u64>, String> {
+/// Counts `cases`; prints how long it took.
+fn measure(
+    cases: &[bench::cases::Case],
+) -> Result<std::collections::BTreeMap<String, u64>, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
     let out_dir = exe
         .parent()
         .map(|d| d.join("bench-gate"))
         .ok_or("the binary has no directory")?;
     let started = Instant::now();
-    let counts = gate::measure_all(&exe, &out_dir)?;
+    let counts = gate::measure_all(&exe, &out_dir, cases)?;
     println!(
         "bench-gate: counted {} cases under callgrind in {:.0} s",
         counts.len(),
@@ -67,7 +72,7 @@ fn check() -> Result<bool, String> {
     })?;
     let baseline = Baseline::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let valgrind = gate::valgrind_version()?;
-    let counts = measure()?;
+    let counts = measure(&gate::gated_cases())?;
     let report = gate::compare(
         &baseline,
         &counts,
@@ -99,7 +104,7 @@ fn check() -> Result<bool, String> {
 
 fn update() -> Result<bool, String> {
     let valgrind = gate::valgrind_version()?;
-    let counts = measure()?;
+    let counts = measure(&gate::gated_cases())?;
     let baseline = Baseline {
         rustc: gate::RUSTC_VERSION.to_string(),
         valgrind,
@@ -109,5 +114,20 @@ fn update() -> Result<bool, String> {
     std::fs::write(&path, baseline.render()).map_err(|e| format!("{}: {e}", path.display()))?;
     print!("{}", baseline.render());
     println!("bench-gate: wrote {}", path.display());
+    Ok(true)
+}
+
+/// Prints the instructions per call of every case whose name contains `filter`.
+fn count(filter: &str) -> Result<bool, String> {
+    let cases: Vec<_> = bench::cases::all()
+        .into_iter()
+        .filter(|c| c.gate_name().contains(filter))
+        .collect();
+    let counts = measure(&cases)?;
+    let width = counts.keys().map(String::len).max().unwrap_or(0);
+    for c in &cases {
+        let name = c.gate_name();
+        println!("{name:width$} {:>10}", counts[&name]);
+    }
     Ok(true)
 }
