@@ -74,16 +74,6 @@ impl Fanout {
         f
     }
 
-    /// Number of subscribers.
-    pub fn len(&self) -> usize {
-        self.subs.len()
-    }
-
-    /// Whether there are no subscribers.
-    pub fn is_empty(&self) -> bool {
-        self.subs.is_empty()
-    }
-
     /// One published event, delivered on this core; returns the number of frames queued.
     pub fn publish(&mut self) -> usize {
         let channel = fixtures::JACKPOT_CHANNEL;

@@ -9,6 +9,7 @@
 //! - [`gate`]: instruction counts under callgrind, compared with `baseline/instructions.txt`.
 //!
 //! The gateway's internals are reached through its `#[doc(hidden)] internals` module only.
+#![warn(missing_docs)]
 pub mod cases;
 pub mod fanout;
 pub mod fixtures;

@@ -4,8 +4,8 @@
 //!
 //! Why `serde_json` into a struct of raw values, not `simd-json`: on the seeds' real payloads
 //! (about 150-250 bytes) it is twice as fast as `simd-json`'s DOM, which this used before, and
-//! as fast as `simd-json`'s tape with reused buffers (measured: 0.55 us against 1.3 us and
-//! 0.50 us for seed 000's envelope, `docs/BENCHMARKS.md`), while needing no copy of the
+//! as fast as `simd-json`'s tape with reused buffers (measured: 0.36 us against 0.71 us and
+//! 0.37 us for seed 000's envelope, `docs/BENCHMARKS.md`), while needing no copy of the
 //! payload, no per-core buffers and no allocation: the whole document is checked for syntax,
 //! but only the four members the rule reads are kept (as borrowed JSON text), the rest skipped.
 use std::fmt;
