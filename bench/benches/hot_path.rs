@@ -1,42 +1,60 @@
-//! The per-event hot path: request-head parsing and SSE encoding.
-use bytes::BytesMut;
-use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use gateway::internals::encode::{encode_event, Event};
-use gateway::internals::parse_head;
+//! The per-event hot path under criterion: every case of `bench::cases` (the same table the
+//! instruction-count gate counts), grouped as `http`, `route`, `sse`, `payload`, `fanout` and
+//! `jwt`, each with its throughput (bytes/s, or deliveries/s for fan-out).
+//!
+//! `cargo bench -p bench` runs them all in a few minutes; `cargo bench -p bench -- fanout`
+//! runs one group. Figures and their meaning: `docs/BENCHMARKS.md`.
+use std::time::{Duration, Instant};
 
-const EVENTSOURCE_GET: &[u8] = b"GET /sse?token=eyJhbGciOiJIUzI1NiJ9.eyJicmFuZF9pZCI6MX0.sig HTTP/1.1\r\nHost: gw.example.com\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\nOrigin: https://casino.example.com\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/126.0 Safari/537.36\r\nAccept-Language: en-US,en;q=0.9\r\nLast-Event-ID: abc.0.41\r\n\r\n";
+use bench::cases::{self, Case, Per};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-fn http(c: &mut Criterion) {
-    let mut g = c.benchmark_group("http");
-    g.throughput(Throughput::Bytes(EVENTSOURCE_GET.len() as u64));
-    g.bench_function("parse_eventsource_get", |b| {
-        b.iter(|| parse_head(black_box(EVENTSOURCE_GET)).is_ok())
-    });
-    g.finish();
+/// The gateway's allocator, so allocations cost what they cost in the gateway.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn hot_path(c: &mut Criterion) {
+    let all = cases::all();
+    let mut groups: Vec<&str> = all.iter().map(Case::group).collect();
+    groups.dedup();
+    for group in groups {
+        let mut g = c.benchmark_group(group);
+        g.warm_up_time(Duration::from_millis(500));
+        g.measurement_time(Duration::from_secs(2));
+        if group == "fanout" {
+            // A 50k fan-out takes milliseconds; fewer, longer samples keep the group short.
+            g.sample_size(20);
+            g.measurement_time(Duration::from_secs(3));
+        }
+        for case in all.iter().filter(|c| c.group() == group) {
+            g.throughput(match case.per {
+                Per::Bytes(n) => Throughput::Bytes(n),
+                Per::Deliveries(n) => Throughput::Elements(n),
+            });
+            let mut op = (case.make)();
+            g.bench_function(case.name(), |b| {
+                if !op.resets() {
+                    b.iter(|| op.run());
+                    return;
+                }
+                // Timed one run at a time, so `reset` (each stream taking its frame before
+                // the next event) stays out of the figure; a run here takes microseconds, so
+                // reading the clock around each is noise.
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let t = Instant::now();
+                        op.run();
+                        total += t.elapsed();
+                        op.reset();
+                    }
+                    total
+                })
+            });
+        }
+        g.finish();
+    }
 }
 
-fn sse(c: &mut Criterion) {
-    let payload = br#"{"brand_id":1001,"player_id":12345,"event_type":"notification","event_data":{"title":"Bonus","amount":"10.00"}}"#;
-    let mut g = c.benchmark_group("sse");
-    g.throughput(Throughput::Bytes(payload.len() as u64));
-    let mut out = BytesMut::with_capacity(4096);
-    g.bench_function("encode_player_event", |b| {
-        b.iter(|| {
-            out.clear();
-            encode_event(
-                &Event {
-                    id: Some("k3x9a0b1.0.42"),
-                    event: None,
-                    data: black_box(payload),
-                    retry: None,
-                },
-                &mut out,
-            );
-            out.len()
-        })
-    });
-    g.finish();
-}
-
-criterion_group!(benches, http, sse);
+criterion_group!(benches, hot_path);
 criterion_main!(benches);

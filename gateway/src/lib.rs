@@ -43,7 +43,14 @@ pub mod task;
 #[doc(hidden)]
 pub mod internals {
     pub use crate::auth::jwt;
-    pub use crate::http::request::parse_head;
-    pub use crate::route::table::RouteTable;
+    pub use crate::config::{Config, Secret};
+    pub use crate::core::hub::Hub;
+    pub use crate::core::subscriber::Subscriber;
+    pub use crate::http::request::{parse_head, Parsed, RequestHead};
+    pub use crate::route::payload;
+    pub use crate::route::resolve::{resolve, Channels};
+    pub use crate::route::table::{
+        Endpoint, EventName, Match, PayloadRule, RouteTable, SlowPolicy,
+    };
     pub use crate::sse::encode;
 }
