@@ -385,36 +385,47 @@ fn publishers_reuse_a_keep_alive_connection() {
 }
 
 #[test]
-fn deeply_nested_payloads_are_refused_and_cores_survive() {
+fn deeply_nested_payloads_cannot_crash_a_core() {
     let gw = Gateway::start(&[]);
     let mut s = Sse::player(gw.addr, 1, 2);
-    for n in [64usize, 20_000] {
-        let data = format!(
-            r#"{{"brand_id":1,"player_id":2,"event_type":"x","event_data":{}1{}}}"#,
-            "[".repeat(n),
-            "]".repeat(n)
-        );
-        let r = gw.publish("SSE::1::2", &data);
-        assert_eq!(r.status, 400, "depth {n}: {}", r.text());
-        assert!(r.error().contains("deep"), "{}", r.error());
-        let t = format!(
-            r#"{{"type":"a","data":{}1{}}}"#,
-            "[".repeat(n),
-            "]".repeat(n)
-        );
-        assert_eq!(gw.publish("events:t", &t).status, 400, "topic, depth {n}");
-    }
-    // Both cores still serve: an ordinary event arrives and the API answers.
+    assert!(eventually(Duration::from_secs(5), || gw
+        .stat("connections.total")
+        == 1));
+    // 20,000 levels (40 KB) aborted the whole process when payloads were parsed into a DOM.
+    let n = 20_000;
+    let data = format!(
+        r#"{{"brand_id":1,"player_id":2,"event_type":"x","event_data":{}1{}}}"#,
+        "[".repeat(n),
+        "]".repeat(n)
+    );
+    let r = gw.publish("SSE::1::2", &data);
+    assert_eq!(
+        r.status,
+        202,
+        "a valid envelope, however deep: {}",
+        r.text()
+    );
+    let t = format!(
+        r#"{{"type":"a","data":{}1{}}}"#,
+        "[".repeat(n),
+        "]".repeat(n)
+    );
+    assert_eq!(gw.publish("events:t", &t).status, 202);
     assert_eq!(gw.publish("SSE::1::2", &player_event(1, 2, 1)).status, 202);
-    let ev = loop {
+    let mut got = Vec::new();
+    while got.len() < 2 {
         let ev = s
             .next_app_event(Duration::from_secs(5))
-            .expect("event after the attempts");
+            .expect("events after");
         if !ev.data.contains("\"connected\"") {
-            break ev;
+            got.push(ev.data);
         }
-    };
-    assert_eq!(ev.data, player_event(1, 2, 1));
+    }
+    assert_eq!(
+        got,
+        [data, player_event(1, 2, 1)],
+        "both delivered, in order"
+    );
     assert_eq!(gw.get("/healthz").status, 200);
 }
 
