@@ -234,26 +234,36 @@ fn lane_run(enc: &Encoder, job: Job, lane: u64, lanes: u64, live: &Live) -> Outc
         Target::Http { addr, .. } => *addr,
     };
     let redis = matches!(enc.target, Target::Redis { .. });
-    let mut stream = match TcpStream::connect(addr) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("publisher: cannot connect to {addr}: {e}");
-            o.errors = job.count.div_ceil(lanes);
-            return o;
+    let connect = || -> Option<TcpStream> {
+        match TcpStream::connect(addr) {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+                Some(s)
+            }
+            Err(e) => {
+                eprintln!("publisher: cannot connect to {addr}: {e}");
+                None
+            }
         }
     };
-    let _ = stream.set_nodelay(true);
+    let Some(mut stream) = connect() else {
+        o.errors = job.count.div_ceil(lanes);
+        return o;
+    };
+    // Reconnects in a row without an acknowledged event in between.
+    let mut reconnects = 0;
     let end = job.first + job.count;
     let mut k = job.first + lane;
     let mut out = Vec::with_capacity(64 * 1024);
     let mut scratch = [Vec::new(), Vec::new(), Vec::new()];
     let mut rbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut chunk = vec![0u8; 64 * 1024];
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     while k < end && !live.stop.load(Ordering::Relaxed) {
         let now = now_us();
         out.clear();
         let mut n: u64 = 0;
+        let batch_first = k;
         while k < end && n < MAX_BATCH {
             let due = job.due(k);
             if due > now {
@@ -269,11 +279,8 @@ fn lane_run(enc: &Encoder, job: Job, lane: u64, lanes: u64, live: &Live) -> Outc
             std::thread::sleep(Duration::from_micros(wait.clamp(50, 100_000)));
             continue;
         }
-        if stream.write_all(&out).is_err() {
-            eprintln!("publisher: write failed");
-            o.errors += n;
-            break;
-        }
+        // A write error shows up again as a dead read below.
+        let _ = stream.write_all(&out);
         // Read the n replies.
         let mut got: u64 = 0;
         let mut pos = 0;
@@ -316,10 +323,23 @@ fn lane_run(enc: &Encoder, job: Job, lane: u64, lanes: u64, live: &Live) -> Outc
         }
         rbuf.drain(..pos);
         live.sent.fetch_add(got.min(n), Ordering::Relaxed);
+        if got > 0 {
+            reconnects = 0;
+        }
         if dead {
-            eprintln!("publisher: connection to {addr} lost or answered garbage");
-            o.errors += n - got;
-            break;
+            // A server may end a keep-alive connection after so many requests (nginx:
+            // `keepalive_requests`), answering the last one with `Connection: close` and
+            // ignoring what was pipelined after it: reconnect and send those again.
+            rbuf.clear();
+            k = batch_first + got * lanes;
+            reconnects += 1;
+            match (reconnects <= 3).then(connect).flatten() {
+                Some(s) => stream = s,
+                None => {
+                    eprintln!("publisher: connection to {addr} lost or answered garbage");
+                    break;
+                }
+            }
         }
     }
     if k < end {
