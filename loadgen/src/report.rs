@@ -186,6 +186,10 @@ pub struct Report {
     pub plan_knee_rate: Option<f64>,
     /// Servers under test over the whole run (memory per stream measured at open).
     pub procs: Vec<ProcUse>,
+    /// Memory per stream of all processes under test together (PSS, measured at open).
+    pub bytes_per_stream_total: f64,
+    /// CPU seconds of all processes under test together, whole run.
+    pub cpu_s_total: f64,
     /// loadgen's own processes (the parent first).
     pub loadgen: Vec<ProcUse>,
     /// Every phase passed and every stream opened.
@@ -293,6 +297,13 @@ impl Report {
                     u.pid, u.name, u.cpu_s, mib(u.peak_rss), mib(u.pss_open), u.bytes_per_stream
                 );
             }
+        }
+        if self.procs.len() > 1 {
+            let _ = writeln!(
+                s,
+                "under test, all together: CPU {:.2} s, {:.0} B/stream",
+                self.cpu_s_total, self.bytes_per_stream_total
+            );
         }
         let _ = writeln!(s, "result: {}", if self.pass { "PASS" } else { "FAIL" });
         s
