@@ -918,7 +918,7 @@ fn parse_count(text: &str) -> Result<usize, String> {
 
 /// Parses `500ms`, `10s`, `2m`, `1h` or a bare number of seconds. Zero is allowed here; the
 /// settings that need a positive duration say so in [`Config::validate`].
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     const FORM: &str = "must be a duration such as 500ms, 10s, 2m, 1h, or a number of seconds";
     let t = text.trim();
     let digits_end = t

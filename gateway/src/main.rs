@@ -34,7 +34,14 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!("{e}");
             eprintln!("error: {e}");
-            return ExitCode::from(1);
+            // A setting to fix (2, like the settings checked before start-up) or the
+            // environment refused (1).
+            let code = if matches!(e, gateway::error::StartError::Config(_)) {
+                2
+            } else {
+                1
+            };
+            return ExitCode::from(code);
         }
     };
     let node = running.node.clone();

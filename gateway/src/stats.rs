@@ -335,6 +335,13 @@ impl Stats {
         }
         let _ = writeln!(
             s,
+            "# HELP sse_topic_subscribers Streams subscribed to each topic (all: every topic).\n# TYPE sse_topic_subscribers gauge"
+        );
+        for (topic, n) in &extra.topics {
+            let _ = writeln!(s, "sse_topic_subscribers{{topic=\"{topic}\"}} {n}");
+        }
+        let _ = writeln!(
+            s,
             "# HELP sse_core_connections Open SSE streams per core.\n# TYPE sse_core_connections gauge"
         );
         for (i, c) in self.cores.iter().enumerate() {

@@ -383,3 +383,79 @@ fn publishers_reuse_a_keep_alive_connection() {
     let n = s.read(&mut buf).unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 202"));
 }
+
+#[test]
+fn deeply_nested_payloads_are_refused_and_cores_survive() {
+    let gw = Gateway::start(&[]);
+    let mut s = Sse::player(gw.addr, 1, 2);
+    for n in [64usize, 20_000] {
+        let data = format!(
+            r#"{{"brand_id":1,"player_id":2,"event_type":"x","event_data":{}1{}}}"#,
+            "[".repeat(n),
+            "]".repeat(n)
+        );
+        let r = gw.publish("SSE::1::2", &data);
+        assert_eq!(r.status, 400, "depth {n}: {}", r.text());
+        assert!(r.error().contains("deep"), "{}", r.error());
+        let t = format!(
+            r#"{{"type":"a","data":{}1{}}}"#,
+            "[".repeat(n),
+            "]".repeat(n)
+        );
+        assert_eq!(gw.publish("events:t", &t).status, 400, "topic, depth {n}");
+    }
+    // Both cores still serve: an ordinary event arrives and the API answers.
+    assert_eq!(gw.publish("SSE::1::2", &player_event(1, 2, 1)).status, 202);
+    let ev = loop {
+        let ev = s
+            .next_app_event(Duration::from_secs(5))
+            .expect("event after the attempts");
+        if !ev.data.contains("\"connected\"") {
+            break ev;
+        }
+    };
+    assert_eq!(ev.data, player_event(1, 2, 1));
+    assert_eq!(gw.get("/healthz").status, 200);
+}
+
+#[test]
+fn a_client_that_pipelines_requests_and_never_reads_is_closed() {
+    let gw = Gateway::start(&[("SSE_HEAD_TIMEOUT", "1s")]);
+    let mut c = TcpStream::connect(gw.addr).unwrap();
+    let req = b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n".repeat(3000);
+    c.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    // The kernel may refuse part of it once both buffers are full: that is the point.
+    let _ = c.write_all(&req);
+    std::thread::sleep(Duration::from_secs(3));
+    // Now read: what the gateway wrote before giving up, then the end of the stream.
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    let end = Instant::now() + Duration::from_secs(10);
+    let closed = loop {
+        match c.read(&mut buf) {
+            Ok(0) | Err(_) if Instant::now() < end => break true,
+            Ok(_) if Instant::now() < end => continue,
+            _ => break false,
+        }
+    };
+    assert!(closed, "the gateway closed the stalled connection");
+    assert_eq!(gw.get("/healthz").status, 200);
+}
+
+#[test]
+fn path_values_must_be_channel_names() {
+    let gw = Gateway::start(&[("SSE_API_KEYS", "k")]);
+    for path in [
+        "/sse/a%0Ab?api_key=k",
+        "/sse/a%2Fb?api_key=k",
+        "/sse/type/%00?api_key=k",
+    ] {
+        let r = gw.get(path);
+        assert_eq!(r.status, 400, "{path}: {}", r.text());
+    }
+    let long = "g".repeat(201);
+    assert_eq!(gw.get(&format!("/sse/{long}?api_key=k")).status, 400);
+    // A jackpot name that has the player channel's shape would be routed as a player's.
+    let r = gw.get("/subscribe?channel=SSE::1::x_broadcast_y");
+    assert_eq!(r.status, 400, "{}", r.text());
+}

@@ -440,3 +440,240 @@ fn browser_eventsource_receives_events_across_reconnects() {
         b.dump()
     );
 }
+
+// ---- The seeds' own client code (tests-js/pages/seed-00N.html, instrumented by
+// ---- tests-js/pages/instrument.js, which reports each event a seed handler receives).
+
+/// Events a seed's handlers received: `(handler, data)` for streams whose URL contains `url`.
+fn handled(lines: &[Value], url: &str) -> Vec<(String, String)> {
+    lines
+        .iter()
+        .filter(|v| kind(v) == "event" && v["url"].as_str().unwrap_or("").contains(url))
+        .map(|v| {
+            (
+                v["handler"].as_str().unwrap_or("").to_string(),
+                v["data"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The seed's own `console.log` lines whose first argument starts with `prefix`.
+fn logs(lines: &[Value], prefix: &str) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|v| kind(v) == "log")
+        .filter_map(|v| v["args"][0].as_str())
+        .filter(|a| a.starts_with(prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+fn opens(lines: &[Value], url: &str) -> usize {
+    count(lines, |v| {
+        kind(v) == "open" && v["url"].as_str().unwrap_or("").contains(url)
+    })
+}
+
+/// Cuts every stream through `proxy`, publishes with `during` while the browser is away, and
+/// waits until each of `urls` has reconnected by itself.
+fn cut_and_reconnect(b: &mut Browser, proxy: &Proxy, urls: &[&str], during: impl FnOnce()) {
+    let before: Vec<usize> = urls.iter().map(|u| opens(&b.lines(), u)).collect();
+    proxy.sever();
+    during();
+    let back = b.wait_for(Duration::from_secs(20), |l| {
+        urls.iter().zip(&before).all(|(u, n)| opens(l, u) == n + 1)
+    });
+    assert!(
+        back,
+        "every EventSource reconnected by itself:\n{}",
+        b.dump()
+    );
+}
+
+fn round(n: u64) -> String {
+    format!(r#"{{"round_id":{n},"game_slug":"crash","extras":"{{\"point\": \"11.72\"}}"}}"#)
+}
+
+#[test]
+fn seed_002_sseclient_gets_initial_then_rounds_and_misses_nothing_across_a_cut() {
+    let gw = Gateway::start(&[("SSE_CORS_ORIGINS", "*"), ("SSE_API_KEYS", "sk_live_xxxxx")]);
+    let proxy = Proxy::start(gw.addr);
+    let publish = |n| assert_eq!(gw.publish("stream:crash", &round(n)).status, 202);
+    publish(512);
+    let gateway = format!("http://{}", proxy.addr);
+    let mut b = Browser::start(
+        "seed-002.html",
+        &[("gateway", &gateway)],
+        Duration::from_secs(90),
+    );
+    let rounds = |n: u64| -> Vec<String> {
+        (512..512 + n)
+            .map(|i| format!("Round {i}: {{\"point\":\"11.72\"}}"))
+            .collect()
+    };
+    assert!(
+        b.wait_for(Duration::from_secs(30), |l| logs(l, "Round ") == rounds(1)),
+        "the SSEClient logged the initial round:\n{}\nGateway log:\n{}",
+        b.dump(),
+        gw.log_text()
+    );
+    assert_eq!(logs(&b.lines(), "Initial result:").len(), 1, "{}", b.dump());
+    assert_eq!(logs(&b.lines(), "SSE connected").len(), 1, "{}", b.dump());
+    publish(513);
+    assert!(
+        b.wait_for(Duration::from_secs(10), |l| logs(l, "Round ") == rounds(2)),
+        "{}",
+        b.dump()
+    );
+    cut_and_reconnect(&mut b, &proxy, &["/sse/crash"], || publish(514));
+    publish(515);
+    assert!(
+        b.wait_for(Duration::from_secs(10), |l| logs(l, "Round ") == rounds(4)),
+        "the round published during the cut arrives once, then live ones:\n{}",
+        b.dump()
+    );
+    let h = handled(&b.lines(), "/sse/crash");
+    let names: Vec<&str> = h.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["initial", "message", "message", "message"],
+        "{}",
+        b.dump()
+    );
+    assert_eq!(b.finish(Duration::from_secs(15)), Some(0), "{}", b.dump());
+}
+
+#[test]
+fn seed_003_two_eventsources_get_broadcast_and_private_events_across_a_cut() {
+    let (ws, group, player) = ("8mQhEnuznUe01IsGOE4mPw", "fce39b15-9fc1", "a@b.com");
+    let broadcast = format!("{ws}_broadcast_{group}");
+    let user = format!("{ws}_user_{player}");
+    let gw = Gateway::start(&[("SSE_CORS_ORIGINS", "*")]);
+    let proxy = Proxy::start(gw.addr);
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let token = gateway::auth::jwt::sign_hs256(
+        &format!("{{\"channels\":[\"{user}\"],\"exp\":{exp}}}"),
+        SECRET.as_bytes(),
+    );
+    let gateway = format!("http://{}", proxy.addr);
+    let mut b = Browser::start(
+        "seed-003.html",
+        &[
+            ("gateway", &gateway),
+            ("workspace", ws),
+            ("group", group),
+            ("player", player),
+            ("token", &token),
+        ],
+        Duration::from_secs(90),
+    );
+    assert!(
+        b.wait_for(Duration::from_secs(30), |l| opens(l, "_broadcast_") == 1
+            && opens(l, "_user_") == 1),
+        "both EventSources opened:\n{}\nGateway log:\n{}",
+        b.dump(),
+        gw.log_text()
+    );
+    let value = |v: &str| {
+        format!(
+            r#"{{"reason":"jackpot_value","jackpotInstance":"3XiLXZkU_5","jackpot":"3XiLXZkU","channel":"{broadcast}","currency":"EUR","value":"{v}"}}"#
+        )
+    };
+    let won = format!(
+        r#"{{"reason":"jackpot_won","jackpotInstance":"6sca3_LR_7","jackpot":"6sca3_LR","channel":"{user}","currency":"EUR","value":"1,408.20","jackpotNewInstance":"6sca3_LR_8"}}"#
+    );
+    assert_eq!(gw.publish(&broadcast, &value("372.2")).status, 202);
+    assert_eq!(gw.publish(&user, &won).status, 202);
+    let want_b = |vals: &[&str]| -> Vec<(String, String)> {
+        vals.iter()
+            .map(|v| ("onmessage".to_string(), value(v)))
+            .collect()
+    };
+    assert!(
+        b.wait_for(Duration::from_secs(10), |l| handled(l, "_broadcast_")
+            == want_b(&["372.2"])
+            && handled(l, "_user_")
+                == vec![("onmessage".to_string(), won.clone())]),
+        "each onmessage got its channel's event:\n{}",
+        b.dump()
+    );
+    cut_and_reconnect(&mut b, &proxy, &["_broadcast_", "_user_"], || {
+        assert_eq!(gw.publish(&broadcast, &value("380.0")).status, 202);
+    });
+    assert_eq!(gw.publish(&broadcast, &value("390.5")).status, 202);
+    assert!(
+        b.wait_for(Duration::from_secs(10), |l| handled(l, "_broadcast_")
+            == want_b(&["372.2", "380.0", "390.5"])),
+        "the value published during the cut arrives once, then the live one:\n{}",
+        b.dump()
+    );
+    assert_eq!(handled(&b.lines(), "_user_").len(), 1, "{}", b.dump());
+    assert_eq!(b.finish(Duration::from_secs(15)), Some(0), "{}", b.dump());
+}
+
+#[test]
+fn seed_004_add_event_listener_gets_its_topic_by_type_across_a_cut() {
+    let gw = Gateway::start(&[("SSE_CORS_ORIGINS", "*")]);
+    let proxy = Proxy::start(gw.addr);
+    let gateway = format!("http://{}", proxy.addr);
+    let mut b = Browser::start(
+        "seed-004.html",
+        &[("gateway", &gateway)],
+        Duration::from_secs(90),
+    );
+    assert!(
+        b.wait_for(Duration::from_secs(30), |l| opens(l, "/api/v1/events") == 1),
+        "the EventSource opened:\n{}\nGateway log:\n{}",
+        b.dump(),
+        gw.log_text()
+    );
+    let send = |topic: &str, kind: &str, data: &str| {
+        let r = gw.post(
+            "/api/v1/events/broadcast",
+            &format!("{{\"topic\":\"{topic}\",\"type\":\"{kind}\",\"data\":{data}}}"),
+        );
+        assert_eq!(r.status, 202, "{}", r.text());
+    };
+    let txn = |n: u32| {
+        format!(
+            r#"{{"transaction_id":"t{n}","type":"transfer","amount":10000,"status":"pending"}}"#
+        )
+    };
+    send("transactions", "transaction.created", &txn(1));
+    send("wallets", "wallet.created", r#"{"wallet_id":"w1"}"#);
+    send("users", "user.registered", r#"{"user_id":"u1"}"#);
+    let want = |ns: &[u32]| -> Vec<(String, String)> {
+        ns.iter()
+            .map(|n| ("transaction.created".to_string(), txn(*n)))
+            .collect()
+    };
+    assert!(
+        b.wait_for(Duration::from_secs(10), |l| handled(l, "/api/v1/events")
+            == want(&[1])),
+        "{}",
+        b.dump()
+    );
+    cut_and_reconnect(&mut b, &proxy, &["/api/v1/events"], || {
+        send("transactions", "transaction.created", &txn(2))
+    });
+    send("transactions", "transaction.created", &txn(3));
+    assert!(
+        b.wait_for(Duration::from_secs(10), |l| handled(l, "/api/v1/events")
+            == want(&[1, 2, 3])),
+        "only its topic, the one published during the cut once, then live:\n{}",
+        b.dump()
+    );
+    assert_eq!(
+        logs(&b.lines(), "New transaction:").len(),
+        3,
+        "{}",
+        b.dump()
+    );
+    assert!(logs(&b.lines(), "New wallet:").is_empty(), "{}", b.dump());
+    assert_eq!(b.finish(Duration::from_secs(15)), Some(0), "{}", b.dump());
+}

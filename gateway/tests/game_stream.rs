@@ -157,3 +157,17 @@ fn a_game_stream_reset_is_named_so_message_handlers_never_see_it() {
     assert_eq!(ev.event, "reset");
     assert!(ev.data.starts_with("{\"type\":\"reset\""));
 }
+
+#[test]
+fn initial_is_sent_even_when_a_subscriber_came_before_the_first_round() {
+    let gw = Gateway::start(&[("SSE_API_KEYS", KEY), ("SSE_CORES", "1")]);
+    let mut first = game(&gw, &format!("/sse/g1?api_key={KEY}"));
+    assert!(eventually(Duration::from_secs(5), || gw
+        .stat("connections.per_route.game")
+        == 1));
+    assert_eq!(gw.publish("stream:g1", &round(1, "g1")).status, 202);
+    assert_eq!(first.next_event(5 * SEC).expect("message").event, "message");
+    let mut later = game(&gw, &format!("/sse/g1?api_key={KEY}"));
+    let ev = later.next_event(5 * SEC).expect("initial");
+    assert_eq!((ev.event.as_str(), ev.data), ("initial", round(1, "g1")));
+}

@@ -10,7 +10,13 @@ use crate::route::table::{owner_core, Placement, RouteTable};
 pub enum PublishError {
     /// The node is shutting down and its cores no longer take messages.
     Closed,
+    /// A core's inbox is full: publishers are faster than it delivers.
+    Full,
 }
+
+/// Messages that may wait in one core's inbox. Past it, publishes are refused (`503`) rather
+/// than queued without bound: memory and latency stay bounded when publishers outrun a core.
+pub const INBOX: usize = 65_536;
 
 /// The in-process broker: one bounded channel into each core.
 pub struct EmbeddedBroker {
@@ -29,8 +35,9 @@ impl EmbeddedBroker {
     /// Hands `msg` to the cores that may have subscribers: only the owner core for
     /// owner-placed families, every core otherwise. Returns how many nodes received it (1).
     ///
-    /// The channels are unbounded on purpose: a publish never blocks a core, and each core
-    /// drains its inbox in one pass per wake-up; back-pressure is applied per connection.
+    /// A publish never blocks a core: a full inbox refuses it ([`PublishError::Full`]); each
+    /// core drains its inbox in batches per wake-up; back-pressure on slow clients is applied
+    /// per connection.
     pub fn publish(&self, msg: Message) -> Result<usize, PublishError> {
         let channel = std::str::from_utf8(&msg.channel).unwrap_or("");
         let owner_only = self
@@ -38,14 +45,21 @@ impl EmbeddedBroker {
             .family_of_channel(channel)
             .map(|f| self.routes.families[f].placement == Placement::Owner)
             .unwrap_or(false);
+        let send = |tx: &flume::Sender<Message>, msg| {
+            tx.try_send(msg).map_err(|e| match e {
+                flume::TrySendError::Full(_) => PublishError::Full,
+                flume::TrySendError::Disconnected(_) => PublishError::Closed,
+            })
+        };
         if owner_only {
             let core = owner_core(&msg.channel, self.cores.len());
-            self.cores[core]
-                .send(msg)
-                .map_err(|_| PublishError::Closed)?;
+            send(&self.cores[core], msg)?;
         } else {
+            if self.cores.iter().any(|tx| tx.is_full()) {
+                return Err(PublishError::Full);
+            }
             for tx in &self.cores {
-                tx.send(msg.clone()).map_err(|_| PublishError::Closed)?;
+                send(tx, msg.clone())?;
             }
         }
         Ok(1)

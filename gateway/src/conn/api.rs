@@ -8,10 +8,13 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::broker::embedded::PublishError;
 use crate::broker::message::Message;
+use crate::core::node::Control;
 use crate::core::shard::Shard;
 use crate::http::response::Status;
 use crate::route::payload;
+use crate::route::resolve::valid_name;
 use crate::stats::{bump, NodeGauges};
 
 /// Largest accepted publish body (CONTRACT: `413` over 64 KiB).
@@ -62,36 +65,70 @@ impl Reply {
     }
 }
 
-fn gauges(shard: &Shard) -> NodeGauges {
+/// How long the stats endpoint waits for each core's counts.
+const COUNTS_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Node-wide gauges, with subscriber counts per topic gathered from every core (through
+/// their control channels: cores share no state).
+async fn gauges(shard: &Shard) -> NodeGauges {
+    let node = &shard.node;
+    let mut topics: Vec<(String, u64)> = Vec::new();
+    if node
+        .routes
+        .families
+        .iter()
+        .any(|f| f.channel_list_param.is_some())
+    {
+        let (tx, rx) = flume::bounded(node.control.len());
+        let mut asked = 0;
+        for (i, c) in node.control.iter().enumerate() {
+            if i == shard.id {
+                topics.extend(shard.topic_counts());
+            } else if c.send(Control::Counts(tx.clone())).is_ok() {
+                asked += 1;
+            }
+        }
+        let deadline = std::time::Instant::now() + COUNTS_WAIT;
+        for _ in 0..asked {
+            match monoio::time::timeout_at(deadline.into(), rx.recv_async()).await {
+                Ok(Ok(v)) => topics.extend(v),
+                _ => break,
+            }
+        }
+        topics.sort();
+        topics.dedup_by(|b, a| {
+            let same = a.0 == b.0;
+            if same {
+                a.1 += b.1;
+            }
+            same
+        });
+    }
     NodeGauges {
-        connection_limit: shard.node.config.connection_limit,
-        draining: shard
-            .node
-            .draining
-            .load(std::sync::atomic::Ordering::Acquire),
-        topics: Vec::new(),
+        connection_limit: node.config.connection_limit,
+        draining: node.draining.load(std::sync::atomic::Ordering::Acquire),
+        topics,
     }
 }
 
 /// `GET /api/v1/events/stats`
-pub fn stats(shard: &Shard) -> Reply {
+pub async fn stats(shard: &Shard) -> Reply {
     let names = shard.node.routes.names();
-    Reply::json(
-        Status::Ok,
-        shard.node.stats.render_json(&names, &gauges(shard)),
-    )
+    let gauges = gauges(shard).await;
+    Reply::json(Status::Ok, shard.node.stats.render_json(&names, &gauges))
 }
 
 /// `GET /metrics`
-pub fn metrics(shard: &Shard) -> Reply {
+pub async fn metrics(shard: &Shard) -> Reply {
     let names = shard.node.routes.names();
+    let gauges = gauges(shard).await;
     Reply {
         status: Status::Ok,
         content_type: "text/plain; version=0.0.4",
         body: shard
             .node
             .stats
-            .render_prometheus(&names, &gauges(shard))
+            .render_prometheus(&names, &gauges)
             .into_bytes(),
     }
 }
@@ -130,7 +167,7 @@ struct PublishBody<'a> {
 /// `POST /api/v1/publish` with `{"channel": "...", "data": <JSON>}`. `data` is what a Redis
 /// `PUBLISH` would carry: a JSON string is delivered as its text, any other JSON value as
 /// written, byte for byte.
-pub fn publish(shard: &Shard, body: &[u8]) -> Reply {
+pub async fn publish(shard: &Shard, body: &[u8]) -> Reply {
     let arrived = Instant::now();
     let req: PublishBody = match serde_json::from_slice(body) {
         Ok(r) => r,
@@ -150,9 +187,17 @@ pub fn publish(shard: &Shard, body: &[u8]) -> Reply {
     }
     let routes = &shard.node.routes;
     let Some(family) = routes.family_of_channel(channel) else {
+        let shapes: Vec<String> = routes
+            .families
+            .iter()
+            .map(|f| format!("{}: {}", f.name, f.channel.source()))
+            .collect();
         return Reply::error(
             Status::BadRequest,
-            &format!("channel {channel:?} matches no route family (player: SSE::{{brand_id}}::{{player_id}}, game: stream:{{game}} or stream:type:{{type}}, jackpot: <workspace>_broadcast_<group> or <workspace>_user_<player>)"),
+            &format!(
+                "channel {channel:?} matches no route family ({})",
+                shapes.join(", ")
+            ),
         );
     };
     let raw = req.data.get();
@@ -171,6 +216,73 @@ pub fn publish(shard: &Shard, body: &[u8]) -> Reply {
             &format!("data refused: {}", e.message()),
         );
     }
+    send(shard, channel, payload, arrived).await
+}
+
+#[derive(Deserialize)]
+struct BroadcastBody<'a> {
+    #[serde(borrow)]
+    topic: Cow<'a, str>,
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    data: &'a RawValue,
+}
+
+/// `POST /api/v1/events/broadcast` with `{"topic": "...", "type": "...", "data": {...}}`
+/// (seed 004's publisher): published on `events:{topic}` as `{"type": ..., "data": ...}`,
+/// exactly what a service publishing through Redis would send.
+pub async fn broadcast(shard: &Shard, body: &[u8]) -> Reply {
+    let arrived = Instant::now();
+    let req: BroadcastBody = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => {
+            return Reply::error(
+                Status::BadRequest,
+                &format!(
+                    "body must be {{\"topic\": \"...\", \"type\": \"...\", \"data\": {{...}}}}: {e}"
+                ),
+            )
+        }
+    };
+    if !valid_name(&req.topic) || req.topic == "all" {
+        return Reply::error(
+            Status::BadRequest,
+            "topic must be 1 to 200 bytes of [A-Za-z0-9_.@:-] (and not `all`, which only subscribes)",
+        );
+    }
+    let Some(family) = shard
+        .node
+        .routes
+        .families
+        .iter()
+        .find(|f| f.name == "topic")
+    else {
+        return Reply::error(Status::NotFound, "no topic family in the route table");
+    };
+    let Some(channel) = family.channel.render(|_| Some(req.topic.to_string())) else {
+        return Reply::error(
+            Status::InternalServerError,
+            "topic channel template is unusable",
+        );
+    };
+    let mut payload = Vec::with_capacity(body.len() + 16);
+    payload.extend_from_slice(b"{\"type\":");
+    let _ = serde_json::to_writer(&mut payload, req.kind.as_ref());
+    payload.extend_from_slice(b",\"data\":");
+    payload.extend_from_slice(req.data.get().as_bytes());
+    payload.push(b'}');
+    if let Err(e) = payload::typed_event(&payload) {
+        return Reply::error(
+            Status::BadRequest,
+            &format!("event refused: {}", e.message()),
+        );
+    }
+    send(shard, &channel, Bytes::from(payload), arrived).await
+}
+
+/// Hands a checked message to the broker and answers `202 {"delivered_to_nodes": n}`.
+async fn send(shard: &Shard, channel: &str, payload: Bytes, arrived: Instant) -> Reply {
     let msg = Message {
         channel: Bytes::copy_from_slice(channel.as_bytes()),
         payload,
@@ -181,6 +293,12 @@ pub fn publish(shard: &Shard, body: &[u8]) -> Reply {
             bump(&shard.stats().publishes);
             Reply::json(Status::Accepted, format!("{{\"delivered_to_nodes\":{n}}}"))
         }
-        Err(_) => Reply::error(Status::ServiceUnavailable, "the node is shutting down"),
+        Err(PublishError::Closed) => {
+            Reply::error(Status::ServiceUnavailable, "the node is shutting down")
+        }
+        Err(PublishError::Full) => Reply::error(
+            Status::ServiceUnavailable,
+            "publishers are outrunning delivery (a core's inbox is full); retry later",
+        ),
     }
 }

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use monoio::buf::IoBufMut;
@@ -35,10 +35,19 @@ enum Action {
     },
     /// Read a `len`-byte publish body after `head_len` bytes, then answer.
     Publish {
+        api: Api,
         head_len: usize,
         len: usize,
         keep_alive: bool,
         head_only: bool,
+        allow_origin: Option<Box<str>>,
+    },
+    /// Answer from every core's state (stats, metrics): asks the other cores first.
+    Query {
+        api: Api,
+        keep_alive: bool,
+        head_only: bool,
+        consumed: usize,
         allow_origin: Option<Box<str>>,
     },
     /// Start a stream.
@@ -72,14 +81,17 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
                 keep_alive,
                 consumed,
             } => {
-                let (res, out) = stream.write_all(out).await;
+                let Some(out) = write_within(&mut stream, out, head_timeout).await else {
+                    return;
+                };
                 shard.pool.give(out);
-                if res.is_err() || !keep_alive {
+                if !keep_alive {
                     return;
                 }
                 buf.drain(..consumed.min(buf.len()));
             }
             Action::Publish {
+                api,
                 head_len,
                 len,
                 keep_alive,
@@ -92,15 +104,43 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
                         Err(_) => return,
                     }
                 }
-                let reply = api::publish(&shard, &buf[head_len..head_len + len]);
+                let body = &buf[head_len..head_len + len];
+                let reply = match api {
+                    Api::Broadcast => api::broadcast(&shard, body).await,
+                    _ => api::publish(&shard, body).await,
+                };
                 let cors = cors_headers(allow_origin.as_deref());
                 let out = render(&shard, reply, &cors, keep_alive, head_only);
-                let (res, out) = stream.write_all(out).await;
+                let Some(out) = write_within(&mut stream, out, head_timeout).await else {
+                    return;
+                };
                 shard.pool.give(out);
-                if res.is_err() || !keep_alive {
+                if !keep_alive {
                     return;
                 }
                 buf.drain(..head_len + len);
+            }
+            Action::Query {
+                api,
+                keep_alive,
+                head_only,
+                consumed,
+                allow_origin,
+            } => {
+                let reply = match api {
+                    Api::Metrics => api::metrics(&shard).await,
+                    _ => api::stats(&shard).await,
+                };
+                let cors = cors_headers(allow_origin.as_deref());
+                let out = render(&shard, reply, &cors, keep_alive, head_only);
+                let Some(out) = write_within(&mut stream, out, head_timeout).await else {
+                    return;
+                };
+                shard.pool.give(out);
+                if !keep_alive {
+                    return;
+                }
+                buf.drain(..consumed.min(buf.len()));
             }
             Action::Stream(spec) => {
                 // The stream gets a task of its own: this request loop's state (about 2 KiB
@@ -251,7 +291,7 @@ fn decide(shard: &Shard, buf: &[u8], peer: SocketAddr) -> Option<Action> {
     };
     let head_only = head.method == Method::Head;
     let reply = match endpoint {
-        Endpoint::Api(Api::Publish) => {
+        Endpoint::Api(api @ (Api::Publish | Api::Broadcast)) => {
             let authorized = match &shard.node.config.publish_token {
                 Some(token) => credentials::bearer(head.authorization)
                     .is_some_and(|t| credentials::secret_eq(t, token.expose().as_bytes())),
@@ -287,6 +327,7 @@ fn decide(shard: &Shard, buf: &[u8], peer: SocketAddr) -> Option<Action> {
                 ));
             }
             return Some(Action::Publish {
+                api,
                 head_len: head.head_len,
                 len: body_len,
                 keep_alive,
@@ -294,8 +335,15 @@ fn decide(shard: &Shard, buf: &[u8], peer: SocketAddr) -> Option<Action> {
                 allow_origin: allow_origin.map(Into::into),
             });
         }
-        Endpoint::Api(Api::Stats) => api::stats(shard),
-        Endpoint::Api(Api::Metrics) => api::metrics(shard),
+        Endpoint::Api(api @ (Api::Stats | Api::Metrics)) => {
+            return Some(Action::Query {
+                api,
+                keep_alive: keep_alive && body_len == 0,
+                head_only,
+                consumed,
+                allow_origin: allow_origin.map(Into::into),
+            });
+        }
         Endpoint::Api(Api::Healthz) => api::healthz(),
         Endpoint::Api(Api::Readyz) => api::readyz(shard),
         Endpoint::Stream(i) => {
@@ -397,8 +445,10 @@ async fn refuse_over_limit(
     write_stream_head(&mut out, &cors_headers(allow_origin.as_deref()));
     crate::sse::encode::encode_retry(Jitter::new(shard.id).between(1000, 5000), &mut out);
     encode_error("connection limit reached", None, &mut out);
-    let (_, out) = stream.write_all(out).await;
-    shard.pool.give(out);
+    let limit = shard.node.config.head_timeout;
+    if let Some(out) = write_within(&mut stream, out, limit).await {
+        shard.pool.give(out);
+    }
 }
 
 /// Counts the stream against the node's limit and runs it on its owner core.
@@ -409,9 +459,17 @@ fn start_stream(shard: Rc<Shard>, stream: TcpStream, spec: StreamSpec) {
         return;
     }
     let family = &shard.node.routes.families[spec.family];
-    let owner = match family.placement {
-        Placement::Owner => owner_core(spec.channel.as_bytes(), shard.node.config.cores),
-        Placement::Local => shard.id,
+    let cores = shard.node.config.cores;
+    let owner = match (family.placement, spec.channels.one()) {
+        (Placement::Owner, Some(channel)) => owner_core(channel.as_bytes(), cores),
+        // A resuming client goes back to the core that gave out its id: only that core's
+        // history knows what it missed.
+        _ => spec
+            .last_event_id
+            .as_deref()
+            .and_then(|id| id_core(id, &shard.node.run_id))
+            .filter(|c| *c < cores)
+            .unwrap_or(shard.id),
     };
     if owner == shard.id {
         stream::start(shard, stream, spec);
@@ -428,5 +486,22 @@ fn start_stream(shard: Rc<Shard>, stream: TcpStream, spec: StreamSpec) {
         .is_err()
     {
         shard.node.close_stream();
+    }
+}
+
+/// The core an event id of this run names (`<run>.<core>.<seq>`), if it is one.
+fn id_core(id: &str, run: &str) -> Option<usize> {
+    let rest = id.strip_prefix(run)?.strip_prefix('.')?;
+    let (core, _) = rest.split_once('.')?;
+    core.parse().ok()
+}
+
+/// Writes a response unless the client stops reading for `limit`: a client that pipelines
+/// requests and never reads the answers would otherwise hold its socket (and megabytes of
+/// kernel buffers) forever. `None`: the write failed or timed out; close the connection.
+async fn write_within(stream: &mut TcpStream, out: BytesMut, limit: Duration) -> Option<BytesMut> {
+    match monoio::time::timeout(limit, stream.write_all(out)).await {
+        Ok((Ok(_), out)) => Some(out),
+        _ => None,
     }
 }

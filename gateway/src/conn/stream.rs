@@ -15,10 +15,10 @@ use monoio::io::{
 use monoio::net::TcpStream;
 
 use crate::conn::serve::cors_headers;
-use crate::core::hub::Resume;
+use crate::core::hub::{Membership, Resume};
 use crate::core::shard::{unix_now, RETRY_MS};
 use crate::core::shard::{LocalStream, Shard};
-use crate::core::subscriber::{Frame, State, Subscriber};
+use crate::core::subscriber::{State, Subscriber};
 use crate::http::response::write_stream_head;
 use crate::route::resolve::StreamSpec;
 use crate::route::table::{Greeting, SlowPolicy};
@@ -31,18 +31,14 @@ use crate::stats::bump;
 struct Registration {
     shard: Rc<Shard>,
     sub: Rc<Subscriber>,
-    channel: Box<str>,
-    hub_key: usize,
+    membership: Membership,
     stream_key: usize,
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
         let shard = &self.shard;
-        shard
-            .hub
-            .borrow_mut()
-            .unsubscribe(&self.channel, self.hub_key);
+        shard.hub.borrow_mut().unsubscribe(&self.membership);
         shard.streams.borrow_mut().try_remove(self.stream_key);
         shard.stats().streams_open[self.sub.family]
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -69,23 +65,20 @@ pub fn start(shard: Rc<Shard>, stream: TcpStream, spec: StreamSpec) {
         Subscriber::new(family, shard.take_slot(), shard.node.config.event_buffer)
             .conflating(shard.family(family).slow == SlowPolicy::Conflate),
     );
-    // Everything before live events goes out as one frame (one write): the head, `retry:`,
-    // the greeting, and what a resuming client missed. One frame however many events it
-    // replays: history may hold more than the queue bound.
+    // Everything before live events goes out as one write: the head, `retry:`, the greeting,
+    // and what a resuming client missed (however many events: history may hold more than the
+    // queue bound). It is not queued, so no cut or conflation of the queue can drop it.
     let mut b = shard.pool.take();
     write_stream_head(&mut b, &cors_headers(spec.allow_origin.as_deref()));
     encode_prelude(&shard, &spec, &mut b);
-    sub.push(Frame {
-        bytes: Bytes::copy_from_slice(&b),
-        arrived: None,
-    });
+    let prelude = Bytes::copy_from_slice(&b);
     shard.pool.give(b);
     // Prelude and subscribe happen in one synchronous step: nothing published in between can
     // be missed or delivered twice.
-    let hub_key = shard
+    let membership = shard
         .hub
         .borrow_mut()
-        .subscribe(&spec.channel, family, sub.clone());
+        .subscribe(spec.channels, family, sub.clone());
     let stream_key = shard
         .streams
         .borrow_mut()
@@ -95,11 +88,10 @@ pub fn start(shard: Rc<Shard>, stream: TcpStream, spec: StreamSpec) {
     let reg = Registration {
         shard,
         sub,
-        channel: spec.channel,
-        hub_key,
+        membership,
         stream_key,
     };
-    monoio::spawn(write_loop(reg, rd, wr));
+    monoio::spawn(write_loop(reg, rd, wr, prelude));
 }
 
 /// `retry:`, then the family's greeting and, for a client with `Last-Event-ID`, the events it
@@ -112,9 +104,11 @@ fn encode_prelude(shard: &Shard, spec: &StreamSpec, out: &mut BytesMut) {
         encode_connected(unix_now(), out);
     }
     let hub = shard.hub.borrow();
+    // Only a fresh stream is greeted with the latest message: after a replay it would be a
+    // duplicate, and after a reset "no partial history follows" (CONTRACT).
     let mut resumed = false;
     if let Some(last) = &spec.last_event_id {
-        match hub.resume(&spec.channel, last) {
+        match hub.resume(&spec.channels, spec.family, last) {
             Resume::Replay(missed) => {
                 bump(&shard.stats().resumes);
                 out.extend_from_slice(&missed);
@@ -122,6 +116,7 @@ fn encode_prelude(shard: &Shard, spec: &StreamSpec, out: &mut BytesMut) {
             }
             Resume::Reset { newest_id, reason } => {
                 bump(&shard.stats().resets);
+                resumed = true;
                 encode_reset(
                     newest_id.as_deref(),
                     family.named_system_events,
@@ -132,7 +127,7 @@ fn encode_prelude(shard: &Shard, spec: &StreamSpec, out: &mut BytesMut) {
         }
     }
     if family.greeting == Greeting::Latest && !resumed {
-        if let Some((id, payload)) = hub.latest(&spec.channel) {
+        if let Some((id, payload)) = spec.channels.one().and_then(|c| hub.latest(c)) {
             encode_event(
                 &Event {
                     id: Some(&id),
@@ -164,6 +159,7 @@ async fn write_loop(
     reg: Registration,
     mut rd: OwnedReadHalf<TcpStream>,
     mut wr: OwnedWriteHalf<TcpStream>,
+    prelude: Bytes,
 ) {
     let shard = &*reg.shard;
     let sub = &*reg.sub;
@@ -180,6 +176,12 @@ async fn write_loop(
             }
         }
     });
+    if Box::pin(write(&mut wr, prelude, sub, &mut gone))
+        .await
+        .is_none()
+    {
+        return;
+    }
     let mut arrivals: Vec<Instant> = Vec::new();
     let stats = shard.stats();
     loop {

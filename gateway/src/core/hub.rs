@@ -12,10 +12,16 @@ use bytes::{Bytes, BytesMut};
 use slab::Slab;
 
 use crate::core::subscriber::{Frame, Pushed, Subscriber};
+use crate::route::resolve::Channels;
 
 /// How long a channel with history but no subscriber is kept, so a client that was cut or
 /// lost its network can still resume from it.
 pub const IDLE_KEEP: Duration = Duration::from_secs(300);
+
+/// How long a kept channel (one that greets new streams with its latest message) lives with
+/// neither subscribers nor messages: long enough for any game between rounds, short enough
+/// that publishing to ever new names (one channel per round, say) cannot grow memory forever.
+pub const KEPT_IDLE: Duration = Duration::from_secs(3600);
 
 /// One channel on one core.
 #[derive(Debug)]
@@ -69,11 +75,39 @@ pub struct Fanout {
     pub conflated: usize,
 }
 
+/// Where one stream sits in the hub; given back to [`Hub::unsubscribe`] when it ends.
+#[derive(Debug)]
+pub enum Membership {
+    /// One channel (no allocation beyond the name: most streams are these).
+    One {
+        /// The channel.
+        channel: Box<str>,
+        /// Key in its subscriber slab.
+        key: usize,
+    },
+    /// Several channels, each with its key.
+    Many(Box<[(Box<str>, usize)]>),
+    /// Every channel of a family.
+    All {
+        /// The family.
+        family: usize,
+        /// Key in the family's wildcard slab.
+        key: usize,
+    },
+}
+
 /// The registry of one core.
 #[derive(Debug)]
 pub struct Hub {
     /// Channels by name.
     channels: HashMap<Box<str>, Channel>,
+    /// Subscribers of every channel of a family (`topics=all`), by family.
+    wildcards: HashMap<usize, Slab<Rc<Subscriber>>>,
+    /// Per family: the sequence counter when a message of the family was last dropped here
+    /// for want of a channel (nobody subscribed). A client resuming from an id at or below it
+    /// may have missed such a message on a channel that did not exist then, so it gets a
+    /// reset rather than a silent gap.
+    lost_upto: HashMap<usize, u64>,
     /// `SSE_HISTORY`.
     history: usize,
     /// The id prefix of this run and core, `<run>.<core>.`.
@@ -88,6 +122,8 @@ impl Hub {
     pub fn new(run: &str, core: usize, history: usize) -> Hub {
         Hub {
             channels: HashMap::new(),
+            wildcards: HashMap::new(),
+            lost_upto: HashMap::new(),
             history,
             id_prefix: format!("{run}.{core}."),
             next_seq: 0,
@@ -111,17 +147,72 @@ impl Hub {
             })
     }
 
-    /// Adds a subscriber to `channel`; returns its key for [`Hub::unsubscribe`].
-    pub fn subscribe(&mut self, channel: &str, family: usize, sub: Rc<Subscriber>) -> usize {
+    /// Adds a subscriber to `channels` of `family`; the membership is what
+    /// [`Hub::unsubscribe`] takes back.
+    pub fn subscribe(
+        &mut self,
+        channels: Channels,
+        family: usize,
+        sub: Rc<Subscriber>,
+    ) -> Membership {
+        match channels {
+            Channels::One(channel) => {
+                let key = self.subscribe_one(&channel, family, sub);
+                Membership::One { channel, key }
+            }
+            Channels::Many(list) => Membership::Many(
+                list.into_vec()
+                    .into_iter()
+                    .map(|c| {
+                        let key = self.subscribe_one(&c, family, sub.clone());
+                        (c, key)
+                    })
+                    .collect(),
+            ),
+            Channels::All => {
+                let key = self.wildcards.entry(family).or_default().insert(sub);
+                Membership::All { family, key }
+            }
+        }
+    }
+
+    fn subscribe_one(&mut self, channel: &str, family: usize, sub: Rc<Subscriber>) -> usize {
         let ch = self.entry(channel, family);
         ch.idle_since = None;
         ch.subs.insert(sub)
     }
 
+    /// Whether some stream here subscribes to every channel of `family`: its messages then
+    /// create their channel instead of being dropped.
+    pub fn watches(&self, family: usize) -> bool {
+        self.wildcards.get(&family).is_some_and(|w| !w.is_empty())
+    }
+
+    /// Creates `channel` (no subscriber yet) so a message can be published on it; it is
+    /// swept like any idle channel once no stream watches its family.
+    pub fn create(&mut self, channel: &str, family: usize) {
+        let now = Instant::now();
+        let ch = self.entry(channel, family);
+        if ch.subs.is_empty() && ch.idle_since.is_none() && !ch.keep {
+            ch.idle_since = Some(now);
+        }
+    }
+
+    /// Records that a message of `family` was dropped because nobody here subscribes to its
+    /// channel (see `lost_upto`).
+    pub fn note_dropped(&mut self, family: usize) {
+        self.lost_upto.insert(family, self.next_seq);
+    }
+
     /// Makes `channel` a kept channel (never evicted, remembers its latest message), so a
     /// stream opened later is greeted with that message.
     pub fn keep(&mut self, channel: &str, family: usize) {
-        self.entry(channel, family).keep = true;
+        let ch = self.entry(channel, family);
+        ch.keep = true;
+        if ch.subs.is_empty() {
+            // Idle from now (until its next message or subscriber) for the sweep.
+            ch.idle_since = Some(Instant::now());
+        }
     }
 
     /// The latest message of a kept channel: its id and payload.
@@ -130,16 +221,29 @@ impl Hub {
         Some((format!("{}{seq}", self.id_prefix), payload.clone()))
     }
 
-    /// Removes a subscriber; a channel left without subscribers and without history goes.
-    pub fn unsubscribe(&mut self, channel: &str, key: usize) {
+    /// Removes a stream's membership; a channel left without subscribers stays for
+    /// [`IDLE_KEEP`] (so a client that comes back can resume), then is swept.
+    pub fn unsubscribe(&mut self, m: &Membership) {
+        match m {
+            Membership::One { channel, key } => self.unsubscribe_one(channel, *key),
+            Membership::Many(list) => {
+                for (c, k) in list.iter() {
+                    self.unsubscribe_one(c, *k);
+                }
+            }
+            Membership::All { family, key } => {
+                if let Some(w) = self.wildcards.get_mut(family) {
+                    w.try_remove(*key);
+                }
+            }
+        }
+    }
+
+    fn unsubscribe_one(&mut self, channel: &str, key: usize) {
         if let Some(ch) = self.channels.get_mut(channel) {
             ch.subs.try_remove(key);
-            if ch.subs.is_empty() && !ch.keep {
-                if ch.history.is_empty() {
-                    self.channels.remove(channel);
-                } else {
-                    ch.idle_since = Some(Instant::now());
-                }
+            if ch.subs.is_empty() {
+                ch.idle_since = Some(Instant::now());
             }
         }
     }
@@ -182,6 +286,9 @@ impl Hub {
         ch.newest_seq = seq;
         if ch.keep {
             ch.latest = Some((seq, payload.clone()));
+            if ch.subs.is_empty() {
+                ch.idle_since = Some(Instant::now());
+            }
         }
         if self.history > 0 {
             if ch.history.len() == self.history {
@@ -194,7 +301,8 @@ impl Hub {
             ch.evicted_upto = seq;
         }
         let mut out = Fanout::default();
-        for (_, sub) in ch.subs.iter() {
+        let wild = self.wildcards.get(&ch.family).into_iter().flatten();
+        for (_, sub) in ch.subs.iter().chain(wild) {
             match sub.push(Frame {
                 bytes: bytes.clone(),
                 arrived: Some(arrived),
@@ -207,15 +315,29 @@ impl Hub {
         Some(out)
     }
 
-    /// What a client resuming `channel` from `last_event_id` missed. Call it in the same
-    /// synchronous step as [`Hub::subscribe`], so nothing falls between replay and live.
-    pub fn resume(&self, channel: &str, last_event_id: &str) -> Resume {
-        let ch = self.channels.get(channel);
-        let newest_id = ch
-            .filter(|c| c.newest_seq > 0)
-            .map(|c| format!("{}{}", self.id_prefix, c.newest_seq));
+    /// What a client resuming `channels` of `family` from `last_event_id` missed, merged in
+    /// id order. Call it in the same synchronous step as [`Hub::subscribe`], so nothing falls
+    /// between replay and live.
+    pub fn resume(&self, channels: &Channels, family: usize, last_event_id: &str) -> Resume {
+        let newest = |c: &Channel| c.newest_seq;
+        let newest_seq = match channels {
+            Channels::One(c) => self.channels.get(&**c).map_or(0, newest),
+            Channels::Many(list) => list
+                .iter()
+                .filter_map(|c| self.channels.get(&**c))
+                .map(newest)
+                .max()
+                .unwrap_or(0),
+            Channels::All => self
+                .channels
+                .values()
+                .filter(|c| c.family == family)
+                .map(newest)
+                .max()
+                .unwrap_or(0),
+        };
         let reset = |reason| Resume::Reset {
-            newest_id: newest_id.clone(),
+            newest_id: (newest_seq > 0).then(|| format!("{}{newest_seq}", self.id_prefix)),
             reason,
         };
         let Some(seq) = last_event_id
@@ -225,26 +347,71 @@ impl Hub {
         else {
             return reset("unknown Last-Event-ID (from another node, core or run)");
         };
-        let Some(ch) = ch else {
-            return reset("history does not reach back to Last-Event-ID");
+        let lost = self.lost_upto.get(&family).copied().unwrap_or(0);
+        // A channel unknown here (or created after `seq`) may have had messages dropped
+        // since `seq`, unless none of the family was dropped since.
+        let gap = |c: Option<&Channel>| match c {
+            None => seq <= lost,
+            Some(c) => seq < c.evicted_upto || (seq <= c.created_seq && seq <= lost),
         };
-        if seq <= ch.created_seq || seq < ch.evicted_upto {
+        let mut parts: Vec<&(u64, Bytes)> = Vec::new();
+        let mut gone = false;
+        let named: Vec<Option<&Channel>> = match channels {
+            Channels::One(c) => vec![self.channels.get(&**c)],
+            Channels::Many(list) => list.iter().map(|c| self.channels.get(&**c)).collect(),
+            Channels::All => {
+                gone |= seq <= lost;
+                for c in self.channels.values().filter(|c| c.family == family) {
+                    gone |= seq < c.evicted_upto;
+                    parts.extend(c.history.iter().filter(|(s, _)| *s > seq));
+                }
+                Vec::new()
+            }
+        };
+        for ch in named {
+            gone |= gap(ch);
+            if let Some(c) = ch {
+                parts.extend(c.history.iter().filter(|(s, _)| *s > seq));
+            }
+        }
+        if gone {
             return reset("history does not reach back to Last-Event-ID");
         }
-        let missed = ch.history.iter().filter(|(s, _)| *s > seq);
-        let mut out = BytesMut::with_capacity(missed.clone().map(|(_, b)| b.len()).sum());
-        for (_, b) in missed {
+        parts.sort_unstable_by_key(|(s, _)| *s);
+        let mut out = BytesMut::with_capacity(parts.iter().map(|(_, b)| b.len()).sum());
+        for (_, b) in parts {
             out.extend_from_slice(b);
         }
         Resume::Replay(out.freeze())
     }
 
+    /// Subscriber counts of `family`'s channels here (`(channel, n)`), and of its wildcard.
+    pub fn subscriber_counts(&self, family: usize) -> (Vec<(Box<str>, usize)>, usize) {
+        let named = self
+            .channels
+            .iter()
+            .filter(|(_, c)| c.family == family && !c.subs.is_empty())
+            .map(|(n, c)| (n.clone(), c.subs.len()))
+            .collect();
+        let wild = self.wildcards.get(&family).map_or(0, Slab::len);
+        (named, wild)
+    }
+
     /// Drops channels idle for longer than [`IDLE_KEEP`]; called from the core's timer.
     pub fn sweep(&mut self, now: Instant) {
+        let wildcards = &self.wildcards;
+        let lost_upto = &mut self.lost_upto;
+        let next_seq = self.next_seq;
         self.channels.retain(|_, c| {
-            !c.subs.is_empty()
-                || c.idle_since
-                    .is_none_or(|t| now.duration_since(t) < IDLE_KEEP)
+            let ttl = if c.keep { KEPT_IDLE } else { IDLE_KEEP };
+            let keep = !c.subs.is_empty()
+                || wildcards.get(&c.family).is_some_and(|w| !w.is_empty())
+                || c.idle_since.is_none_or(|t| now.duration_since(t) < ttl);
+            if !keep && c.newest_seq > 0 {
+                // Its history goes: resuming across this point is a gap.
+                lost_upto.insert(c.family, next_seq);
+            }
+            keep
         });
     }
 }
@@ -253,6 +420,10 @@ impl Hub {
 mod tests {
     use super::*;
     use crate::core::subscriber::State;
+
+    fn one(c: &str) -> Channels {
+        Channels::One(c.into())
+    }
 
     fn enc(id: &str, out: &mut BytesMut) {
         out.extend_from_slice(b"id: ");
@@ -265,8 +436,8 @@ mod tests {
         let mut hub = Hub::new("r", 1, 2);
         let a = Rc::new(Subscriber::new(0, 0, 10));
         let b = Rc::new(Subscriber::new(0, 0, 1));
-        let ka = hub.subscribe("c", 0, a.clone());
-        let _kb = hub.subscribe("c", 0, b.clone());
+        let ka = hub.subscribe(one("c"), 0, a.clone());
+        let _kb = hub.subscribe(one("c"), 0, b.clone());
         let mut scratch = BytesMut::new();
         let now = Instant::now();
         assert_eq!(
@@ -299,7 +470,7 @@ mod tests {
             ch.history.iter().map(|h| h.0).collect::<Vec<_>>(),
             vec![2, 3]
         );
-        hub.unsubscribe("c", ka);
+        hub.unsubscribe(&ka);
         assert_eq!(hub.subscribers("c"), 1);
     }
 
@@ -307,13 +478,13 @@ mod tests {
     fn resume_replays_exactly_what_was_missed_or_resets() {
         let mut hub = Hub::new("r", 1, 3);
         let a = Rc::new(Subscriber::new(0, 0, 10));
-        hub.subscribe("c", 0, a.clone());
+        hub.subscribe(one("c"), 0, a.clone());
         let mut scratch = BytesMut::new();
         for _ in 0..5 {
             hub.publish("c", &Bytes::new(), Instant::now(), &mut scratch, enc);
         }
         // history holds 3, 4, 5
-        let replay = |id: &str| match hub.resume("c", id) {
+        let replay = |id: &str| match hub.resume(&one("c"), 0, id) {
             Resume::Replay(b) => String::from_utf8(b.to_vec()).unwrap(),
             Resume::Reset { newest_id, .. } => format!("reset {newest_id:?}"),
         };
@@ -332,8 +503,14 @@ mod tests {
         for (id, want) in cases {
             assert_eq!(replay(id), *want, "Last-Event-ID {id:?}");
         }
+        // A channel unknown here missed nothing unless a message of the family was dropped.
+        assert_eq!(
+            hub.resume(&one("other"), 0, "r.1.4"),
+            Resume::Replay(Bytes::new())
+        );
+        hub.note_dropped(0);
         assert!(matches!(
-            hub.resume("other", "r.1.4"),
+            hub.resume(&one("other"), 0, "r.1.4"),
             Resume::Reset {
                 newest_id: None,
                 ..
@@ -345,7 +522,7 @@ mod tests {
     fn resume_without_history_only_accepts_the_newest_id() {
         let mut hub = Hub::new("r", 0, 0);
         let a = Rc::new(Subscriber::new(0, 0, 10));
-        hub.subscribe("c", 0, a);
+        hub.subscribe(one("c"), 0, a);
         hub.publish(
             "c",
             &Bytes::new(),
@@ -360,8 +537,14 @@ mod tests {
             &mut BytesMut::new(),
             enc,
         );
-        assert_eq!(hub.resume("c", "r.0.2"), Resume::Replay(Bytes::new()));
-        assert!(matches!(hub.resume("c", "r.0.1"), Resume::Reset { .. }));
+        assert_eq!(
+            hub.resume(&one("c"), 0, "r.0.2"),
+            Resume::Replay(Bytes::new())
+        );
+        assert!(matches!(
+            hub.resume(&one("c"), 0, "r.0.1"),
+            Resume::Reset { .. }
+        ));
     }
 
     #[test]
@@ -373,17 +556,19 @@ mod tests {
         hub.publish("g", &p, Instant::now(), &mut BytesMut::new(), enc);
         assert_eq!(hub.latest("g"), Some(("r.0.1".to_string(), p)));
         let a = Rc::new(Subscriber::new(1, 0, 10));
-        let k = hub.subscribe("g", 1, a);
-        hub.unsubscribe("g", k);
+        let k = hub.subscribe(one("g"), 1, a);
+        hub.unsubscribe(&k);
         hub.sweep(Instant::now() + IDLE_KEEP * 2);
         assert_eq!(hub.channel_count(), 1);
+        hub.sweep(Instant::now() + KEPT_IDLE * 2);
+        assert_eq!(hub.channel_count(), 0, "but not forever");
     }
 
     #[test]
     fn ids_are_never_reused_when_a_channel_comes_back() {
         let mut hub = Hub::new("r", 0, 0);
         let a = Rc::new(Subscriber::new(0, 0, 10));
-        let k = hub.subscribe("c", 0, a.clone());
+        let k = hub.subscribe(one("c"), 0, a.clone());
         hub.publish(
             "c",
             &Bytes::new(),
@@ -391,9 +576,10 @@ mod tests {
             &mut BytesMut::new(),
             enc,
         );
-        hub.unsubscribe("c", k);
+        hub.unsubscribe(&k);
+        hub.sweep(Instant::now() + IDLE_KEEP * 2);
         assert_eq!(hub.channel_count(), 0);
-        hub.subscribe("c", 0, a.clone());
+        hub.subscribe(one("c"), 0, a.clone());
         hub.publish(
             "c",
             &Bytes::new(),
@@ -410,10 +596,14 @@ mod tests {
     fn empty_channels_go_idle_then_swept() {
         let mut hub = Hub::new("r", 0, 4);
         let a = Rc::new(Subscriber::new(0, 0, 10));
-        let k = hub.subscribe("c", 0, a.clone());
-        hub.unsubscribe("c", k);
-        assert_eq!(hub.channel_count(), 0, "no history: gone at once");
-        let k = hub.subscribe("c", 0, a);
+        let k = hub.subscribe(one("c"), 0, a.clone());
+        hub.unsubscribe(&k);
+        assert_eq!(
+            hub.channel_count(),
+            1,
+            "kept idle, so a returning client can resume"
+        );
+        let k = hub.subscribe(one("c"), 0, a);
         hub.publish(
             "c",
             &Bytes::new(),
@@ -421,11 +611,90 @@ mod tests {
             &mut BytesMut::new(),
             enc,
         );
-        hub.unsubscribe("c", k);
+        hub.unsubscribe(&k);
         assert_eq!(hub.channel_count(), 1, "history kept for resume");
         hub.sweep(Instant::now());
         assert_eq!(hub.channel_count(), 1);
         hub.sweep(Instant::now() + IDLE_KEEP + Duration::from_secs(1));
         assert_eq!(hub.channel_count(), 0);
+    }
+
+    fn text(r: Resume) -> String {
+        match r {
+            Resume::Replay(b) => String::from_utf8(b.to_vec()).unwrap(),
+            Resume::Reset { newest_id, .. } => format!("reset {newest_id:?}"),
+        }
+    }
+
+    fn publish(hub: &mut Hub, c: &str) {
+        hub.publish(c, &Bytes::new(), Instant::now(), &mut BytesMut::new(), enc);
+    }
+
+    #[test]
+    fn many_channels_merge_in_id_order_and_wildcards_see_every_channel() {
+        let mut hub = Hub::new("r", 0, 8);
+        let many = Channels::Many(vec!["a".into(), "b".into()].into_boxed_slice());
+        let m = Rc::new(Subscriber::new(0, 0, 10));
+        let w = Rc::new(Subscriber::new(0, 0, 10));
+        let km = hub.subscribe(many.clone(), 0, m.clone());
+        let kw = hub.subscribe(Channels::All, 0, w.clone());
+        assert!(hub.watches(0) && !hub.watches(1));
+        // `c` has no named subscriber: the shard creates it because the family is watched.
+        hub.create("c", 0);
+        for c in ["a", "c", "b", "a"] {
+            publish(&mut hub, c);
+        }
+        let (mut got_m, mut got_w) = (BytesMut::new(), BytesMut::new());
+        m.take_into(&mut got_m, &mut Vec::new());
+        w.take_into(&mut got_w, &mut Vec::new());
+        assert_eq!(&got_m[..], b"id: r.0.1\n\nid: r.0.3\n\nid: r.0.4\n\n");
+        assert_eq!(
+            &got_w[..],
+            b"id: r.0.1\n\nid: r.0.2\n\nid: r.0.3\n\nid: r.0.4\n\n"
+        );
+        assert_eq!(
+            text(hub.resume(&many, 0, "r.0.1")),
+            "id: r.0.3\n\nid: r.0.4\n\n"
+        );
+        assert_eq!(
+            text(hub.resume(&Channels::All, 0, "r.0.1")),
+            "id: r.0.2\n\nid: r.0.3\n\nid: r.0.4\n\n"
+        );
+        let (named, wild) = hub.subscriber_counts(0);
+        assert_eq!((named.len(), wild), (2, 1));
+        hub.unsubscribe(&km);
+        hub.unsubscribe(&kw);
+        assert!(!hub.watches(0));
+        assert_eq!(hub.subscriber_counts(0), (vec![], 0));
+    }
+
+    #[test]
+    fn a_drop_after_the_last_seen_id_resets_channels_that_did_not_exist() {
+        let mut hub = Hub::new("r", 0, 8);
+        let k = hub.subscribe(one("a"), 0, Rc::new(Subscriber::new(0, 0, 10)));
+        publish(&mut hub, "a"); // r.0.1
+        let many = Channels::Many(vec!["a".into(), "b".into()].into_boxed_slice());
+        assert_eq!(
+            text(hub.resume(&many, 0, "r.0.1")),
+            "",
+            "nothing dropped: no gap"
+        );
+        hub.note_dropped(0); // a message on unknown `b` was dropped after r.0.1
+        assert_eq!(text(hub.resume(&many, 0, "r.0.1")), "reset Some(\"r.0.1\")");
+        assert_eq!(
+            text(hub.resume(&Channels::All, 0, "r.0.1")),
+            "reset Some(\"r.0.1\")"
+        );
+        assert_eq!(
+            text(hub.resume(&one("a"), 0, "r.0.1")),
+            "",
+            "`a` existed all along"
+        );
+        publish(&mut hub, "a"); // r.0.2, after the drop
+        assert_eq!(text(hub.resume(&many, 0, "r.0.2")), "");
+        // Sweeping a channel with history is a gap for ids before it.
+        hub.unsubscribe(&k);
+        hub.sweep(Instant::now() + IDLE_KEEP * 2);
+        assert_eq!(text(hub.resume(&one("a"), 0, "r.0.2")), "reset None");
     }
 }

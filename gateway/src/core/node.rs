@@ -24,6 +24,8 @@ pub enum Control {
     Handoff(Handoff),
     /// Stop accepting and close streams spread over the period.
     Drain(Duration),
+    /// Report subscriber counts of list families (topics) to the stats endpoint.
+    Counts(flume::Sender<Vec<(String, u64)>>),
 }
 
 /// A socket moving to its owner core, with what was already decided about it.
@@ -181,6 +183,14 @@ fn run_tag() -> String {
 /// Binds the listeners, spawns the cores and logs the start-up line.
 pub fn start(config: Config) -> Result<Running, StartError> {
     config.validate()?;
+    let routes = RouteTable::with_custom(config.routes_toml.as_ref()).map_err(|reason| {
+        StartError::Config(crate::config::ConfigError::Invalid {
+            setting: "SSE_CONFIG",
+            value: "[[routes]]".into(),
+            reason,
+        })
+    })?;
+    let routes = Arc::new(routes);
     let cores = config.cores;
     let mut driver = pick_driver(config.io_driver);
     if driver == Driver::IoUring && config.io_driver == IoDriverChoice::Auto {
@@ -223,7 +233,6 @@ pub fn start(config: Config) -> Result<Running, StartError> {
             source,
         })?);
     }
-    let routes = Arc::new(RouteTable::builtin());
     if routes.families.len() > crate::stats::ROUTE_SLOTS {
         return Err(StartError::Config(crate::config::ConfigError::Invalid {
             setting: "SSE_CONFIG",
@@ -234,8 +243,9 @@ pub fn start(config: Config) -> Result<Running, StartError> {
             ),
         }));
     }
-    let (msg_tx, msg_rx): (Vec<_>, Vec<_>) =
-        (0..cores).map(|_| flume::unbounded::<Message>()).unzip();
+    let (msg_tx, msg_rx): (Vec<_>, Vec<_>) = (0..cores)
+        .map(|_| flume::bounded::<Message>(crate::broker::embedded::INBOX))
+        .unzip();
     let (ctl_tx, ctl_rx): (Vec<_>, Vec<_>) =
         (0..cores).map(|_| flume::unbounded::<Control>()).unzip();
     let broker_name = "embedded";

@@ -2,6 +2,7 @@
 //!
 //! Shared-nothing: everything here is `Rc`/`RefCell`, touched only by this core's thread.
 //! Messages and handed-off sockets arrive through explicit channels.
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::poll_fn;
@@ -53,7 +54,8 @@ impl Flag {
     /// Sets the flag and wakes every waiter.
     pub fn set(&self) {
         self.set.set(true);
-        for w in self.waiters.borrow_mut().drain(..) {
+        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
+        for w in waiters {
             w.wake();
         }
     }
@@ -69,7 +71,11 @@ impl Flag {
             if self.set.get() {
                 Poll::Ready(())
             } else {
-                self.waiters.borrow_mut().push(cx.waker().clone());
+                // A waiter polled again (the accept loop, every accept) is not added twice.
+                let mut w = self.waiters.borrow_mut();
+                if !w.iter().any(|x| x.will_wake(cx.waker())) {
+                    w.push(cx.waker().clone());
+                }
                 Poll::Pending
             }
         })
@@ -176,18 +182,25 @@ impl Shard {
         let family = match known {
             Some(f) => f,
             None => match self.node.routes.family_of_channel(channel) {
+                // Owner-placed channels of another core: dropped after one hash.
+                Some(f) if !self.accepts(f, &msg.channel) => return,
                 // Families that greet with the latest message keep their channels on every
-                // core (owner placement aside) from the first message on.
-                Some(f)
-                    if self.family(f).greeting == Greeting::Latest
-                        && self.accepts(f, &msg.channel) =>
-                {
+                // core from the first message on.
+                Some(f) if self.family(f).greeting == Greeting::Latest => {
                     self.hub.borrow_mut().keep(channel, f);
                     f
                 }
-                // Nobody here subscribes (or another core owns the channel): dropped after
-                // one lookup.
-                Some(_) => return,
+                // A stream here takes every channel of the family (`topics=all`).
+                Some(f) if self.hub.borrow().watches(f) => {
+                    self.hub.borrow_mut().create(channel, f);
+                    f
+                }
+                // Nobody here subscribes: dropped after one lookup, and remembered, so a
+                // client resuming across this point is told it may have missed something.
+                Some(f) => {
+                    self.hub.borrow_mut().note_dropped(f);
+                    return;
+                }
                 // Unknown channels are counted so typos show up in stats.
                 None => {
                     bump(&stats.events_unrouted);
@@ -196,27 +209,44 @@ impl Shard {
             },
         };
         let fam = self.family(family);
-        if let Err(e) = payload::check(fam.payload, &msg.payload, &mut self.scratch.borrow_mut()) {
-            bump(&stats.events_invalid);
-            self.log_invalid(channel, e.message());
-            return;
+        if known.is_some() && fam.greeting == Greeting::Latest {
+            // The channel may have been created by a subscriber before its first message.
+            self.hub.borrow_mut().keep(channel, family);
         }
-        let event = match &fam.event_name {
-            EventName::Unnamed => None,
-            EventName::Fixed(n) => Some(n.as_str()),
+        let mut scratch = self.scratch.borrow_mut();
+        let (event, data): (Option<Cow<str>>, &[u8]) = match &fam.event_name {
+            EventName::FromPayload => match payload::typed_event(&msg.payload) {
+                Ok(ev) => (Some(ev.name), ev.data),
+                Err(e) => {
+                    bump(&stats.events_invalid);
+                    self.log_invalid(channel, e.message());
+                    return;
+                }
+            },
+            name => {
+                if let Err(e) = payload::check(fam.payload, &msg.payload, &mut scratch) {
+                    bump(&stats.events_invalid);
+                    self.log_invalid(channel, e.message());
+                    return;
+                }
+                match name {
+                    EventName::Fixed(n) => (Some(Cow::Borrowed(n.as_str())), &msg.payload),
+                    _ => (None, &msg.payload),
+                }
+            }
         };
-        let mut scratch = self.encode_buf.borrow_mut();
+        let mut encode_buf = self.encode_buf.borrow_mut();
         let out = self.hub.borrow_mut().publish(
             channel,
             &msg.payload,
             msg.arrived,
-            &mut scratch,
+            &mut encode_buf,
             |id, out| {
                 encode_event(
                     &Event {
                         id: Some(id),
-                        event,
-                        data: &msg.payload,
+                        event: event.as_deref(),
+                        data,
                         retry: None,
                     },
                     out,
@@ -239,6 +269,36 @@ impl Shard {
             Placement::Local => true,
             Placement::Owner => owner_core(channel, self.node.config.cores) == self.id,
         }
+    }
+
+    /// Subscribers of each list family's channels on this core, by topic (`all` for the
+    /// wildcard); other list families than `topic` are prefixed `<family>/`.
+    pub fn topic_counts(&self) -> Vec<(String, u64)> {
+        let hub = self.hub.borrow();
+        let mut out = Vec::new();
+        for (i, f) in self.node.routes.families.iter().enumerate() {
+            if f.channel_list_param.is_none() {
+                continue;
+            }
+            let prefix = if f.name == "topic" {
+                String::new()
+            } else {
+                format!("{}/", f.name)
+            };
+            let (named, wild) = hub.subscriber_counts(i);
+            for (channel, n) in named {
+                let topic = f
+                    .channel
+                    .capture(&channel)
+                    .and_then(|v| v.first().map(|(_, t)| t.to_string()))
+                    .unwrap_or_else(|| channel.to_string());
+                out.push((format!("{prefix}{topic}"), n as u64));
+            }
+            if wild > 0 {
+                out.push((format!("{prefix}all"), wild as u64));
+            }
+        }
+        out
     }
 
     fn log_invalid(&self, channel: &str, why: &str) {
@@ -338,14 +398,40 @@ async fn accept_loop(shard: &Rc<Shard>, listener: TcpListener) {
     }
 }
 
+/// Messages delivered in one go before the core lets its stream writers run. A burst of
+/// more than `SSE_EVENT_BUFFER` messages for one channel delivered in a single pass would cut
+/// every subscriber of it, even the fast ones, before any had a chance to write.
+pub const DELIVER_BATCH: usize = 32;
+
 async fn inbox_loop(shard: Rc<Shard>, inbox: flume::Receiver<Message>) {
     while let Ok(msg) = inbox.recv_async().await {
         shard.deliver(msg);
-        // Drain what else is queued in one pass: one wake-up per burst, not per message.
+        // Drain what else is queued: one wake-up per burst, not per message, yielding to the
+        // writers every DELIVER_BATCH messages.
+        let mut n = 1;
         while let Ok(msg) = inbox.try_recv() {
             shard.deliver(msg);
+            n += 1;
+            if n % DELIVER_BATCH == 0 {
+                yield_now().await;
+            }
         }
     }
+}
+
+/// Lets every other ready task of this core run once before going on.
+pub async fn yield_now() {
+    let mut yielded = false;
+    poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await
 }
 
 async fn control_loop(
@@ -367,6 +453,9 @@ async fn control_loop(
             Control::Drain(p) => {
                 period.set(p);
                 shard.draining.set();
+            }
+            Control::Counts(reply) => {
+                let _ = reply.send(shard.topic_counts());
             }
         }
     }

@@ -91,7 +91,9 @@ impl Subscriber {
     }
 
     fn wake(&self) {
-        if let Some(w) = self.waker.borrow_mut().take() {
+        // Take the waker out first: no borrow is held while waking.
+        let w = self.waker.borrow_mut().take();
+        if let Some(w) = w {
             w.wake();
         }
     }
@@ -125,6 +127,15 @@ impl Subscriber {
         drop(q);
         self.wake();
         Pushed::Queued
+    }
+
+    /// Closes the stream after what is queued and then `last` (the drain's `retry:`), which
+    /// is queued whatever the queue's state: it is what spreads reconnects out in time.
+    pub fn close_with(&self, last: Frame) {
+        if self.state.get() == State::Open {
+            self.queue.borrow_mut().push_back(last);
+            self.end(State::Closing);
+        }
     }
 
     /// Ends the stream: `Cut` drops what is queued, `Closing` flushes it first.
@@ -262,5 +273,19 @@ mod tests {
         assert_eq!(s.state(), State::Closing);
         s.end(State::Cut);
         assert_eq!(s.state(), State::Closing, "the first ending wins");
+    }
+
+    #[test]
+    fn the_drain_retry_is_queued_even_on_a_full_conflating_queue() {
+        let s = Subscriber::new(0, 0, 1).conflating(true);
+        s.push(frame("a"));
+        s.close_with(Frame {
+            bytes: Bytes::from_static(b"r"),
+            arrived: None,
+        });
+        assert_eq!(s.state(), State::Closing);
+        let mut out = BytesMut::new();
+        s.take_into(&mut out, &mut Vec::new());
+        assert_eq!(&out[..], b"ar");
     }
 }

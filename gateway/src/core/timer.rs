@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use crate::core::shard::{unix_now, Shard};
-use crate::core::subscriber::{Frame, Pushed, State};
+use crate::core::subscriber::{Frame, Pushed};
 use crate::stats::bump;
 
 /// Resolution of the keep-alive wheel.
@@ -118,11 +118,10 @@ pub async fn drain(shard: &Rc<Shard>, period: Duration) {
         };
         let mut b = BytesMut::with_capacity(16);
         crate::sse::encode::encode_retry(jitter.between(1000, 5000), &mut b);
-        sub.push(Frame {
+        sub.close_with(Frame {
             bytes: b.freeze(),
             arrived: None,
         });
-        sub.end(State::Closing);
     }
     let deadline = Instant::now() + DRAIN_GRACE;
     while !shard.streams.borrow().is_empty() && Instant::now() < deadline {

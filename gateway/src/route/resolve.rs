@@ -12,14 +12,38 @@ use crate::route::table::{AuthRule, RouteTable};
 /// Longest channel name a client may ask for (seed 003).
 pub const MAX_CHANNEL_PARAM: usize = 200;
 
+/// Most channels one stream may list (`?topics=a,b,...`).
+pub const MAX_LISTED_CHANNELS: usize = 64;
+
+/// The channels a stream subscribes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Channels {
+    /// One channel (every family but lists).
+    One(Box<str>),
+    /// Several channels of the family, distinct, in the order asked.
+    Many(Box<[Box<str>]>),
+    /// Every channel of the family, including ones first published later (`topics=all`).
+    All,
+}
+
+impl Channels {
+    /// The single channel, when there is one (what owner placement hashes).
+    pub fn one(&self) -> Option<&str> {
+        match self {
+            Channels::One(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
 /// Everything a core needs to run one stream; owned, so it can cross to the owner core with
 /// the socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamSpec {
     /// Index of the family in the route table.
     pub family: usize,
-    /// The channel subscribed.
-    pub channel: Box<str>,
+    /// The channels subscribed.
+    pub channels: Channels,
     /// `Last-Event-ID` header or `lastEventId` query value, for resume.
     pub last_event_id: Option<Box<str>>,
     /// The `Access-Control-Allow-Origin` value for the stream's head, when CORS allows the
@@ -41,6 +65,16 @@ fn refuse(status: Status, message: impl Into<Cow<'static, str>>) -> Refusal {
         status,
         message: message.into(),
     }
+}
+
+/// Channel names and list items a client may ask for (seed 003's rule): 1 to 200 bytes of
+/// `[A-Za-z0-9_.@:-]`.
+pub fn valid_name(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= MAX_CHANNEL_PARAM
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.@:-".contains(&b))
 }
 
 /// The verified claims of the request's JWT (`Authorization: Bearer`, else `?token=`).
@@ -88,12 +122,7 @@ pub fn resolve(
                     format!("missing {name} query parameter"),
                 )
             })?;
-        if value.is_empty()
-            || value.len() > MAX_CHANNEL_PARAM
-            || !value
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_.@:-".contains(&b))
-        {
+        if !valid_name(&value) {
             return Err(refuse(
                 Status::BadRequest,
                 "channel must be 1 to 200 bytes of [A-Za-z0-9_.@:-]",
@@ -108,6 +137,14 @@ pub fn resolve(
                 "channel must be <workspace>_broadcast_<group> or <workspace>_user_<player>",
             ));
         };
+        // A name that also has an earlier family's shape (`SSE::1::x_broadcast_y`) would be
+        // routed as that family's by publishers: refuse it rather than never deliver.
+        if table.family_of_channel(&value) != Some(i) {
+            return Err(refuse(
+                Status::BadRequest,
+                "channel name also has the shape of another family's channels",
+            ));
+        }
         family_index = i;
         family = &table.families[i];
         given_channel = Some(value.into_owned());
@@ -130,6 +167,12 @@ pub fn resolve(
     let mut values: Vec<(&str, String)> = Vec::new();
     for (name, _) in &params {
         if let Some(v) = param(name)? {
+            if !valid_name(&v) {
+                return Err(refuse(
+                    Status::BadRequest,
+                    format!("path value {{{name}}} must be 1 to 200 bytes of [A-Za-z0-9_.@:-]"),
+                ));
+            }
             values.push((name, v));
         }
     }
@@ -192,9 +235,8 @@ pub fn resolve(
             }
         }
     }
-    let channel = match given_channel {
-        Some(c) => c,
-        None => family
+    let render = |values: &[(&str, String)]| {
+        family
             .channel
             .render(|k| values.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
             .ok_or_else(|| {
@@ -202,7 +244,53 @@ pub fn resolve(
                     Status::InternalServerError,
                     "route channel template names an unknown value",
                 )
-            })?,
+            })
+    };
+    let channels = match (given_channel, &family.channel_list_param) {
+        (Some(c), _) => Channels::One(c.into_boxed_str()),
+        (None, Some(list)) => {
+            let hole = family.channel.holes().next().unwrap_or_default();
+            let listed = query_param(head.query, list).map_err(|_| {
+                refuse(
+                    Status::BadRequest,
+                    "query string is not valid percent-encoding",
+                )
+            })?;
+            let items: Vec<&str> = listed
+                .as_deref()
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .collect();
+            if items.is_empty() || items.contains(&"all") {
+                Channels::All
+            } else {
+                if items.len() > MAX_LISTED_CHANNELS {
+                    return Err(refuse(
+                        Status::BadRequest,
+                        format!("at most {MAX_LISTED_CHANNELS} {list} per stream"),
+                    ));
+                }
+                let mut out: Vec<Box<str>> = Vec::with_capacity(items.len());
+                for item in items {
+                    if !valid_name(item) {
+                        return Err(refuse(
+                            Status::BadRequest,
+                            format!("each of {list} must be 1 to 200 bytes of [A-Za-z0-9_.@:-]"),
+                        ));
+                    }
+                    values.push((hole, item.to_string()));
+                    let c = render(&values)?.into_boxed_str();
+                    values.pop();
+                    if !out.contains(&c) {
+                        out.push(c);
+                    }
+                }
+                Channels::Many(out.into_boxed_slice())
+            }
+        }
+        (None, None) => Channels::One(render(&values)?.into_boxed_str()),
     };
     #[allow(clippy::borrowed_box)]
     let last_event_id = match head.last_event_id {
@@ -219,7 +307,7 @@ pub fn resolve(
     .filter(|v: &Box<str>| !v.is_empty());
     Ok(StreamSpec {
         family: family_index,
-        channel: channel.into_boxed_str(),
+        channels,
         last_event_id,
         allow_origin: None,
     })

@@ -8,7 +8,8 @@ use std::time::Duration;
 use crate::http::request::Method;
 
 /// How a stream request proves who it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AuthRule {
     /// HS256 JWT with `brand_id` and `player_id` claims (`Authorization: Bearer` or `?token=`).
     PlayerToken,
@@ -22,16 +23,21 @@ pub enum AuthRule {
 }
 
 /// How published payloads on the family's channels are checked before delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PayloadRule {
     /// A JSON object with `brand_id`, `player_id`, `event_type`, `event_data` (seed 000).
     PlayerEnvelope,
     /// Any non-empty payload, delivered as published.
     Any,
+    /// A JSON object `{"type": "<event name>", "data": <JSON>}` (seed 004): delivered as
+    /// `event: <type>` + `data: <data>`. The name must be 1 to 200 bytes without line breaks.
+    TypedEvent,
 }
 
 /// The keep-alive block a family's clients expect, byte for byte.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum KeepaliveFormat {
     /// `: keepalive <ts>` + `data: {"type":"keepalive",...}` (seed 000).
     PlayerKeepalive,
@@ -40,7 +46,8 @@ pub enum KeepaliveFormat {
 }
 
 /// What a stream says first, after `retry:`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Greeting {
     /// Nothing beyond `retry:`.
     None,
@@ -58,10 +65,13 @@ pub enum EventName {
     Unnamed,
     /// Always this name (seed 002's `message`).
     Fixed(String),
+    /// The payload's `type` field (with [`PayloadRule::TypedEvent`]; seed 004).
+    FromPayload,
 }
 
 /// Which core serves a stream of this family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Placement {
     /// The core `hash(channel) % cores`: all of one channel's streams, queues and history live
     /// on one core, and the other cores drop its messages after one hash. For channels with
@@ -73,7 +83,8 @@ pub enum Placement {
 }
 
 /// What happens to a stream whose queue reaches `SSE_EVENT_BUFFER`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SlowPolicy {
     /// Close it and count it; the client resumes with `Last-Event-ID`.
     Cut,
@@ -137,6 +148,30 @@ impl Template {
         Some(out)
     }
 
+    /// The template as written (`SSE::{brand_id}::{player_id}`), for messages.
+    pub fn source(&self) -> String {
+        let mut out = String::new();
+        for p in &self.parts {
+            match p {
+                Part::Lit(l) => out.push_str(l),
+                Part::Hole(h) => {
+                    out.push('{');
+                    out.push_str(h);
+                    out.push('}');
+                }
+            }
+        }
+        out
+    }
+
+    /// The names of the holes, in order.
+    pub fn holes(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Hole(h) => Some(h.as_str()),
+            Part::Lit(_) => None,
+        })
+    }
+
     /// Whether `s` has this template's shape (each hole matches one or more bytes).
     pub fn matches(&self, s: &str) -> bool {
         fn go(parts: &[Part], s: &str) -> bool {
@@ -145,6 +180,13 @@ impl Template {
                 Some((Part::Lit(l), rest)) => {
                     s.strip_prefix(l.as_str()).is_some_and(|t| go(rest, t))
                 }
+                // A last hole takes any non-empty rest.
+                Some((Part::Hole(_), [])) => !s.is_empty(),
+                // A hole before a literal may only end where that literal occurs: linear in
+                // practice even for hostile names such as `a_user_a_user_...`.
+                Some((Part::Hole(_), rest @ [Part::Lit(l), ..])) => s
+                    .match_indices(l.as_str())
+                    .any(|(i, _)| i >= 1 && go(rest, &s[i..])),
                 Some((Part::Hole(_), rest)) => {
                     (1..=s.len()).any(|i| s.is_char_boundary(i) && go(rest, &s[i..]))
                 }
@@ -231,6 +273,10 @@ pub struct Family {
     /// `channel` (seed 003: `/subscribe?channel=...`); several families may then share a path
     /// and the channel's shape picks the family.
     pub channel_param: Option<String>,
+    /// When set, the stream subscribes to several channels: this query parameter lists values
+    /// (comma-separated) for the channel template's one hole, and its absence or the value
+    /// `all` subscribes to every channel of the family (seed 004: `?topics=a,b`).
+    pub channel_list_param: Option<String>,
     /// Whether the family's system events (reset) carry an `event:` name. The player family's
     /// are unnamed, like its other system events; other families name them so handlers
     /// expecting only application data never see them.
@@ -242,6 +288,8 @@ pub struct Family {
 pub enum Api {
     /// `POST /api/v1/publish`
     Publish,
+    /// `POST /api/v1/events/broadcast` (seed 004's publisher)
+    Broadcast,
     /// `GET /api/v1/events/stats`
     Stats,
     /// `GET /metrics`
@@ -272,8 +320,9 @@ pub enum Match {
     NotFound,
 }
 
-const APIS: [(&str, Method, Api); 5] = [
+const APIS: [(&str, Method, Api); 6] = [
     ("/api/v1/publish", Method::Post, Api::Publish),
+    ("/api/v1/events/broadcast", Method::Post, Api::Broadcast),
     ("/api/v1/events/stats", Method::Get, Api::Stats),
     ("/metrics", Method::Get, Api::Metrics),
     ("/healthz", Method::Get, Api::Healthz),
@@ -289,7 +338,7 @@ pub struct RouteTable {
 
 impl RouteTable {
     /// The built-in families: the player stream of seeds 000/001, the game streams of seed
-    /// 002 and the jackpot channels of seed 003.
+    /// 002, the jackpot channels of seed 003 and the topic stream of seed 004.
     pub fn builtin() -> RouteTable {
         let t = |s: &str| Template::parse(s).expect("built-in template is valid");
         let game = |name: &str, path: &str, channel: &str| Family {
@@ -305,6 +354,7 @@ impl RouteTable {
             placement: Placement::Local,
             slow: SlowPolicy::Cut,
             channel_param: None,
+            channel_list_param: None,
             named_system_events: true,
         };
         let jackpot =
@@ -321,6 +371,7 @@ impl RouteTable {
                 placement,
                 slow,
                 channel_param: Some("channel".into()),
+                channel_list_param: None,
                 named_system_events: true,
             };
         RouteTable {
@@ -338,6 +389,7 @@ impl RouteTable {
                     placement: Placement::Owner,
                     slow: SlowPolicy::Cut,
                     channel_param: None,
+                    channel_list_param: None,
                     named_system_events: false,
                 },
                 // Before `game`: `stream:type:x` also has the shape `stream:{game}`.
@@ -357,8 +409,33 @@ impl RouteTable {
                     Placement::Owner,
                     SlowPolicy::Cut,
                 ),
+                Family {
+                    name: "topic".into(),
+                    path: t("/api/v1/events"),
+                    auth: AuthRule::Public,
+                    channel: t("events:{topic}"),
+                    payload: PayloadRule::TypedEvent,
+                    event_name: EventName::FromPayload,
+                    keepalive: KeepaliveFormat::Heartbeat,
+                    keepalive_period: Duration::from_secs(30),
+                    greeting: Greeting::None,
+                    placement: Placement::Local,
+                    slow: SlowPolicy::Cut,
+                    channel_param: None,
+                    channel_list_param: Some("topics".into()),
+                    named_system_events: true,
+                },
             ],
         }
+    }
+
+    /// The built-in families followed by the `[[routes]]` of the config file, checked.
+    pub fn with_custom(routes_toml: Option<&toml::Value>) -> Result<RouteTable, String> {
+        let mut table = RouteTable::builtin();
+        if let Some(v) = routes_toml {
+            crate::route::custom::append(&mut table, v)?;
+        }
+        Ok(table)
     }
 
     /// Family names, indexed like [`RouteTable::families`] (stats labels).

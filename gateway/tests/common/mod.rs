@@ -121,6 +121,18 @@ impl Gateway {
         )
     }
 
+    /// `POST path` with a JSON body.
+    pub fn post(&self, path: &str, body: &str) -> Response {
+        request(
+            self.addr,
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+    }
+
     /// Reads one number from the stats JSON, by a dotted path like `events.delivered`.
     pub fn stat(&self, path: &str) -> i64 {
         let r = self.get("/api/v1/events/stats");
