@@ -139,6 +139,41 @@ fn steady_unicast_over_several_workers_loses_nothing() {
 }
 
 #[test]
+fn tokens_from_a_file_and_a_url_template() {
+    let (_gw, addr) = start_gateway();
+    // 10 players, 5 streams each; tokens read from a file (line i for stream i), the URL
+    // carrying the stream index too (ignored by the gateway).
+    let exp = loadgen::now_us() / 1_000_000 + 3600;
+    let tokens: Vec<String> = (0..50)
+        .map(|i| {
+            gateway::auth::jwt::sign_hs256(
+                &format!(r#"{{"brand_id":7,"player_id":{},"exp":{exp}}}"#, i % 10),
+                SECRET.as_bytes(),
+            )
+        })
+        .collect();
+    let file = std::env::temp_dir().join(format!("loadgen-e2e-tokens-{}", std::process::id()));
+    std::fs::write(&file, tokens.join("\n")).unwrap();
+    let url = format!("http://{addr}/sse?token={{token}}&stream={{i}}");
+    let (code, r) = loadgen(
+        addr,
+        &format!(
+            "steady --streams 50 --players 10 --brand 7 --rate 100 --duration 1 --url {url} --token-file {}",
+            file.display()
+        ),
+    );
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(code, 0, "{r:#}");
+    let p = &r["phases"][0];
+    assert_eq!(
+        (n(p, "sent"), n(p, "expected"), n(p, "received")),
+        (100, 500, 500),
+        "{p:#}"
+    );
+    assert_eq!((n(p, "lost"), n(p, "duplicated")), (0, 0));
+}
+
+#[test]
 fn broadcast_reaches_every_stream_every_round() {
     let (_gw, addr) = start_gateway();
     let (code, r) = loadgen(addr, "broadcast --streams 200 --rounds 3 --interval 300");
