@@ -45,6 +45,9 @@ publishers:
   --payload TPL        event payload template; must carry \"seq\":{seq} and \"t\":{t} (default the
                        gateway's player payload with event_data {\"seq\":{seq},\"t\":{t}})
   --publish-conns N    publishing connections (default 1)
+  --tick-us US         wake the publisher at most every US microseconds and send what is due
+                       in one batch (default 0: wake for each event's due time). Fewer wake-ups
+                       and syscalls; events go out up to US late, which the latency includes
   --rate N             events a second (default 1000)
   --duration SECS      publishing time (default 10)
   --rounds N           broadcast rounds (default 5)
@@ -100,6 +103,8 @@ pub struct Opts {
     pub payload: String,
     /// Publishing connections.
     pub publish_conns: usize,
+    /// Least time between publisher wake-ups, microseconds (0: each event's due time).
+    pub tick_us: u64,
     /// Events per second.
     pub rate: f64,
     /// Publishing time in seconds.
@@ -156,6 +161,7 @@ impl Opts {
             publish_body: r#"{"channel":"{channel}","data":{payload}}"#.into(),
             payload: r#"{"brand_id":{brand},"player_id":{player},"event_type":"loadgen","event_data":{"seq":{seq},"t":{t}}}"#.into(),
             publish_conns: 1,
+            tick_us: 0,
             rate: 1000.0,
             duration: 10.0,
             rounds: 5,
@@ -205,6 +211,7 @@ impl Opts {
                 "--publish-body" => o.publish_body = v,
                 "--payload" => o.payload = v,
                 "--publish-conns" => o.publish_conns = num!(),
+                "--tick-us" => o.tick_us = num!(),
                 "--rate" => o.rate = num!(),
                 "--duration" => o.duration = num!(),
                 "--rounds" => o.rounds = num!(),

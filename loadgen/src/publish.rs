@@ -134,7 +134,7 @@ pub fn spawn(
     let conns = o.publish_conns;
     let channel = Template::parse(&o.channel);
     let payload = Template::parse(&o.payload);
-    let (players, brand) = (o.players as u64, o.brand);
+    let (players, brand, tick) = (o.players as u64, o.brand, o.tick_us);
     let enc = Arc::new(Encoder {
         target: t,
         channel,
@@ -146,7 +146,7 @@ pub fn spawn(
         let lanes: Vec<_> = (0..conns as u64)
             .map(|lane| {
                 let (enc, live) = (enc.clone(), live.clone());
-                std::thread::spawn(move || lane_run(&enc, job, lane, conns as u64, &live))
+                std::thread::spawn(move || lane_run(&enc, job, lane, conns as u64, tick, &live))
             })
             .collect();
         let mut total = Outcome::default();
@@ -227,7 +227,7 @@ impl Encoder {
 /// One publishing connection on its own thread, with blocking I/O: a thread's sleep wakes
 /// within about 60 us of the due time, where an async runtime's millisecond timer wheel would
 /// add up to a millisecond or two to every event's latency.
-fn lane_run(enc: &Encoder, job: Job, lane: u64, lanes: u64, live: &Live) -> Outcome {
+fn lane_run(enc: &Encoder, job: Job, lane: u64, lanes: u64, tick: u64, live: &Live) -> Outcome {
     let mut o = Outcome::default();
     let addr = match &enc.target {
         Target::Redis { addr } => *addr,
@@ -275,7 +275,7 @@ fn lane_run(enc: &Encoder, job: Job, lane: u64, lanes: u64, live: &Live) -> Outc
             n += 1;
         }
         if n == 0 {
-            let wait = job.due(k).saturating_sub(now);
+            let wait = job.due(k).saturating_sub(now).max(tick);
             std::thread::sleep(Duration::from_micros(wait.clamp(50, 100_000)));
             continue;
         }
