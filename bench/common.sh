@@ -26,10 +26,14 @@ wait_port() {
   done
 }
 
-# wait_ready URL [SECONDS]: until URL answers 200 (curl).
+# wait_ready URL PID [SECONDS]: until URL answers 200 (curl); fails at once if PID exits.
 wait_ready() {
-  local url=$1 left=$(( ${2:-20} * 10 ))
+  local url=$1 pid=$2 left=$(( ${3:-20} * 10 ))
   until [ "$(curl -s -o /dev/null -w '%{http_code}' "$url")" = 200 ]; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "process $pid exited before $url was ready" >&2
+      return 1
+    fi
     left=$((left - 1))
     if [ "$left" -le 0 ]; then
       echo "$url never answered 200" >&2
