@@ -348,7 +348,7 @@ pub fn run(o: Opts) -> i32 {
         }
         "steady" | "storm" => {
             let count = (o.rate * o.duration).round() as u64;
-            let storm_at = (o.scenario == "storm").then(|| o.storm_at.unwrap_or(o.duration / 3.0));
+            let storm_at = (o.scenario == "storm").then(|| o.storm_time());
             let job = Job {
                 first: 0,
                 count,

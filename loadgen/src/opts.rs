@@ -52,7 +52,9 @@ publishers:
   --duration SECS      publishing time (default 10)
   --rounds N           broadcast rounds (default 5)
   --interval MS        time between broadcast rounds (default 1000)
-  --storm-at SECS      storm: seconds into publishing when every stream drops (default duration/3)
+  --storm-at SECS      storm: seconds into publishing when every stream drops (default: the
+                       later of duration/3 and 1.5 x players/rate, so every stream has an id
+                       to resume from)
   --target-p99 MS      latency target for pass/fail and plan (default 100)
   --plan-step F        plan: rate factor per step (default 1.5)
   --plan-steps N       plan: at most this many steps (default 8)
@@ -275,6 +277,15 @@ impl Opts {
         {
             return Err("--rate, --duration and --connect-rate must be positive".into());
         }
+        if self.scenario == "storm" && self.storm_time() >= self.duration {
+            return Err(format!(
+                "storm at {:.1} s is not within --duration {}: every stream needs an event to resume from first ({} channels at {}/s); publish longer",
+                self.storm_time(),
+                self.duration,
+                self.players,
+                self.rate
+            ));
+        }
         if self.publish_conns == 0 {
             return Err("--publish-conns must be positive".into());
         }
@@ -285,6 +296,15 @@ impl Opts {
             return Err("--payload must carry {seq} and {t}".into());
         }
         Ok(())
+    }
+
+    /// When the storm drops every stream, in seconds into publishing. A stream that has seen
+    /// no event yet has no id to resume from, and an SSE client without `Last-Event-ID`
+    /// starts live: what was published while it was away is lost to it, by the protocol, not
+    /// by the server. The default waits until every channel has had 1.5 events.
+    pub fn storm_time(&self) -> f64 {
+        self.storm_at
+            .unwrap_or_else(|| (self.duration / 3.0).max(1.5 * self.players as f64 / self.rate))
     }
 
     /// Whether streams connect to loopback (so source addresses can be spread over 127/8).
