@@ -18,11 +18,13 @@
 //! - [`auth`]: HS256 JWT verification and API-key / publish-token checks.
 //! - [`route`]: the route table as data: which path is which stream family, how it is
 //!   authenticated, which channel it subscribes, how events are named.
-//! - [`broker`]: where published messages come from and go to (embedded cross-core channels).
+//! - [`broker`]: where published messages come from and go to: embedded cross-core channels,
+//!   or Redis (one pattern subscription and one publisher connection per core).
 //! - [`core`]: one shard per CPU core: its runtime, listener, channel hub, keep-alive timer.
 //! - [`conn`]: one client connection: request loop, API handlers, the SSE stream writer.
 //! - [`stats`]: per-core counters and latency histograms, rendered as JSON and Prometheus text.
 //! - [`error`]: the boundary error type for start-up.
+//! - [`task`]: small helpers for tasks on a core's runtime.
 #![warn(missing_docs)]
 
 pub mod auth;
@@ -35,6 +37,7 @@ pub mod http;
 pub mod route;
 pub mod sse;
 pub mod stats;
+pub mod task;
 
 /// Internals exposed for the `bench` crate only; not a stable API.
 #[doc(hidden)]

@@ -170,6 +170,19 @@ pub struct CoreStats {
     pub resumes: AtomicU64,
     /// Reconnects with `Last-Event-ID` that got a reset (history did not reach back).
     pub resets: AtomicU64,
+    /// 1 while this core's Redis subscription is live (gauge).
+    pub redis_up: AtomicU64,
+    /// Times this core's Redis subscription was lost.
+    pub redis_disconnects: AtomicU64,
+    /// Milliseconds this core spent without a Redis subscription after having one (messages
+    /// published meanwhile are lost to Redis pub/sub itself).
+    pub redis_outage_ms: AtomicU64,
+    /// Messages from Redis dropped before delivery (over the size limits, malformed frames).
+    pub redis_dropped: AtomicU64,
+    /// Streams refused because this core's Redis subscription was down.
+    pub rejected_redis: AtomicU64,
+    /// HTTP publishes refused because Redis was unreachable.
+    pub publish_failed: AtomicU64,
     /// Time from an event's arrival at the gateway to its write to each socket, per family.
     pub latency: [Histogram; ROUTE_SLOTS],
 }
@@ -283,6 +296,17 @@ impl Stats {
             self.sum(|c| &c.resets),
             self.sum(|c| &c.events_conflated),
         );
+        let _ = write!(
+            s,
+            "\"redis\":{{\"configured\":{},\"subscribed_cores\":{},\"disconnects\":{},\"outage_seconds\":{:.3},\"dropped\":{},\"rejected_streams\":{},\"publish_failed\":{}}},",
+            self.broker == "redis",
+            self.sum(|c| &c.redis_up),
+            self.sum(|c| &c.redis_disconnects),
+            self.sum(|c| &c.redis_outage_ms) as f64 / 1000.0,
+            self.sum(|c| &c.redis_dropped),
+            self.sum(|c| &c.rejected_redis),
+            self.sum(|c| &c.publish_failed),
+        );
         s.push_str("\"delivery_latency_ms\":{");
         for (i, name) in routes.iter().enumerate() {
             let h = self.latency(i);
@@ -317,6 +341,34 @@ impl Stats {
             "# HELP sse_info Static facts about this node.\n# TYPE sse_info gauge\nsse_info{{driver=\"{}\",broker=\"{}\"}} 1",
             self.driver, self.broker
         );
+        for (name, help, kind, v) in [
+            (
+                "sse_redis_subscribed_cores",
+                "Cores whose Redis pattern subscription is live.",
+                "gauge",
+                self.sum(|c| &c.redis_up),
+            ),
+            (
+                "sse_redis_disconnects_total",
+                "Redis subscriptions lost.",
+                "counter",
+                self.sum(|c| &c.redis_disconnects),
+            ),
+            (
+                "sse_redis_outage_milliseconds_total",
+                "Core-milliseconds without a Redis subscription after having one.",
+                "counter",
+                self.sum(|c| &c.redis_outage_ms),
+            ),
+            (
+                "sse_redis_dropped_total",
+                "Messages from Redis dropped before delivery (size limits, malformed).",
+                "counter",
+                self.sum(|c| &c.redis_dropped),
+            ),
+        ] {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        }
         let _ = writeln!(
             s,
             "# HELP sse_uptime_seconds Seconds since start.\n# TYPE sse_uptime_seconds gauge\nsse_uptime_seconds {}",

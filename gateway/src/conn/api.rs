@@ -138,7 +138,8 @@ pub fn healthz() -> Reply {
     Reply::json(Status::Ok, &b"{\"status\":\"ok\"}"[..])
 }
 
-/// `GET /readyz`: `503` while draining or at the connection limit.
+/// `GET /readyz`: `503` while draining, at the connection limit, or (with Redis) while any
+/// core's pattern subscription is down.
 pub fn readyz(shard: &Shard) -> Reply {
     let node = &shard.node;
     if node.ready() {
@@ -147,6 +148,18 @@ pub fn readyz(shard: &Shard) -> Reply {
         Reply::json(
             Status::ServiceUnavailable,
             &b"{\"ready\":false,\"reason\":\"draining\"}"[..],
+        )
+    } else if !node.redis_ready() {
+        Reply::json(
+            Status::ServiceUnavailable,
+            format!(
+                "{{\"ready\":false,\"reason\":\"Redis subscription down on {} of {} cores\"}}",
+                node.config.cores
+                    - node
+                        .redis_subscribed
+                        .load(std::sync::atomic::Ordering::Acquire),
+                node.config.cores
+            ),
         )
     } else {
         Reply::json(
@@ -283,6 +296,19 @@ pub async fn broadcast(shard: &Shard, body: &[u8]) -> Reply {
 
 /// Hands a checked message to the broker and answers `202 {"delivered_to_nodes": n}`.
 async fn send(shard: &Shard, channel: &str, payload: Bytes, arrived: Instant) -> Reply {
+    if let Some(redis) = &shard.publisher {
+        // Through Redis: every node's subscription (this one's too) delivers it.
+        return match redis.publish(channel.as_bytes(), &payload).await {
+            Ok(n) => {
+                bump(&shard.stats().publishes);
+                Reply::json(Status::Accepted, format!("{{\"delivered_to_nodes\":{n}}}"))
+            }
+            Err(why) => {
+                bump(&shard.stats().publish_failed);
+                Reply::error(Status::ServiceUnavailable, &why)
+            }
+        };
+    }
     let msg = Message {
         channel: Bytes::copy_from_slice(channel.as_bytes()),
         payload,

@@ -23,7 +23,7 @@ use crate::http::response::write_stream_head;
 use crate::route::resolve::StreamSpec;
 use crate::route::table::{Greeting, SlowPolicy};
 use crate::sse::encode::{encode_event, encode_retry, Event};
-use crate::sse::system::{encode_connected, encode_reset};
+use crate::sse::system::{encode_connected, encode_error, encode_reset};
 use crate::stats::bump;
 
 /// A registered stream: owns its place in the hub, the core and the node's count, and gives
@@ -58,6 +58,14 @@ pub fn start(shard: Rc<Shard>, stream: TcpStream, spec: StreamSpec) {
     if shard.draining.is_set() {
         shard.node.close_stream();
         monoio::spawn(refuse_draining(shard, stream, spec.allow_origin));
+        return;
+    }
+    if !shard.source_up.get() {
+        // Redis is down on this core: say so in-band (seed 000's event) and close; the
+        // client's EventSource comes back after `retry:`.
+        shard.node.close_stream();
+        bump(&shard.stats().rejected_redis);
+        monoio::spawn(refuse_unsubscribed(shard, stream, spec));
         return;
     }
     let family = spec.family;
@@ -138,6 +146,25 @@ fn encode_prelude(shard: &Shard, spec: &StreamSpec, out: &mut BytesMut) {
                 out,
             );
         }
+    }
+}
+
+/// A stream opened while this core has no Redis subscription: `retry:`, then
+/// `{"type":"error","message":"Failed to subscribe to events"}` (named `error` on families
+/// whose system events are named), then the stream closes.
+async fn refuse_unsubscribed(shard: Rc<Shard>, mut stream: TcpStream, spec: StreamSpec) {
+    let mut b = shard.pool.take();
+    write_stream_head(&mut b, &cors_headers(spec.allow_origin.as_deref()));
+    encode_retry(RETRY_MS, &mut b);
+    let named = shard.family(spec.family).named_system_events;
+    encode_error(
+        "Failed to subscribe to events",
+        named.then_some("error"),
+        &mut b,
+    );
+    let limit = shard.node.config.head_timeout;
+    if let Ok((Ok(_), b)) = monoio::time::timeout(limit, stream.write_all(b)).await {
+        shard.pool.give(b);
     }
 }
 

@@ -108,6 +108,10 @@ pub struct Hub {
     /// may have missed such a message on a channel that did not exist then, so it gets a
     /// reset rather than a silent gap.
     lost_upto: HashMap<usize, u64>,
+    /// The sequence counter when this core's Redis subscription came back after an outage:
+    /// messages published meanwhile never arrived, on any channel, so ids at or below it get
+    /// a reset.
+    gap_upto: u64,
     /// `SSE_HISTORY`.
     history: usize,
     /// The id prefix of this run and core, `<run>.<core>.`.
@@ -124,6 +128,7 @@ impl Hub {
             channels: HashMap::new(),
             wildcards: HashMap::new(),
             lost_upto: HashMap::new(),
+            gap_upto: 0,
             history,
             id_prefix: format!("{run}.{core}."),
             next_seq: 0,
@@ -196,6 +201,12 @@ impl Hub {
         if ch.subs.is_empty() && ch.idle_since.is_none() && !ch.keep {
             ch.idle_since = Some(now);
         }
+    }
+
+    /// Records an outage of the message source (Redis): every id given out so far may be
+    /// followed by messages this core never got.
+    pub fn mark_gap(&mut self) {
+        self.gap_upto = self.next_seq;
     }
 
     /// Records that a message of `family` was dropped because nobody here subscribes to its
@@ -347,6 +358,9 @@ impl Hub {
         else {
             return reset("unknown Last-Event-ID (from another node, core or run)");
         };
+        if seq <= self.gap_upto {
+            return reset("events published while Redis was unreachable are lost");
+        }
         let lost = self.lost_upto.get(&family).copied().unwrap_or(0);
         // A channel unknown here (or created after `seq`) may have had messages dropped
         // since `seq`, unless none of the family was dropped since.
@@ -696,5 +710,19 @@ mod tests {
         hub.unsubscribe(&k);
         hub.sweep(Instant::now() + IDLE_KEEP * 2);
         assert_eq!(text(hub.resume(&one("a"), 0, "r.0.2")), "reset None");
+    }
+
+    #[test]
+    fn an_outage_resets_resumes_from_before_it() {
+        let mut hub = Hub::new("r", 0, 8);
+        hub.subscribe(one("a"), 0, Rc::new(Subscriber::new(0, 0, 10)));
+        publish(&mut hub, "a"); // r.0.1
+        hub.mark_gap();
+        publish(&mut hub, "a"); // r.0.2
+        assert_eq!(
+            text(hub.resume(&one("a"), 0, "r.0.1")),
+            "reset Some(\"r.0.2\")"
+        );
+        assert_eq!(text(hub.resume(&one("a"), 0, "r.0.2")), "");
     }
 }

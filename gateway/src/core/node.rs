@@ -71,6 +71,8 @@ pub struct Node {
     pub open_streams: AtomicUsize,
     /// Set once SIGTERM arrives.
     pub draining: AtomicBool,
+    /// Cores whose Redis subscription is live (with Redis configured, `/readyz` needs all).
+    pub redis_subscribed: AtomicUsize,
     /// Identifies this run in event ids, so an id from before a restart is never taken for
     /// one of this run's.
     pub run_id: String,
@@ -96,6 +98,13 @@ impl Node {
     pub fn ready(&self) -> bool {
         !self.draining.load(Ordering::Acquire)
             && self.open_streams.load(Ordering::Acquire) < self.config.connection_limit
+            && self.redis_ready()
+    }
+
+    /// Whether every core holds its Redis subscription (always, without Redis).
+    pub fn redis_ready(&self) -> bool {
+        self.config.events_redis_storage.is_none()
+            || self.redis_subscribed.load(Ordering::Acquire) == self.config.cores
     }
 
     /// Starts the drain on every core (idempotent).
@@ -201,15 +210,6 @@ pub fn start(config: Config) -> Result<Running, StartError> {
             driver = Driver::Epoll;
         }
     }
-    if let Some(redis) = &config.events_redis_storage {
-        // Running alone while the operator believes this node shares a Redis with others
-        // would silently split the fleet; refuse instead.
-        return Err(StartError::Config(crate::config::ConfigError::Invalid {
-            setting: "EVENTS_REDIS_STORAGE",
-            value: redis.to_string(),
-            reason: "the Redis broker is not available in this build yet; unset it to run the embedded broker".into(),
-        }));
-    }
     if config.listen.port() != 0 {
         // SO_REUSEPORT would let a second gateway share a port another one already serves;
         // a plain bind first turns that into a clear "address in use".
@@ -248,7 +248,11 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         .unzip();
     let (ctl_tx, ctl_rx): (Vec<_>, Vec<_>) =
         (0..cores).map(|_| flume::unbounded::<Control>()).unzip();
-    let broker_name = "embedded";
+    let broker_name = if config.events_redis_storage.is_some() {
+        "redis"
+    } else {
+        "embedded"
+    };
     let node = Arc::new(Node {
         stats: Stats::new(cores, driver.name(), broker_name),
         broker: EmbeddedBroker::new(msg_tx, routes.clone()),
@@ -256,6 +260,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         control: ctl_tx,
         open_streams: AtomicUsize::new(0),
         draining: AtomicBool::new(false),
+        redis_subscribed: AtomicUsize::new(0),
         run_id: run_tag(),
         config,
     });
@@ -303,7 +308,11 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         listen = %local_addr,
         cores,
         connection_limit = node.config.connection_limit,
-        broker = %broker_name,
+        broker = %node
+            .config
+            .events_redis_storage
+            .as_ref()
+            .map_or_else(|| broker_name.to_string(), |t| t.to_string()),
         driver = %driver.name(),
         run = %node.run_id,
         "gateway started"

@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use monoio::net::{TcpListener, TcpStream};
 use slab::Slab;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::broker::message::Message;
+use crate::broker::redis::{self, Publisher, RedisError, SubscriberSink};
 use crate::conn;
 use crate::core::hub::Hub;
 use crate::core::node::{Control, Node};
@@ -141,6 +142,16 @@ pub struct Shard {
     next_slot: Cell<usize>,
     /// When an invalid payload was last logged per channel (one line a minute per channel).
     invalid_logged: RefCell<HashMap<Box<str>, Instant>>,
+    /// Whether this core's message source is live: always with the embedded broker; with
+    /// Redis, while its pattern subscription is. A stream opened while it is not gets the
+    /// seed's "Failed to subscribe to events" error instead of a silent stream.
+    pub source_up: Cell<bool>,
+    /// This core's Redis publisher (HTTP publishes), when Redis is configured.
+    pub publisher: Option<Publisher>,
+    /// When this core's Redis subscription was lost (for the outage figures).
+    redis_lost_at: Cell<Option<Instant>>,
+    /// When a still-failing reconnect was last logged (one line a minute while down).
+    redis_logged_at: Cell<Option<Instant>>,
 }
 
 impl Shard {
@@ -355,7 +366,6 @@ pub async fn run(start: Start) {
     let shard = Rc::new(Shard {
         id,
         hub: RefCell::new(Hub::new(&node.run_id, id, history)),
-        node,
         streams: RefCell::new(Slab::new()),
         pool: BufPool::default(),
         draining: Flag::default(),
@@ -363,6 +373,11 @@ pub async fn run(start: Start) {
         encode_buf: RefCell::new(BytesMut::with_capacity(64 * 1024)),
         next_slot: Cell::new(0),
         invalid_logged: RefCell::new(HashMap::new()),
+        source_up: Cell::new(node.config.events_redis_storage.is_none()),
+        publisher: node.config.events_redis_storage.clone().map(Publisher::new),
+        redis_lost_at: Cell::new(None),
+        redis_logged_at: Cell::new(None),
+        node,
     });
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
@@ -372,6 +387,19 @@ pub async fn run(start: Start) {
         }
     };
     monoio::spawn(inbox_loop(shard.clone(), inbox));
+    if let Some(target) = shard.node.config.events_redis_storage.clone() {
+        let patterns = shard.node.routes.redis_patterns();
+        let seed = id as u64 ^ u64::from(std::process::id()) << 16;
+        let own: Vec<String> = shard
+            .node
+            .routes
+            .families
+            .iter()
+            .map(|f| f.channel.redis_pattern())
+            .collect();
+        let sink = Rc::new(RedisSink(shard.clone(), own));
+        monoio::spawn(redis::subscribe_loop(target, patterns, seed, sink));
+    }
     let drain_period = Rc::new(Cell::new(Duration::ZERO));
     monoio::spawn(control_loop(shard.clone(), control, drain_period.clone()));
     monoio::spawn(timer::keepalive_loop(shard.clone()));
@@ -413,25 +441,10 @@ async fn inbox_loop(shard: Rc<Shard>, inbox: flume::Receiver<Message>) {
             shard.deliver(msg);
             n += 1;
             if n % DELIVER_BATCH == 0 {
-                yield_now().await;
+                crate::task::yield_now().await;
             }
         }
     }
-}
-
-/// Lets every other ready task of this core run once before going on.
-pub async fn yield_now() {
-    let mut yielded = false;
-    poll_fn(|cx| {
-        if yielded {
-            Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        }
-    })
-    .await
 }
 
 async fn control_loop(
@@ -458,5 +471,105 @@ async fn control_loop(
                 let _ = reply.send(shard.topic_counts());
             }
         }
+    }
+}
+
+/// A core as its Redis subscription sees it, with each family's pattern (by family index).
+struct RedisSink(Rc<Shard>, Vec<String>);
+
+impl SubscriberSink for RedisSink {
+    fn message(
+        &self,
+        pattern: &[u8],
+        channel: bytes::Bytes,
+        payload: bytes::Bytes,
+        arrived: Instant,
+    ) {
+        // A channel matching several patterns (`stream:type:x` matches `stream:*` too)
+        // arrives once per pattern: take only the copy of its own family's pattern.
+        let shard = &self.0;
+        let family = std::str::from_utf8(&channel).ok().and_then(|c| {
+            let known = shard.hub.borrow().family_of(c);
+            known.or_else(|| shard.node.routes.family_of_channel(c))
+        });
+        if family.is_some_and(|f| self.1[f].as_bytes() != pattern) {
+            return;
+        }
+        self.0.deliver(Message {
+            channel,
+            payload,
+            arrived,
+        });
+    }
+
+    fn dropped(&self, why: &'static str) {
+        bump(&self.0.stats().redis_dropped);
+        self.0.log_invalid("<from Redis>", why);
+    }
+
+    fn subscribed(&self, after_outage: bool) {
+        let shard = &self.0;
+        shard.source_up.set(true);
+        shard
+            .node
+            .redis_subscribed
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        shard
+            .stats()
+            .redis_up
+            .store(1, std::sync::atomic::Ordering::Relaxed);
+        shard.redis_logged_at.set(None);
+        if after_outage {
+            shard.hub.borrow_mut().mark_gap();
+            let outage = shard
+                .redis_lost_at
+                .take()
+                .map(|t| t.elapsed())
+                .unwrap_or_default();
+            shard.stats().redis_outage_ms.fetch_add(
+                outage.as_millis() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            info!(
+                core = shard.id,
+                outage_ms = outage.as_millis() as u64,
+                "Redis subscription is back; messages published meanwhile are lost"
+            );
+        } else {
+            info!(core = shard.id, "Redis pattern subscription live");
+        }
+    }
+
+    fn lost(&self, why: &RedisError) {
+        let shard = &self.0;
+        if shard.source_up.replace(false) {
+            shard
+                .node
+                .redis_subscribed
+                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            shard
+                .stats()
+                .redis_up
+                .store(0, std::sync::atomic::Ordering::Relaxed);
+            bump(&shard.stats().redis_disconnects);
+            shard.redis_lost_at.set(Some(Instant::now()));
+            shard.redis_logged_at.set(Some(Instant::now()));
+            warn!(core = shard.id, error = %why, "Redis subscription lost; reconnecting");
+            return;
+        }
+        let due = shard
+            .redis_logged_at
+            .get()
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
+        if due {
+            shard.redis_logged_at.set(Some(Instant::now()));
+            warn!(core = shard.id, error = %why, "cannot subscribe on Redis; retrying with backoff");
+        } else {
+            debug!(core = shard.id, error = %why, "Redis reconnect failed");
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.0.draining.is_set()
     }
 }

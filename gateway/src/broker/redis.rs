@@ -1,0 +1,646 @@
+//! The Redis broker: each core holds one subscriber connection with one `PSUBSCRIBE` of the
+//! route table's patterns, and one publisher connection for HTTP publishes (`PUBLISH`),
+//! both on the core's own monoio runtime, speaking RESP2 through the `redis-protocol` codec.
+//!
+//! Why not `fred`: its `monoio` feature is an empty stub, so it would run on a tokio thread
+//! and hand every message to the cores through channels: one more thread hop per message
+//! and per core, and a second runtime in the process. The codec alone, on each core's
+//! socket, keeps the subscriber path on the core that delivers (figures in
+//! docs/ARCHITECTURE.md).
+//!
+//! Faults: a lost link is noticed by a read error, by the server closing it (its pub/sub
+//! output-buffer limit does that to slow subscribers), or by silence: the subscriber sends
+//! `PING` every [`PING_EVERY`] and gives the link up after [`DEAD_AFTER`] without a byte.
+//! Each core then reconnects on its own with capped, jittered exponential backoff and
+//! subscribes again; streams stay open meanwhile.
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::poll_fn;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
+use monoio::net::TcpStream;
+use redis_protocol::resp2::decode::decode_bytes_mut;
+use redis_protocol::resp2::types::BytesFrame;
+
+use crate::config::RedisTarget;
+
+/// How long a connect (and its `AUTH`/`SELECT`/`PSUBSCRIBE` handshake) may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Idle interval after which the subscriber pings Redis.
+pub const PING_EVERY: Duration = Duration::from_secs(1);
+/// Silence after which a subscriber link counts as dead (no RST needed to notice).
+pub const DEAD_AFTER: Duration = Duration::from_secs(4);
+/// First and largest reconnect delay (each attempt doubles it, with jitter).
+pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// Cap of the reconnect delay.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How long an HTTP publish waits for Redis's answer.
+pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
+/// Largest RESP frame the subscriber buffers: a frame that does not fit is a payload no client
+/// should get; the link is dropped (and counted) rather than buffering without bound.
+pub const MAX_FRAME: usize = 8 * 1024 * 1024;
+/// Longest channel name taken from Redis (longer: dropped and counted).
+pub const MAX_CHANNEL: usize = 1024;
+/// Largest payload delivered from Redis, as for HTTP publishes.
+pub const MAX_PAYLOAD: usize = 64 * 1024;
+
+/// Why a Redis link failed: the boundary error of this module, logged where the link ends.
+#[derive(Debug)]
+pub enum RedisError {
+    /// TCP connect, read or write failed.
+    Io(std::io::Error),
+    /// Connect or handshake took longer than [`CONNECT_TIMEOUT`].
+    Timeout(&'static str),
+    /// Redis answered a command with an error (bad password, unknown db...).
+    Refused(String),
+    /// Redis closed the connection.
+    Closed,
+    /// Nothing heard for [`DEAD_AFTER`].
+    Silent,
+    /// Bytes that are not RESP, or a reply of the wrong shape.
+    Protocol(String),
+    /// A frame over [`MAX_FRAME`].
+    TooLarge,
+}
+
+impl fmt::Display for RedisError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RedisError::Io(e) => write!(f, "{e}"),
+            RedisError::Timeout(what) => write!(f, "{what} timed out"),
+            RedisError::Refused(m) => write!(f, "Redis refused: {m}"),
+            RedisError::Closed => f.write_str("Redis closed the connection"),
+            RedisError::Silent => write!(f, "no answer from Redis for {DEAD_AFTER:?}"),
+            RedisError::Protocol(m) => write!(f, "unexpected bytes from Redis: {m}"),
+            RedisError::TooLarge => write!(f, "a frame over {MAX_FRAME} bytes"),
+        }
+    }
+}
+
+impl std::error::Error for RedisError {}
+
+/// Appends a command as a RESP array of bulk strings.
+pub fn encode_command(args: &[&[u8]], out: &mut BytesMut) {
+    push_len(b'*', args.len(), out);
+    for a in args {
+        push_len(b'$', a.len(), out);
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+fn push_len(kind: u8, n: usize, out: &mut BytesMut) {
+    out.extend_from_slice(&[kind]);
+    out.extend_from_slice(n.to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The next complete frame in `buf`, if any (consumed from it).
+fn next_frame(buf: &mut BytesMut) -> Result<Option<BytesFrame>, RedisError> {
+    match decode_bytes_mut(buf) {
+        Ok(Some((frame, _, _))) => Ok(Some(frame)),
+        Ok(None) if buf.len() > MAX_FRAME => Err(RedisError::TooLarge),
+        Ok(None) => Ok(None),
+        Err(e) => Err(RedisError::Protocol(e.to_string())),
+    }
+}
+
+/// Reads more bytes into `buf` (appending).
+async fn read_more<R: AsyncReadRent>(rd: &mut R, buf: BytesMut) -> Result<BytesMut, RedisError> {
+    let mut buf = buf;
+    if buf.capacity() - buf.len() < 16 * 1024 {
+        buf.reserve(64 * 1024);
+    }
+    let (len, cap) = (buf.len(), buf.capacity());
+    let (r, slice) = rd.read(buf.slice_mut(len..cap)).await;
+    let buf = slice.into_inner();
+    match r {
+        Ok(0) => Err(RedisError::Closed),
+        Ok(_) => Ok(buf),
+        Err(e) => Err(RedisError::Io(e)),
+    }
+}
+
+/// Reads until one complete frame is there.
+async fn read_frame<R: AsyncReadRent>(
+    rd: &mut R,
+    buf: &mut BytesMut,
+) -> Result<BytesFrame, RedisError> {
+    loop {
+        if let Some(f) = next_frame(buf)? {
+            return Ok(f);
+        }
+        *buf = read_more(rd, std::mem::take(buf)).await?;
+    }
+}
+
+/// Connects, authenticates and selects the database of `target`.
+async fn connect(target: &RedisTarget) -> Result<(TcpStream, BytesMut), RedisError> {
+    let handshake = async {
+        let mut stream = TcpStream::connect((target.host.as_str(), target.port))
+            .await
+            .map_err(RedisError::Io)?;
+        let _ = stream.set_nodelay(true);
+        let mut cmds = BytesMut::new();
+        let mut expect = 0;
+        if let Some(pass) = &target.password {
+            let pass = pass.expose().as_bytes();
+            match &target.username {
+                Some(user) => encode_command(&[b"AUTH", user.as_bytes(), pass], &mut cmds),
+                None => encode_command(&[b"AUTH", pass], &mut cmds),
+            }
+            expect += 1;
+        }
+        if target.db != 0 {
+            encode_command(&[b"SELECT", target.db.to_string().as_bytes()], &mut cmds);
+            expect += 1;
+        }
+        let mut buf = BytesMut::with_capacity(4096);
+        if expect > 0 {
+            let (r, _) = stream.write_all(cmds.freeze()).await;
+            r.map_err(RedisError::Io)?;
+            for _ in 0..expect {
+                match read_frame(&mut stream, &mut buf).await? {
+                    BytesFrame::Error(e) => return Err(RedisError::Refused(e.to_string())),
+                    _ => continue,
+                }
+            }
+        }
+        Ok((stream, buf))
+    };
+    match monoio::time::timeout(CONNECT_TIMEOUT, handshake).await {
+        Ok(r) => r,
+        Err(_) => Err(RedisError::Timeout("connecting to Redis")),
+    }
+}
+
+/// Capped exponential backoff with jitter (so cores and nodes do not reconnect in step).
+#[derive(Debug)]
+pub struct Backoff {
+    /// The next delay before jitter.
+    next: Duration,
+    /// xorshift state for the jitter.
+    seed: u64,
+}
+
+impl Backoff {
+    /// Starts at [`BACKOFF_MIN`]; `seed` decorrelates cores.
+    pub fn new(seed: u64) -> Backoff {
+        Backoff {
+            next: BACKOFF_MIN,
+            seed: seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
+        }
+    }
+
+    /// The delay to wait now: between half and all of the current step, which then doubles
+    /// up to [`BACKOFF_MAX`].
+    pub fn delay(&mut self) -> Duration {
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        let step = self.next;
+        self.next = (self.next * 2).min(BACKOFF_MAX);
+        let half = step / 2;
+        half + Duration::from_nanos(self.seed % (half.as_nanos() as u64 + 1))
+    }
+
+    /// After a link that worked: start again from the minimum.
+    pub fn reset(&mut self) {
+        self.next = BACKOFF_MIN;
+    }
+}
+
+/// What a core does with what its subscriber link reports. Implemented by the core's shard,
+/// so this module knows nothing of cores.
+pub trait SubscriberSink {
+    /// A published message (channel and payload within the limits above), with the pattern
+    /// it matched: a channel matching several subscribed patterns arrives once per pattern.
+    fn message(&self, pattern: &[u8], channel: Bytes, payload: Bytes, arrived: Instant);
+    /// A message dropped here: channel or payload over the limits, or a malformed frame.
+    fn dropped(&self, why: &'static str);
+    /// Every pattern is subscribed: live from now on. `after_outage` when a subscription
+    /// was lost before (messages published in between are gone).
+    fn subscribed(&self, after_outage: bool);
+    /// The link was lost (or never came up): with why, for the logs.
+    fn lost(&self, why: &RedisError);
+    /// Whether to stop for good (the node drains).
+    fn stopping(&self) -> bool;
+}
+
+/// Runs one core's subscription until the sink says stop: connect, `PSUBSCRIBE` every
+/// pattern, deliver messages; on any failure back off and do it again.
+pub async fn subscribe_loop(
+    target: RedisTarget,
+    patterns: Vec<String>,
+    seed: u64,
+    sink: Rc<dyn SubscriberSink>,
+) {
+    let mut backoff = Backoff::new(seed);
+    // Whether a subscription was live before: the next one then follows an outage.
+    let mut ever = false;
+    loop {
+        if sink.stopping() {
+            return;
+        }
+        let live = Cell::new(false);
+        let err = match run_subscription(&target, &patterns, &*sink, ever, &live).await {
+            Ok(()) => return,
+            Err(e) => e,
+        };
+        if live.get() {
+            ever = true;
+            backoff.reset();
+        }
+        if sink.stopping() {
+            return;
+        }
+        sink.lost(&err);
+        monoio::time::sleep(backoff.delay()).await;
+    }
+}
+
+/// One subscriber connection's life. `Ok` only when the sink asks to stop.
+async fn run_subscription(
+    target: &RedisTarget,
+    patterns: &[String],
+    sink: &dyn SubscriberSink,
+    after_outage: bool,
+    live: &Cell<bool>,
+) -> Result<(), RedisError> {
+    let (stream, mut buf) = connect(target).await?;
+    let fd = stream.as_raw_fd();
+    let (mut rd, mut wr) = stream.into_split();
+    let mut cmd = BytesMut::new();
+    let args: Vec<&[u8]> = std::iter::once(&b"PSUBSCRIBE"[..])
+        .chain(patterns.iter().map(|p| p.as_bytes()))
+        .collect();
+    encode_command(&args, &mut cmd);
+    let (r, _) = wr.write_all(cmd.freeze()).await;
+    r.map_err(RedisError::Io)?;
+    let confirm = async {
+        for _ in patterns {
+            match read_frame(&mut rd, &mut buf).await? {
+                BytesFrame::Array(a) if is_kind(&a, b"psubscribe") => {}
+                BytesFrame::Error(e) => return Err(RedisError::Refused(e.to_string())),
+                other => return Err(RedisError::Protocol(format!("{other:?}"))),
+            }
+        }
+        Ok(())
+    };
+    match monoio::time::timeout(CONNECT_TIMEOUT, confirm).await {
+        Ok(r) => r?,
+        Err(_) => return Err(RedisError::Timeout("PSUBSCRIBE")),
+    }
+    sink.subscribed(after_outage);
+    live.set(true);
+    // The watchdog pings while the link is quiet and shuts the socket down once it has been
+    // silent for DEAD_AFTER, which ends the read below (no read is ever cancelled, so no
+    // byte is lost mid-frame).
+    let heard = Rc::new(Cell::new(Instant::now()));
+    let done = Rc::new(Cell::new(false));
+    let silent = Rc::new(Cell::new(false));
+    monoio::spawn(watchdog(
+        wr,
+        fd,
+        heard.clone(),
+        done.clone(),
+        silent.clone(),
+    ));
+    let result = read_messages(&mut rd, buf, sink, &heard).await;
+    done.set(true);
+    match result {
+        Err(_) if silent.get() => Err(RedisError::Silent),
+        r => r,
+    }
+}
+
+fn is_kind(a: &[BytesFrame], kind: &[u8]) -> bool {
+    matches!(a.first(), Some(BytesFrame::BulkString(k)) if k.eq_ignore_ascii_case(kind))
+}
+
+async fn read_messages(
+    rd: &mut OwnedReadHalf<TcpStream>,
+    mut buf: BytesMut,
+    sink: &dyn SubscriberSink,
+    heard: &Cell<Instant>,
+) -> Result<(), RedisError> {
+    let mut delivered = 0usize;
+    loop {
+        while let Some(frame) = next_frame(&mut buf)? {
+            if let BytesFrame::Array(mut a) = frame {
+                if a.len() == 4 && is_kind(&a, b"pmessage") {
+                    let payload = a.pop();
+                    let channel = a.pop();
+                    let pattern = a.pop();
+                    match (pattern, channel, payload) {
+                        (
+                            Some(BytesFrame::BulkString(pat)),
+                            Some(BytesFrame::BulkString(c)),
+                            Some(BytesFrame::BulkString(p)),
+                        ) => {
+                            if c.len() > MAX_CHANNEL {
+                                sink.dropped("channel name over 1024 bytes");
+                            } else if p.len() > MAX_PAYLOAD {
+                                sink.dropped("payload over 64 KiB");
+                            } else {
+                                sink.message(&pat, c, p, Instant::now());
+                            }
+                        }
+                        _ => sink.dropped("malformed pmessage"),
+                    }
+                    delivered += 1;
+                    // Let the stream writers run between bursts (see core::shard::DELIVER_BATCH).
+                    if delivered % 32 == 0 {
+                        crate::task::yield_now().await;
+                    }
+                }
+                // `pong` replies and anything else in subscribed mode: only proof of life.
+            }
+        }
+        if sink.stopping() {
+            return Ok(());
+        }
+        buf = read_more(rd, buf).await?;
+        heard.set(Instant::now());
+    }
+}
+
+async fn watchdog(
+    mut wr: OwnedWriteHalf<TcpStream>,
+    fd: std::os::fd::RawFd,
+    heard: Rc<Cell<Instant>>,
+    done: Rc<Cell<bool>>,
+    silent: Rc<Cell<bool>>,
+) {
+    let mut ping = BytesMut::new();
+    encode_command(&[b"PING"], &mut ping);
+    let ping = ping.freeze();
+    loop {
+        monoio::time::sleep(PING_EVERY / 2).await;
+        if done.get() {
+            return;
+        }
+        let quiet = heard.get().elapsed();
+        if quiet >= DEAD_AFTER {
+            silent.set(true);
+            // SAFETY: `fd` is the socket of this link, still open: this task holds its write
+            // half, so the descriptor cannot have been closed and reused. shutdown(2) only
+            // ends the connection; the halves still close the descriptor when dropped.
+            unsafe {
+                libc::shutdown(fd, libc::SHUT_RDWR);
+            }
+            return;
+        }
+        if quiet >= PING_EVERY {
+            let w = monoio::time::timeout(PING_EVERY, wr.write_all(ping.clone())).await;
+            if !matches!(w, Ok((Ok(_), _))) {
+                // The reader will see the failure (or the silence) and end the link.
+                continue;
+            }
+        }
+    }
+}
+
+/// One core's publisher: a pipelined connection for `PUBLISH`, opened on first use and again
+/// after a failure (not sooner than [`BACKOFF_MIN`] after the last failed attempt, so a Redis
+/// outage answers publishers `503` at once instead of piling up connects).
+pub struct Publisher {
+    /// Where Redis is.
+    target: RedisTarget,
+    /// The live link, if any.
+    link: RefCell<Option<Rc<PubLink>>>,
+    /// When the last connect failed.
+    failed_at: Cell<Option<Instant>>,
+    /// A connect in progress (publishers arriving meanwhile wait for it).
+    connecting: Cell<bool>,
+    /// Publishers waiting for the connect in progress.
+    waiting: RefCell<Vec<Waker>>,
+}
+
+/// One publisher connection: commands go out in order, replies come back in order.
+struct PubLink {
+    /// Commands not written yet.
+    out: RefCell<BytesMut>,
+    /// The write half, when no write is in flight.
+    wr: RefCell<Option<OwnedWriteHalf<TcpStream>>>,
+    /// Publishers waiting for replies, oldest first.
+    pending: RefCell<VecDeque<Rc<Reply>>>,
+    /// Set when the link failed: every pending and later publish fails.
+    dead: Cell<bool>,
+}
+
+/// Where one publish's answer lands.
+#[derive(Default)]
+struct Reply {
+    /// Redis's receiver count, or why not.
+    result: RefCell<Option<Result<i64, String>>>,
+    /// The publisher's task.
+    waker: RefCell<Option<Waker>>,
+}
+
+impl Reply {
+    fn set(&self, r: Result<i64, String>) {
+        *self.result.borrow_mut() = Some(r);
+        let w = self.waker.borrow_mut().take();
+        if let Some(w) = w {
+            w.wake();
+        }
+    }
+}
+
+impl Publisher {
+    /// A publisher for `target`; connects on first use.
+    pub fn new(target: RedisTarget) -> Publisher {
+        Publisher {
+            target,
+            link: RefCell::new(None),
+            failed_at: Cell::new(None),
+            connecting: Cell::new(false),
+            waiting: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// `PUBLISH channel payload`: Redis's receiver count (subscriber connections, one per
+    /// core of every node), or why it could not be published.
+    pub async fn publish(&self, channel: &[u8], payload: &[u8]) -> Result<i64, String> {
+        let link = self.link().await?;
+        let reply = Rc::new(Reply::default());
+        encode_command(&[b"PUBLISH", channel, payload], &mut link.out.borrow_mut());
+        link.pending.borrow_mut().push_back(reply.clone());
+        flush(&link).await;
+        let wait = poll_fn(|cx| {
+            if let Some(r) = reply.result.borrow_mut().take() {
+                return Poll::Ready(r);
+            }
+            *reply.waker.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        });
+        match monoio::time::timeout(PUBLISH_TIMEOUT, wait).await {
+            Ok(r) => r,
+            Err(_) => {
+                // A link that does not answer is not trusted again.
+                link.fail("Redis did not answer the PUBLISH in time");
+                Err(format!("Redis did not answer within {PUBLISH_TIMEOUT:?}"))
+            }
+        }
+    }
+
+    async fn link(&self) -> Result<Rc<PubLink>, String> {
+        loop {
+            if let Some(l) = self.link.borrow().as_ref().filter(|l| !l.dead.get()) {
+                return Ok(l.clone());
+            }
+            if !self.connecting.get() {
+                break;
+            }
+            // Another publish is connecting: wait for it.
+            poll_fn(|cx| {
+                if !self.connecting.get() {
+                    return Poll::Ready(());
+                }
+                self.waiting.borrow_mut().push(cx.waker().clone());
+                Poll::Pending
+            })
+            .await;
+        }
+        if self
+            .failed_at
+            .get()
+            .is_some_and(|t| t.elapsed() < BACKOFF_MIN * 5)
+        {
+            return Err("Redis is unreachable (retrying)".into());
+        }
+        self.connecting.set(true);
+        let r = connect(&self.target).await;
+        self.connecting.set(false);
+        for w in std::mem::take(&mut *self.waiting.borrow_mut()) {
+            w.wake();
+        }
+        match r {
+            Ok((stream, buf)) => {
+                self.failed_at.set(None);
+                let (rd, wr) = stream.into_split();
+                let link = Rc::new(PubLink {
+                    out: RefCell::new(BytesMut::new()),
+                    wr: RefCell::new(Some(wr)),
+                    pending: RefCell::new(VecDeque::new()),
+                    dead: Cell::new(false),
+                });
+                monoio::spawn(read_replies(link.clone(), rd, buf));
+                *self.link.borrow_mut() = Some(link.clone());
+                Ok(link)
+            }
+            Err(e) => {
+                self.failed_at.set(Some(Instant::now()));
+                Err(format!("Redis is unreachable: {e}"))
+            }
+        }
+    }
+}
+
+impl PubLink {
+    fn fail(&self, why: &str) {
+        self.dead.set(true);
+        for r in self.pending.borrow_mut().drain(..) {
+            r.set(Err(why.to_string()));
+        }
+    }
+}
+
+/// Writes what is queued unless another publish's write is in flight (it writes ours too).
+async fn flush(link: &Rc<PubLink>) {
+    loop {
+        let Some(mut wr) = link.wr.borrow_mut().take() else {
+            return;
+        };
+        let out = std::mem::take(&mut *link.out.borrow_mut());
+        if out.is_empty() || link.dead.get() {
+            *link.wr.borrow_mut() = Some(wr);
+            return;
+        }
+        let (r, _) = wr.write_all(out.freeze()).await;
+        *link.wr.borrow_mut() = Some(wr);
+        if let Err(e) = r {
+            link.fail(&format!("writing to Redis failed: {e}"));
+            return;
+        }
+    }
+}
+
+async fn read_replies(link: Rc<PubLink>, mut rd: OwnedReadHalf<TcpStream>, mut buf: BytesMut) {
+    loop {
+        let frame = match read_frame(&mut rd, &mut buf).await {
+            Ok(f) => f,
+            Err(e) => {
+                link.fail(&format!("Redis link lost: {e}"));
+                return;
+            }
+        };
+        let Some(reply) = link.pending.borrow_mut().pop_front() else {
+            link.fail("Redis sent a reply nobody asked for");
+            return;
+        };
+        reply.set(match frame {
+            BytesFrame::Integer(n) => Ok(n),
+            BytesFrame::Error(e) => Err(format!("Redis refused the PUBLISH: {e}")),
+            other => Err(format!("unexpected reply to PUBLISH: {other:?}")),
+        });
+        if link.dead.get() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_resp_arrays_of_bulk_strings() {
+        let mut out = BytesMut::new();
+        encode_command(&[b"PUBLISH", b"SSE::1::2", b"{\"a\":1}"], &mut out);
+        assert_eq!(
+            &out[..],
+            b"*3\r\n$7\r\nPUBLISH\r\n$9\r\nSSE::1::2\r\n$7\r\n{\"a\":1}\r\n"
+        );
+    }
+
+    #[test]
+    fn frames_split_anywhere_decode_once_complete() {
+        let wire = b"*4\r\n$8\r\npmessage\r\n$5\r\nSSE:*\r\n$7\r\nSSE:1:2\r\n$2\r\nhi\r\n";
+        for cut in 0..wire.len() {
+            let mut buf = BytesMut::from(&wire[..cut]);
+            assert!(next_frame(&mut buf).unwrap().is_none(), "cut at {cut}");
+            buf.extend_from_slice(&wire[cut..]);
+            let f = next_frame(&mut buf).unwrap().expect("complete");
+            let BytesFrame::Array(a) = f else {
+                panic!("{f:?}")
+            };
+            assert!(is_kind(&a, b"pmessage"));
+            assert!(buf.is_empty());
+        }
+        let mut junk = BytesMut::from(&b"?what\r\n"[..]);
+        assert!(matches!(
+            next_frame(&mut junk),
+            Err(RedisError::Protocol(_))
+        ));
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_up_to_the_cap() {
+        let mut b = Backoff::new(3);
+        let d: Vec<Duration> = (0..12).map(|_| b.delay()).collect();
+        assert!(d[0] >= BACKOFF_MIN / 2 && d[0] <= BACKOFF_MIN);
+        assert!(d.iter().all(|x| *x <= BACKOFF_MAX));
+        assert!(d[11] >= BACKOFF_MAX / 2);
+        b.reset();
+        assert!(b.delay() <= BACKOFF_MIN);
+    }
+}
