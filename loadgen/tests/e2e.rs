@@ -60,6 +60,10 @@ fn gateway_bin() -> PathBuf {
 }
 
 fn start_gateway() -> (Proc, SocketAddr) {
+    start_gateway_with(&[])
+}
+
+fn start_gateway_with(env: &[(&str, &str)]) -> (Proc, SocketAddr) {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let child = Command::new(gateway_bin())
         .env_clear()
@@ -67,6 +71,7 @@ fn start_gateway() -> (Proc, SocketAddr) {
         .env("SSE_CORES", "2")
         .env("SSE_AUTH_SECRET", SECRET)
         .env("SSE_KEEPALIVE_PERIOD", "1s")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -211,26 +216,72 @@ fn storm_reconnects_every_stream_with_last_event_id_and_loses_nothing() {
     assert_eq!((n(p, "lost"), n(p, "duplicated")), (0, 0), "{p:#}");
 }
 
-#[test]
-fn redis_publisher_pipelines_publish_and_counts_receivers() {
+/// A redis-server on a free loopback port.
+fn start_redis() -> (Proc, SocketAddr) {
     let port = free_port();
     let redis = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-        ])
-        .args(["--appendonly", "no"])
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("redis-server (scripts/install-deps installs it)");
-    let _redis = Proc(redis);
+    let p = Proc(redis);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     wait_connectable(addr);
+    (p, addr)
+}
+
+/// Waits (at most 20 s) until `node` answers `/readyz` with 200.
+fn wait_ready(node: SocketAddr) {
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut s = TcpStream::connect(node).unwrap();
+        s.write_all(b"GET /readyz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut r = String::new();
+        let _ = s.read_to_string(&mut r);
+        if r.starts_with("HTTP/1.1 200") {
+            return;
+        }
+        assert!(Instant::now() < end, "node {node} never ready: {r}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn steady_over_redis_across_two_nodes_loses_nothing() {
+    // What bench/run-50k does, small: two gateway nodes on one Redis, streams spread over
+    // both, events published with Redis PUBLISH.
+    let (_redis, raddr) = start_redis();
+    let url = format!("redis://{raddr}");
+    let env = [("EVENTS_REDIS_STORAGE", url.as_str()), ("SSE_CORES", "1")];
+    let (_a, a) = start_gateway_with(&env);
+    let (_b, b) = start_gateway_with(&env);
+    wait_ready(a);
+    wait_ready(b);
+    let (code, r) = loadgen(
+        a,
+        &format!(
+            "steady --streams 200 --rate 200 --duration 2 --publish {url} \
+             --url http://{a}/sse?token={{token}} --url http://{b}/sse?token={{token}}"
+        ),
+    );
+    assert_eq!(code, 0, "{r:#}");
+    let p = &r["phases"][0];
+    assert_eq!(
+        (n(p, "sent"), n(p, "expected"), n(p, "received")),
+        (400, 400, 400),
+        "{p:#}"
+    );
+    assert_eq!((n(p, "lost"), n(p, "duplicated")), (0, 0));
+    // One pattern subscription per node core.
+    assert_eq!(n(p, "redis_receivers_min"), 2, "{p:#}");
+}
+
+#[test]
+fn redis_publisher_pipelines_publish_and_counts_receivers() {
+    let (_redis, addr) = start_redis();
     // A pattern subscriber, as each gateway core holds one.
     let mut sub = TcpStream::connect(addr).unwrap();
     sub.write_all(b"*2\r\n$10\r\nPSUBSCRIBE\r\n$5\r\nSSE:*\r\n")
