@@ -306,6 +306,7 @@ struct Cumulative {
 pub fn run(o: Opts) -> i32 {
     raise_nofile();
     let mut watched = watch(&o.pids);
+    let overflows0 = proc::listen_overflows().unwrap_or(0);
     let run_start = Instant::now();
     let mut ws = match Workers::spawn(&o) {
         Ok(w) => w,
@@ -452,6 +453,9 @@ pub fn run(o: Opts) -> i32 {
     rep.connects_ok = total.ok;
     rep.connects_failed = total.failed;
     rep.closed_by_server = total.closed;
+    rep.listen_overflows = proc::listen_overflows()
+        .unwrap_or(0)
+        .saturating_sub(overflows0);
     let secs = run_start.elapsed().as_secs_f64();
     rep.procs = watched
         .iter()

@@ -33,6 +33,20 @@ pub fn name(pid: u32) -> String {
         .unwrap_or_default()
 }
 
+/// The machine's count of connections dropped because a listen queue was full
+/// (`TcpExt: ListenOverflows` in `/proc/net/netstat`; machine-wide, so a delta over a run
+/// includes anything else the machine did meanwhile).
+pub fn listen_overflows() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/net/netstat").ok()?;
+    let mut lines = s.lines().filter(|l| l.starts_with("TcpExt:"));
+    let names = lines.next()?;
+    let values = lines.next()?;
+    let i = names
+        .split_whitespace()
+        .position(|n| n == "ListenOverflows")?;
+    values.split_whitespace().nth(i)?.parse().ok()
+}
+
 /// CPU time (user + system) used by `pid` so far, in seconds.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -61,6 +75,7 @@ mod tests {
         assert!(cpu_seconds(me).expect("own cpu") >= 0.0);
         assert!(pss_bytes(me).expect("own PSS") > 0);
         assert!(!name(me).is_empty());
+        assert!(listen_overflows().is_some());
         assert_eq!(rss_bytes(u32::MAX), None);
     }
 }

@@ -180,6 +180,9 @@ pub struct Report {
     pub closed_by_server: u64,
     /// Storm: seconds from the drop until the last stream was open again.
     pub storm_reconnect_s: Option<f64>,
+    /// Connections the kernel dropped because a listen queue was full, over the run
+    /// (machine-wide `ListenOverflows`): a client retries them on its SYN timer (1 s, 3 s, ...).
+    pub listen_overflows: u64,
     /// Publishing phases.
     pub phases: Vec<Phase>,
     /// Plan: the highest rate that held the target.
@@ -217,6 +220,13 @@ impl Report {
             "connects ok {}  failed {}  ({:.1} s to open all)  closed by server {}",
             self.connects_ok, self.connects_failed, self.connect_seconds, self.closed_by_server
         );
+        if self.listen_overflows > 0 {
+            let _ = writeln!(
+                s,
+                "listen   {} connection attempts dropped on a full listen queue (machine-wide), retried by the clients' SYN timer",
+                self.listen_overflows
+            );
+        }
         if let Some(t) = self.storm_reconnect_s {
             let _ = writeln!(
                 s,
