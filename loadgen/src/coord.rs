@@ -269,9 +269,13 @@ impl ProgressLine {
 
 /// A process under test: baseline figures taken before the streams opened.
 struct Watched {
+    /// Its PID.
     pid: u32,
+    /// CPU seconds before the run.
     cpu0: f64,
+    /// PSS before the streams opened.
     pss0: u64,
+    /// PSS once they were open.
     pss_open: u64,
 }
 
@@ -296,9 +300,13 @@ fn cpu_now(w: &[Watched]) -> Vec<f64> {
 /// phase's.
 #[derive(Default)]
 struct Cumulative {
+    /// Deliveries expected so far.
     expected: u64,
+    /// Lost so far.
     lost: u64,
+    /// Duplicated so far.
     duplicated: u64,
+    /// Unexpected so far.
     unexpected: u64,
 }
 

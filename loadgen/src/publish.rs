@@ -86,13 +86,20 @@ pub struct Outcome {
 /// Where events go, parsed once.
 #[derive(Debug, Clone)]
 enum Target {
+    /// `PUBLISH channel payload` over RESP.
     Redis {
+        /// The Redis server.
         addr: std::net::SocketAddr,
     },
+    /// `POST path` with a templated body.
     Http {
+        /// The server.
         addr: std::net::SocketAddr,
+        /// Its `Host` header.
         host: String,
+        /// Path and query template (nchan: `/pub?id={channel}`).
         path: Template,
+        /// Body template.
         body: Template,
     },
 }
@@ -167,10 +174,15 @@ pub fn spawn(
 
 /// Encodes events for one target.
 struct Encoder {
+    /// Redis or HTTP, and where.
     target: Target,
+    /// Channel name template (`{player}`, `{brand}`).
     channel: Template,
+    /// Payload template (`{seq}`, `{t}` and the rest).
     payload: Template,
+    /// Channels: event `k` goes to `k % players`.
     players: u64,
+    /// Brand id for the templates.
     brand: u64,
 }
 
@@ -353,8 +365,11 @@ fn lane_run(enc: &Encoder, job: Job, lane: u64, lanes: u64, tick: u64, live: &Li
 enum Reply {
     /// A whole reply of `len` bytes.
     Done {
+        /// Bytes of the reply.
         len: usize,
+        /// Success (Redis integer, HTTP 2xx).
         ok: bool,
+        /// Redis: how many subscribers the message reached.
         receivers: Option<u64>,
     },
     /// Not all there yet.
