@@ -41,7 +41,8 @@ subscribers:
 publishers:
   --publish URL        redis://HOST:PORT (PUBLISH) or an http:// URL template (POST); default
                        the gateway's HTTP publish at --target
-  --publish-body TPL   HTTP body template (default {\"channel\":\"{channel}\",\"data\":{payload}})
+  --publish-body TPL   HTTP body template (default {\"channel\":\"{channel}\",\"data\":{payload}});
+                       {payload_escaped} is the payload escaped for inside a JSON string
   --payload TPL        event payload template; must carry \"seq\":{seq} and \"t\":{t} (default the
                        gateway's player payload with event_data {\"seq\":{seq},\"t\":{t}})
   --publish-conns N    publishing connections (default 1)

@@ -24,6 +24,9 @@ pub enum Var {
     T,
     /// `{payload}`: the event payload, expanded from the payload template.
     Payload,
+    /// `{payload_escaped}`: the payload escaped for the inside of a JSON string, for publish
+    /// APIs that carry the event text in one (Pushpin: `"content":"data: {payload_escaped}\n\n"`).
+    PayloadEscaped,
     /// `{exp}`: a token expiry (unix seconds, a day from now).
     Exp,
 }
@@ -37,6 +40,7 @@ const NAMES: &[(&str, Var)] = &[
     ("seq", Var::Seq),
     ("t", Var::T),
     ("payload", Var::Payload),
+    ("payload_escaped", Var::PayloadEscaped),
     ("exp", Var::Exp),
 ];
 
@@ -129,6 +133,10 @@ impl Template {
                         Var::Channel => out.write_all(v.channel),
                         Var::Token => out.write_all(v.token),
                         Var::Payload => out.write_all(v.payload),
+                        Var::PayloadEscaped => {
+                            json_escape(v.payload, out);
+                            Ok(())
+                        }
                     };
                 }
             }
@@ -140,6 +148,23 @@ impl Template {
         let mut out = Vec::new();
         self.render(v, &mut out);
         String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+/// Appends `bytes` escaped for the inside of a JSON string.
+fn json_escape(bytes: &[u8], out: &mut Vec<u8>) {
+    for &b in bytes {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0..=0x1f => {
+                let _ = write!(out, "\\u{b:04x}");
+            }
+            _ => out.push(b),
+        }
     }
 }
 
@@ -172,6 +197,10 @@ mod tests {
                 r#"{"event_data":{"seq":3,"t":1700000000000000}}"#,
             ),
             ("{unknown}{", "{unknown}{"),
+            (
+                r#"{"items":[{"channel":"{channel}","formats":{"http-stream":{"content":"data: {payload_escaped}\n\n"}}}]}"#,
+                r#"{"items":[{"channel":"SSE::1::42","formats":{"http-stream":{"content":"data: {\"a\":1}\n\n"}}}]}"#,
+            ),
             ("{exp}{i", "9{i"),
             ("", ""),
         ];
