@@ -222,3 +222,14 @@ fn resume_over_several_topics_replays_them_merged_in_order() {
         "{\"n\":5}"
     );
 }
+
+#[test]
+fn topics_with_another_familys_shape_are_refused() {
+    let gw = Gateway::start(&[]);
+    // `events:p_user_q` has the shape of a private jackpot channel: it would be routed there.
+    let r = gw.get("/api/v1/events?topics=ok,p_user_q");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.error().contains("another family"), "{}", r.error());
+    let r = broadcast(&gw, "x_broadcast_y", "t", "{}");
+    assert_eq!(r.status, 400, "{}", r.text());
+}

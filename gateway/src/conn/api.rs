@@ -279,6 +279,16 @@ pub async fn broadcast(shard: &Shard, body: &[u8]) -> Reply {
             "topic channel template is unusable",
         );
     };
+    let routes = &shard.node.routes;
+    let own = routes
+        .family_of_channel(&channel)
+        .map(|f| routes.families[f].name.as_str());
+    if own != Some("topic") {
+        return Reply::error(
+            Status::BadRequest,
+            &format!("topic {:?} gives a channel of another family", req.topic),
+        );
+    }
     let mut payload = Vec::with_capacity(body.len() + 16);
     payload.extend_from_slice(b"{\"type\":");
     let _ = serde_json::to_writer(&mut payload, req.kind.as_ref());

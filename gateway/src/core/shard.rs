@@ -492,8 +492,14 @@ impl SubscriberSink for RedisSink {
             let known = shard.hub.borrow().family_of(c);
             known.or_else(|| shard.node.routes.family_of_channel(c))
         });
-        if family.is_some_and(|f| self.1[f].as_bytes() != pattern) {
-            return;
+        if let Some(f) = family {
+            if self.1[f].as_bytes() != pattern {
+                return;
+            }
+            // Another core's player: dropped after one hash, before any JSON work.
+            if !shard.accepts(f, &channel) {
+                return;
+            }
         }
         self.0.deliver(Message {
             channel,

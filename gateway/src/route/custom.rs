@@ -103,6 +103,12 @@ fn check(table: &RouteTable, row: Row) -> Result<Family, String> {
     let path = Template::parse(&row.path)
         .filter(|_| row.path.starts_with('/'))
         .ok_or("path must start with `/` and use `{name}` holes with text between them")?;
+    if let Some(api) = crate::route::table::api_paths().find(|a| path.capture(a).is_some()) {
+        return Err(format!(
+            "path {} would take over the API route {api}",
+            row.path
+        ));
+    }
     if table.families.iter().any(|f| f.path == path) {
         return Err(format!(
             "path {} is served by an existing family already",
@@ -266,6 +272,12 @@ mod tests {
                 path = "x"
                 channel = "c""#,
                 "path must start with",
+            ),
+            (
+                r#"name = "x"
+                path = "/healthz"
+                channel = "c""#,
+                "take over the API route /healthz",
             ),
             (
                 r#"name = "x"

@@ -132,9 +132,15 @@ pub fn resolve(
         let Some(i) = table.families.iter().position(|f| {
             f.path == family.path && f.channel_param.is_some() && f.channel.matches(&value)
         }) else {
+            let shapes: Vec<String> = table
+                .families
+                .iter()
+                .filter(|f| f.path == family.path && f.channel_param.is_some())
+                .map(|f| f.channel.source().replace('{', "<").replace('}', ">"))
+                .collect();
             return Err(refuse(
                 Status::BadRequest,
-                "channel must be <workspace>_broadcast_<group> or <workspace>_user_<player>",
+                format!("channel must be {}", shapes.join(" or ")),
             ));
         };
         // A name that also has an earlier family's shape (`SSE::1::x_broadcast_y`) would be
@@ -283,6 +289,12 @@ pub fn resolve(
                     values.push((hole, item.to_string()));
                     let c = render(&values)?.into_boxed_str();
                     values.pop();
+                    if table.family_of_channel(&c) != Some(family_index) {
+                        return Err(refuse(
+                            Status::BadRequest,
+                            format!("{list} value {item:?} gives a channel of another family"),
+                        ));
+                    }
                     if !out.contains(&c) {
                         out.push(c);
                     }

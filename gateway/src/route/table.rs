@@ -329,6 +329,11 @@ const APIS: [(&str, Method, Api); 6] = [
     ("/readyz", Method::Get, Api::Readyz),
 ];
 
+/// The fixed API paths (a custom family may not take one over).
+pub fn api_paths() -> impl Iterator<Item = &'static str> {
+    APIS.iter().map(|(p, _, _)| *p)
+}
+
 /// All routes of a node: the stream families and the fixed API.
 #[derive(Debug, Clone)]
 pub struct RouteTable {

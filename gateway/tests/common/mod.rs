@@ -47,24 +47,36 @@ impl Gateway {
             let log = log.clone();
             std::thread::spawn(move || {
                 let mut tx = Some(tx);
-                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut rd = BufReader::new(stderr);
+                let mut raw = Vec::new();
+                while matches!(rd.read_until(b'\n', &mut raw), Ok(n) if n > 0) {
+                    let line = String::from_utf8_lossy(&raw).trim_end().to_string();
+                    raw.clear();
                     let addr = line
                         .contains("gateway started")
                         .then(|| field(&line, "listen="))
                         .flatten();
                     log.lock().unwrap().push(line);
-                    if let (Some(addr), Some(tx)) = (addr, tx.take()) {
-                        let _ = tx.send(addr);
+                    // Only the start-up line hands the sender over: lines logged before it
+                    // (a core's Redis subscription) must not use it up.
+                    if let Some(addr) = addr {
+                        if let Some(tx) = tx.take() {
+                            let _ = tx.send(addr);
+                        }
                     }
                 }
             });
         }
         let addr = match rx.recv_timeout(Duration::from_secs(20)) {
             Ok(a) => a.parse().expect("listen address"),
-            Err(_) => {
+            Err(e) => {
+                let exited = child.try_wait();
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("gateway did not start: {:?}", log.lock().unwrap());
+                panic!(
+                    "gateway did not start ({e:?}; exit status {exited:?}): {:?}",
+                    log.lock().unwrap()
+                );
             }
         };
         Gateway { child, addr, log }
