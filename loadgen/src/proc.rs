@@ -16,6 +16,37 @@ pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// Proportional set size of `pid` in bytes (`Pss` of `/proc/<pid>/smaps_rollup`): shared
+/// pages are split between the processes that map them, so a sum over processes (nginx's
+/// workers and their shared memory zone) counts each page once.
+pub fn pss_bytes(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("Pss:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// The command name of `pid` (`/proc/<pid>/comm`).
+pub fn name(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The machine's count of connections dropped because a listen queue was full
+/// (`TcpExt: ListenOverflows` in `/proc/net/netstat`; machine-wide, so a delta over a run
+/// includes anything else the machine did meanwhile).
+pub fn listen_overflows() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/net/netstat").ok()?;
+    let mut lines = s.lines().filter(|l| l.starts_with("TcpExt:"));
+    let names = lines.next()?;
+    let values = lines.next()?;
+    let i = names
+        .split_whitespace()
+        .position(|n| n == "ListenOverflows")?;
+    values.split_whitespace().nth(i)?.parse().ok()
+}
+
 /// CPU time (user + system) used by `pid` so far, in seconds.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -42,6 +73,9 @@ mod tests {
         let v: u64 = (0..2_000_000u64).fold(0, |a, b| a.wrapping_add(b * b));
         assert!(v > 0);
         assert!(cpu_seconds(me).expect("own cpu") >= 0.0);
+        assert!(pss_bytes(me).expect("own PSS") > 0);
+        assert!(!name(me).is_empty());
+        assert!(listen_overflows().is_some());
         assert_eq!(rss_bytes(u32::MAX), None);
     }
 }

@@ -1,0 +1,79 @@
+# Shared by bench/run-50k and bench/peers/*: free ports, readiness waits, and stopping exactly
+# the processes a script started (by PID, never by name). Source it; do not run it.
+
+# Processes this script started; stopped by stop_all (installed as the EXIT trap).
+STARTED_PIDS=()
+
+# free_port BASE: the first port from BASE up that nothing on 127.0.0.1 accepts on.
+free_port() {
+  local p=$1
+  while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do
+    p=$((p + 1))
+  done
+  echo "$p"
+}
+
+# wait_port PORT [SECONDS]: until something accepts on 127.0.0.1:PORT.
+wait_port() {
+  local port=$1 left=$(( ${2:-20} * 10 ))
+  until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+    left=$((left - 1))
+    if [ "$left" -le 0 ]; then
+      echo "nothing listens on 127.0.0.1:$port" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+}
+
+# wait_ready URL PID [SECONDS]: until URL answers 200 (curl); fails at once if PID exits.
+wait_ready() {
+  local url=$1 pid=$2 left=$(( ${3:-20} * 10 ))
+  until [ "$(curl -s -o /dev/null -w '%{http_code}' "$url")" = 200 ]; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "process $pid exited before $url was ready" >&2
+      return 1
+    fi
+    left=$((left - 1))
+    if [ "$left" -le 0 ]; then
+      echo "$url never answered 200" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+}
+
+# stop_all: TERM then (after 10 s) KILL every process in STARTED_PIDS, newest first.
+stop_all() {
+  local i pid
+  for ((i = ${#STARTED_PIDS[@]} - 1; i >= 0; i--)); do
+    pid=${STARTED_PIDS[$i]}
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${STARTED_PIDS[@]}"; do
+    for _ in $(seq 100); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  STARTED_PIDS=()
+}
+
+# need_pkg CMD PKG...: installs the Debian packages when CMD is missing.
+need_pkg() {
+  local cmd=$1
+  shift
+  if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -e "$cmd" ]; then
+    echo "installing $*" >&2
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo=sudo
+    $sudo apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  fi
+}
+
+# machine_line: one line naming the machine, for the record next to the figures.
+machine_line() {
+  echo "machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r), open files $(ulimit -Hn)"
+}

@@ -1,0 +1,548 @@
+//! Publishers: Redis `PUBLISH` (raw RESP, pipelined) or HTTP `POST` (pipelined keep-alive
+//! requests, templates for URL and body so the gateway's, nchan's or Pushpin's publish API
+//! all work).
+//!
+//! Pacing: event `k` has an intended send time (`start + k / rate`, or its broadcast round's
+//! time). Each connection runs on its own thread: it sleeps until the next event is due, sends
+//! in one write every event whose time has come, then reads their replies. The payload carries the intended time, not the actual one,
+//! so a publisher or server that falls behind shows up as latency instead of silently
+//! publishing less (coordinated omission).
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use crate::chunked::Dechunker;
+use crate::http::{self, Framing};
+use crate::now_us;
+use crate::opts::Opts;
+use crate::seqs;
+use crate::template::{Template, Vars};
+
+/// Most events in one write.
+const MAX_BATCH: u64 = 256;
+
+/// When each event of a job is due.
+#[derive(Debug, Clone, Copy)]
+pub enum Timing {
+    /// `rate` events a second, evenly spaced.
+    Paced {
+        /// Events per second.
+        rate: f64,
+    },
+    /// Rounds of `per_round` events (one per channel), `interval_us` apart.
+    Rounds {
+        /// Events per round.
+        per_round: u64,
+        /// Microseconds between rounds.
+        interval_us: u64,
+    },
+}
+
+/// One publishing job: events `first..first + count`.
+#[derive(Debug, Clone, Copy)]
+pub struct Job {
+    /// First event number (numbers continue across a plan's phases so sequence numbers do).
+    pub first: u64,
+    /// Events to publish.
+    pub count: u64,
+    /// Their timing.
+    pub timing: Timing,
+    /// Intended time of the first event, unix microseconds.
+    pub start_us: u64,
+}
+
+impl Job {
+    /// Intended send time of event `k`.
+    pub fn due(&self, k: u64) -> u64 {
+        let n = k - self.first;
+        match self.timing {
+            Timing::Paced { rate } => self.start_us + (n as f64 * 1e6 / rate) as u64,
+            Timing::Rounds {
+                per_round,
+                interval_us,
+            } => self.start_us + (n / per_round) * interval_us,
+        }
+    }
+}
+
+/// What a job did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Outcome {
+    /// Events published (acknowledged).
+    pub sent: u64,
+    /// Refused or failed.
+    pub errors: u64,
+    /// Latest send after the intended time, microseconds.
+    pub lag_max_us: u64,
+    /// Redis: fewest receivers reported by a PUBLISH.
+    pub receivers_min: Option<u64>,
+    /// Wall time from the first intended send to the last reply, seconds.
+    pub seconds: f64,
+}
+
+/// Where events go, parsed once.
+#[derive(Debug, Clone)]
+enum Target {
+    /// `PUBLISH channel payload` over RESP.
+    Redis {
+        /// The Redis server.
+        addr: std::net::SocketAddr,
+    },
+    /// `POST path` with a templated body.
+    Http {
+        /// The server.
+        addr: std::net::SocketAddr,
+        /// Its `Host` header.
+        host: String,
+        /// Path and query template (nchan: `/pub?id={channel}`).
+        path: Template,
+        /// Body template.
+        body: Template,
+    },
+}
+
+/// Checks and parses the publish settings.
+fn target(o: &Opts) -> Result<Target, String> {
+    if let Some(rest) = o.publish.strip_prefix("redis://") {
+        let hostport = rest.rsplit('@').next().unwrap_or(rest);
+        let hostport = hostport.split('/').next().unwrap_or(hostport);
+        let u = http::parse_url(&format!("http://{hostport}/"))?;
+        Ok(Target::Redis { addr: u.addr })
+    } else {
+        let u = http::parse_url(&o.publish)?;
+        Ok(Target::Http {
+            addr: u.addr,
+            host: u.host,
+            path: Template::parse(&u.path),
+            body: Template::parse(&o.publish_body),
+        })
+    }
+}
+
+/// Counters the parent's progress line reads while a job runs.
+#[derive(Debug, Default)]
+pub struct Live {
+    /// Events acknowledged so far.
+    pub sent: AtomicU64,
+    /// Set to stop early.
+    pub stop: AtomicBool,
+}
+
+/// Runs `job` on its own thread; join the handle for the outcome.
+pub fn spawn(
+    o: &Opts,
+    job: Job,
+    live: Arc<Live>,
+) -> Result<std::thread::JoinHandle<Outcome>, String> {
+    let t = target(o)?;
+    let conns = o.publish_conns;
+    let channel = Template::parse(&o.channel);
+    let payload = Template::parse(&o.payload);
+    let (players, brand, tick) = (o.players as u64, o.brand, o.tick_us);
+    let enc = Arc::new(Encoder {
+        target: t,
+        channel,
+        payload,
+        players,
+        brand,
+    });
+    Ok(std::thread::spawn(move || {
+        let lanes: Vec<_> = (0..conns as u64)
+            .map(|lane| {
+                let (enc, live) = (enc.clone(), live.clone());
+                std::thread::spawn(move || lane_run(&enc, job, lane, conns as u64, tick, &live))
+            })
+            .collect();
+        let mut total = Outcome::default();
+        for h in lanes {
+            let o = h.join().unwrap_or_default();
+            total.sent += o.sent;
+            total.errors += o.errors;
+            total.lag_max_us = total.lag_max_us.max(o.lag_max_us);
+            total.receivers_min = match (total.receivers_min, o.receivers_min) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        total.seconds = now_us().saturating_sub(job.start_us) as f64 / 1e6;
+        total
+    }))
+}
+
+/// Encodes events for one target.
+struct Encoder {
+    /// Redis or HTTP, and where.
+    target: Target,
+    /// Channel name template (`{player}`, `{brand}`).
+    channel: Template,
+    /// Payload template (`{seq}`, `{t}` and the rest).
+    payload: Template,
+    /// Channels: event `k` goes to `k % players`.
+    players: u64,
+    /// Brand id for the templates.
+    brand: u64,
+}
+
+impl Encoder {
+    /// Appends event `k` (intended time `t`) to `out`; `scratch` is reused.
+    fn encode(&self, k: u64, t: u64, out: &mut Vec<u8>, scratch: &mut [Vec<u8>; 3]) {
+        let (player, seq) = seqs::target(k, self.players);
+        let [ch, pl, body] = scratch;
+        ch.clear();
+        pl.clear();
+        body.clear();
+        let mut v = Vars {
+            player,
+            brand: self.brand,
+            seq,
+            t,
+            ..Vars::default()
+        };
+        self.channel.render(&v, ch);
+        v.channel = ch;
+        self.payload.render(&v, pl);
+        v.payload = pl;
+        match &self.target {
+            Target::Redis { .. } => {
+                out.extend_from_slice(b"*3\r\n$7\r\nPUBLISH\r\n");
+                for part in [&ch[..], &pl[..]] {
+                    out.extend_from_slice(format!("${}\r\n", part.len()).as_bytes());
+                    out.extend_from_slice(part);
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
+            Target::Http {
+                host,
+                path,
+                body: b,
+                ..
+            } => {
+                b.render(&v, body);
+                out.extend_from_slice(b"POST ");
+                path.render(&v, out);
+                out.extend_from_slice(
+                    format!(
+                        " HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                        body.len()
+                    )
+                    .as_bytes(),
+                );
+                out.extend_from_slice(body);
+            }
+        }
+    }
+}
+
+/// One publishing connection on its own thread, with blocking I/O: a thread's sleep wakes
+/// within about 60 us of the due time, where an async runtime's millisecond timer wheel would
+/// add up to a millisecond or two to every event's latency.
+fn lane_run(enc: &Encoder, job: Job, lane: u64, lanes: u64, tick: u64, live: &Live) -> Outcome {
+    let mut o = Outcome::default();
+    let addr = match &enc.target {
+        Target::Redis { addr } => *addr,
+        Target::Http { addr, .. } => *addr,
+    };
+    let redis = matches!(enc.target, Target::Redis { .. });
+    let connect = || -> Option<TcpStream> {
+        match TcpStream::connect(addr) {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+                Some(s)
+            }
+            Err(e) => {
+                eprintln!("publisher: cannot connect to {addr}: {e}");
+                None
+            }
+        }
+    };
+    let Some(mut stream) = connect() else {
+        o.errors = job.count.div_ceil(lanes);
+        return o;
+    };
+    // Reconnects in a row without an acknowledged event in between.
+    let mut reconnects = 0;
+    let end = job.first + job.count;
+    let mut k = job.first + lane;
+    let mut out = Vec::with_capacity(64 * 1024);
+    let mut scratch = [Vec::new(), Vec::new(), Vec::new()];
+    let mut rbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut chunk = vec![0u8; 64 * 1024];
+    while k < end && !live.stop.load(Ordering::Relaxed) {
+        let now = now_us();
+        out.clear();
+        let mut n: u64 = 0;
+        let batch_first = k;
+        while k < end && n < MAX_BATCH {
+            let due = job.due(k);
+            if due > now {
+                break;
+            }
+            o.lag_max_us = o.lag_max_us.max(now - due);
+            enc.encode(k, due, &mut out, &mut scratch);
+            k += lanes;
+            n += 1;
+        }
+        if n == 0 {
+            let wait = job.due(k).saturating_sub(now).max(tick);
+            std::thread::sleep(Duration::from_micros(wait.clamp(50, 100_000)));
+            continue;
+        }
+        // A write error shows up again as a dead read below.
+        let _ = stream.write_all(&out);
+        // Read the n replies.
+        let mut got: u64 = 0;
+        let mut pos = 0;
+        let mut dead = false;
+        while got < n {
+            let step = if redis {
+                redis_reply(&rbuf[pos..])
+            } else {
+                http_reply(&rbuf[pos..])
+            };
+            match step {
+                Reply::Done { len, ok, receivers } => {
+                    pos += len;
+                    got += 1;
+                    if ok {
+                        o.sent += 1;
+                    } else {
+                        o.errors += 1;
+                    }
+                    if let Some(r) = receivers {
+                        o.receivers_min = Some(o.receivers_min.map_or(r, |m| m.min(r)));
+                    }
+                    continue;
+                }
+                Reply::Partial => {}
+                Reply::Bad => {
+                    dead = true;
+                    break;
+                }
+            }
+            rbuf.drain(..pos);
+            pos = 0;
+            match stream.read(&mut chunk) {
+                Ok(m) if m > 0 => rbuf.extend_from_slice(&chunk[..m]),
+                _ => {
+                    dead = true;
+                    break;
+                }
+            }
+        }
+        rbuf.drain(..pos);
+        live.sent.fetch_add(got.min(n), Ordering::Relaxed);
+        if got > 0 {
+            reconnects = 0;
+        }
+        if dead {
+            // A server may end a keep-alive connection after so many requests (nginx:
+            // `keepalive_requests`), answering the last one with `Connection: close` and
+            // ignoring what was pipelined after it: reconnect and send those again.
+            rbuf.clear();
+            k = batch_first + got * lanes;
+            reconnects += 1;
+            match (reconnects <= 3).then(connect).flatten() {
+                Some(s) => stream = s,
+                None => {
+                    eprintln!("publisher: connection to {addr} lost or answered garbage");
+                    break;
+                }
+            }
+        }
+    }
+    if k < end {
+        o.errors += (end - k).div_ceil(lanes);
+    }
+    o
+}
+
+/// One reply parsed from the front of a buffer.
+#[derive(Debug, PartialEq, Eq)]
+enum Reply {
+    /// A whole reply of `len` bytes.
+    Done {
+        /// Bytes of the reply.
+        len: usize,
+        /// Success (Redis integer, HTTP 2xx).
+        ok: bool,
+        /// Redis: how many subscribers the message reached.
+        receivers: Option<u64>,
+    },
+    /// Not all there yet.
+    Partial,
+    /// Not a reply this publisher understands.
+    Bad,
+}
+
+/// A RESP reply to `PUBLISH`: `:N` (receivers) or `-ERR ...`.
+fn redis_reply(b: &[u8]) -> Reply {
+    let Some(end) = b.windows(2).position(|w| w == b"\r\n") else {
+        return Reply::Partial;
+    };
+    let line = &b[..end];
+    match line.first() {
+        Some(b':') => Reply::Done {
+            len: end + 2,
+            ok: true,
+            receivers: std::str::from_utf8(&line[1..])
+                .ok()
+                .and_then(|s| s.parse().ok()),
+        },
+        Some(b'-') => {
+            eprintln!("publisher: Redis: {}", String::from_utf8_lossy(line));
+            Reply::Done {
+                len: end + 2,
+                ok: false,
+                receivers: None,
+            }
+        }
+        _ => Reply::Bad,
+    }
+}
+
+/// An HTTP response: 2xx is success.
+fn http_reply(b: &[u8]) -> Reply {
+    let head = match http::parse_head(b) {
+        Ok(Some(h)) => h,
+        Ok(None) => return Reply::Partial,
+        Err(_) => return Reply::Bad,
+    };
+    let body = &b[head.len..];
+    let len = match head.framing {
+        Framing::Length(n) if body.len() >= n => head.len + n,
+        Framing::Length(_) => return Reply::Partial,
+        Framing::Chunked => match Dechunker::default().feed(body, |_| {}) {
+            Ok((used, true)) => head.len + used,
+            Ok((_, false)) => return Reply::Partial,
+            Err(_) => return Reply::Bad,
+        },
+        // A publish reply must be framed: a keep-alive connection cannot end it by closing.
+        Framing::Close => head.len,
+    };
+    let ok = (200..300).contains(&head.status);
+    if !ok {
+        eprintln!(
+            "publisher: answered {}",
+            String::from_utf8_lossy(&b[..len.min(b.len())])
+                .lines()
+                .next()
+                .unwrap_or("")
+        );
+    }
+    Reply::Done {
+        len,
+        ok,
+        receivers: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies() {
+        assert_eq!(
+            redis_reply(b":3\r\n:1\r\n"),
+            Reply::Done {
+                len: 4,
+                ok: true,
+                receivers: Some(3)
+            }
+        );
+        assert_eq!(redis_reply(b":3\r"), Reply::Partial);
+        assert!(matches!(
+            redis_reply(b"-ERR x\r\n"),
+            Reply::Done { ok: false, .. }
+        ));
+        assert_eq!(redis_reply(b"+OK\r\n"), Reply::Bad);
+        let h = b"HTTP/1.1 202 Accepted\r\nContent-Length: 24\r\n\r\n{\"delivered_to_nodes\":1}HTTP/1.1";
+        assert_eq!(
+            http_reply(h),
+            Reply::Done {
+                len: h.len() - 8,
+                ok: true,
+                receivers: None
+            }
+        );
+        assert_eq!(http_reply(&h[..50]), Reply::Partial);
+        let c = b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+        assert_eq!(
+            http_reply(c),
+            Reply::Done {
+                len: c.len(),
+                ok: true,
+                receivers: None
+            }
+        );
+        assert!(matches!(
+            http_reply(b"HTTP/1.1 400 Bad\r\nContent-Length: 0\r\n\r\n"),
+            Reply::Done { ok: false, .. }
+        ));
+    }
+
+    #[test]
+    fn encodes_redis_and_http() {
+        let o = Opts::parse(&[
+            "steady".into(),
+            "--secret".into(),
+            "s".into(),
+            "--players".into(),
+            "10".into(),
+        ])
+        .unwrap();
+        let mut enc = Encoder {
+            target: Target::Redis {
+                addr: "127.0.0.1:6379".parse().unwrap(),
+            },
+            channel: Template::parse(&o.channel),
+            payload: Template::parse(&o.payload),
+            players: 10,
+            brand: 1,
+        };
+        let mut out = Vec::new();
+        let mut scratch = [Vec::new(), Vec::new(), Vec::new()];
+        enc.encode(23, 1000, &mut out, &mut scratch);
+        let payload = r#"{"brand_id":1,"player_id":3,"event_type":"loadgen","event_data":{"seq":2,"t":1000}}"#;
+        assert_eq!(
+            String::from_utf8(out.clone()).unwrap(),
+            format!(
+                "*3\r\n$7\r\nPUBLISH\r\n$9\r\nSSE::1::3\r\n${}\r\n{payload}\r\n",
+                payload.len()
+            )
+        );
+        enc.target = target(&o).unwrap();
+        out.clear();
+        enc.encode(23, 1000, &mut out, &mut scratch);
+        let body = format!(r#"{{"channel":"SSE::1::3","data":{payload}}}"#);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("POST /api/v1/publish HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+        );
+    }
+
+    #[test]
+    fn intended_times() {
+        let j = Job {
+            first: 100,
+            count: 10,
+            timing: Timing::Paced { rate: 1000.0 },
+            start_us: 5_000,
+        };
+        assert_eq!((j.due(100), j.due(101), j.due(109)), (5_000, 6_000, 14_000));
+        let r = Job {
+            first: 0,
+            count: 9,
+            timing: Timing::Rounds {
+                per_round: 3,
+                interval_us: 1_000_000,
+            },
+            start_us: 0,
+        };
+        assert_eq!((r.due(2), r.due(3), r.due(8)), (0, 1_000_000, 2_000_000));
+    }
+}

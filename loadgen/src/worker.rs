@@ -1,0 +1,616 @@
+//! A worker process: opens its share of the streams, parses them, keeps per-stream accounting
+//! and answers the parent's commands. One thread, one io_uring ring, one task per stream.
+//!
+//! The parent talks to it in lines. Parent → worker (stdin): `phase` (start a new latency
+//! histogram), `storm` (drop every stream at once; they reconnect with `Last-Event-ID`),
+//! `report SENT` (account for SENT events published so far), `quit`. Worker → parent (stdout):
+//! `P <progress JSON>` twice a second, `O` once every stream has been attempted, `R <report
+//! JSON>`.
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io::{BufRead, Write};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+use serde::{Deserialize, Serialize};
+
+use crate::chunked::Dechunker;
+use crate::http::{self, Framing};
+use crate::opts::Opts;
+use crate::report::{hist_pairs, new_hist, Progress, WorkerReport};
+use crate::seqs::{expected_on_channel, Seen, SeqSet};
+use crate::template::{Template, Vars};
+use crate::{now_us, proc, sse};
+
+/// What a worker is given.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerSpec {
+    /// The run's options.
+    pub opts: Opts,
+    /// First global stream index of this worker.
+    pub first: usize,
+    /// How many streams.
+    pub count: usize,
+    /// Worker number.
+    pub id: usize,
+}
+
+/// Read buffer per stream: an event is about 150 bytes; a broadcast burst or a resume
+/// replay takes a few reads.
+const READ_BUF: usize = 4096;
+
+/// One stream's state that outlives its connections.
+#[derive(Default)]
+struct Slot {
+    /// Sequence numbers received.
+    seqs: SeqSet,
+    /// The last `id:` seen, for `Last-Event-ID`.
+    last_id: Vec<u8>,
+    /// The socket of the open connection, -1 when none (the storm shuts it down).
+    fd: i32,
+    /// Storm generation in which the current connection was opened.
+    gen: u64,
+    /// Whether it was ever open.
+    opened: bool,
+    /// Whether its first attempt is done (open or failed).
+    attempted: bool,
+}
+
+/// State shared by the worker's tasks (one thread: `RefCell`).
+struct Shared {
+    /// Per stream.
+    slots: Vec<Slot>,
+    /// Latency of this phase, microseconds.
+    hist: Histogram<u64>,
+    /// Per sequence number, the latest delivery (broadcast rounds).
+    round_max: Vec<u64>,
+    /// Whether to keep `round_max`.
+    track_rounds: bool,
+    /// Counters.
+    progress: Progress,
+    /// Events that carried no readable seq/t although they looked like loadgen's, and
+    /// malformed streams.
+    errors: u64,
+    /// Streams whose first attempt is done.
+    attempted: usize,
+    /// Storm generation: bumped by `storm`.
+    storm_gen: u64,
+    /// When the current storm began.
+    storm_at: Option<Instant>,
+    /// Streams not yet open again since the storm.
+    storm_pending: usize,
+    /// Reconnect-all time of the last storm.
+    storm_ms: Option<f64>,
+}
+
+/// Per-run constants the stream tasks share.
+struct Ctx {
+    /// Global index of local stream 0.
+    first: usize,
+    /// Channels.
+    players: u64,
+    /// Brand.
+    brand: u64,
+    /// Stream targets: address, host header, path template.
+    urls: Vec<(SocketAddr, String, Template)>,
+    /// Source addresses; empty = the kernel's choice.
+    sources: Vec<Ipv4Addr>,
+    /// Channel template.
+    channel: Template,
+    /// Token claims template, with the secret.
+    claims: Template,
+    /// HS256 secret.
+    secret: String,
+    /// Tokens from a file.
+    tokens: Vec<String>,
+    /// Wait before reopening a stream the server ended.
+    reconnect: Duration,
+}
+
+/// Entry point of `loadgen worker SPEC_JSON`.
+pub fn main(spec_json: &str) -> i32 {
+    let spec: WorkerSpec = match serde_json::from_str(spec_json) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("worker: bad spec: {e}");
+            return 2;
+        }
+    };
+    raise_nofile();
+    let cmds = Arc::new(Mutex::new(VecDeque::new()));
+    {
+        let cmds = cmds.clone();
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                let Ok(line) = line else { break };
+                cmds.lock().unwrap().push_back(line);
+            }
+            // The parent went away: nobody will read a report.
+            cmds.lock().unwrap().push_back("quit".into());
+        });
+    }
+    let mut rt = match monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .with_entries(4096)
+        .enable_timer()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("worker: cannot build the runtime: {e}");
+            return 1;
+        }
+    };
+    rt.block_on(run(spec, cmds))
+}
+
+/// Raises the soft open-file limit to the hard one (20,000 here).
+pub fn raise_nofile() {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
+
+fn out(line: &str) {
+    let mut o = std::io::stdout().lock();
+    let _ = writeln!(o, "{line}");
+    let _ = o.flush();
+}
+
+async fn run(spec: WorkerSpec, cmds: Arc<Mutex<VecDeque<String>>>) -> i32 {
+    let o = &spec.opts;
+    let mut urls = Vec::new();
+    for u in &o.urls {
+        match http::parse_url(u) {
+            Ok(p) => urls.push((p.addr, p.host, Template::parse(&p.path))),
+            Err(e) => {
+                eprintln!("worker: {e}");
+                return 2;
+            }
+        }
+    }
+    let tokens = match &o.token_file {
+        Some(f) => match std::fs::read_to_string(f) {
+            Ok(s) => s
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect(),
+            Err(e) => {
+                eprintln!("worker: {f}: {e}");
+                return 2;
+            }
+        },
+        None => Vec::new(),
+    };
+    let ctx = Rc::new(Ctx {
+        first: spec.first,
+        players: o.players as u64,
+        brand: o.brand,
+        urls,
+        sources: (0..o.source_count())
+            .map(|n| Ipv4Addr::new(127, 0, ((n + 2) / 256) as u8, ((n + 2) % 256) as u8))
+            .collect(),
+        channel: Template::parse(&o.channel),
+        claims: Template::parse(&o.claims),
+        secret: o.secret.clone(),
+        tokens,
+        reconnect: Duration::from_millis(o.reconnect_ms),
+    });
+    let sh = Rc::new(RefCell::new(Shared {
+        slots: (0..spec.count)
+            .map(|_| Slot {
+                fd: -1,
+                ..Slot::default()
+            })
+            .collect(),
+        hist: new_hist(),
+        round_max: Vec::new(),
+        track_rounds: o.scenario == "broadcast",
+        progress: Progress::default(),
+        errors: 0,
+        attempted: 0,
+        storm_gen: 0,
+        storm_at: None,
+        storm_pending: 0,
+        storm_ms: None,
+    }));
+    // Open the streams at this worker's share of the connect rate, in 10 ms steps.
+    {
+        let per_tick = (o.connect_rate as f64 / o.workers() as f64 / 100.0).max(1.0);
+        let (sh, ctx, count) = (sh.clone(), ctx.clone(), spec.count);
+        monoio::spawn(async move {
+            let start = Instant::now();
+            for i in 0..count {
+                let due = start + Duration::from_secs_f64(i as f64 / per_tick / 100.0);
+                let now = Instant::now();
+                if due > now {
+                    monoio::time::sleep(due - now).await;
+                }
+                monoio::spawn(stream_task(sh.clone(), ctx.clone(), i));
+            }
+        });
+    }
+    let mut said_opened = false;
+    let mut last_progress = Instant::now();
+    loop {
+        monoio::time::sleep(Duration::from_millis(20)).await;
+        let cmd = cmds.lock().unwrap().pop_front();
+        if let Some(cmd) = cmd {
+            let mut words = cmd.split_whitespace();
+            match words.next() {
+                Some("phase") => {
+                    let mut s = sh.borrow_mut();
+                    s.hist.reset();
+                    s.round_max.clear();
+                    s.progress.received = 0;
+                }
+                Some("storm") => storm(&mut sh.borrow_mut()),
+                Some("report") => {
+                    let sent = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+                    let r = report(&sh.borrow(), &ctx, sent);
+                    out(&format!(
+                        "R {}",
+                        serde_json::to_string(&r).unwrap_or_default()
+                    ));
+                }
+                Some("quit") | None => return 0,
+                Some(other) => eprintln!("worker: unknown command {other}"),
+            }
+        }
+        let s = sh.borrow();
+        if !said_opened && s.attempted >= spec.count {
+            said_opened = true;
+            drop(s);
+            progress(&sh);
+            out("O");
+            continue;
+        }
+        drop(s);
+        if last_progress.elapsed() >= Duration::from_millis(500) {
+            last_progress = Instant::now();
+            progress(&sh);
+        }
+    }
+}
+
+fn progress(sh: &Rc<RefCell<Shared>>) {
+    let mut s = sh.borrow_mut();
+    s.progress.p99_us = s.hist.value_at_quantile(0.99);
+    let line = serde_json::to_string(&s.progress).unwrap_or_default();
+    drop(s);
+    out(&format!("P {line}"));
+}
+
+/// Drops every open stream at once, with a reset (no TIME_WAIT left on the client side, as
+/// when a network path or a load balancer fails); each task then reconnects at once.
+fn storm(s: &mut Shared) {
+    s.storm_gen += 1;
+    s.storm_at = Some(Instant::now());
+    s.storm_pending = s.slots.len();
+    s.storm_ms = None;
+    for slot in &s.slots {
+        if slot.fd >= 0 {
+            let linger = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            // SAFETY: setsockopt and shutdown on a socket this worker owns and that stays
+            // open until its task drops it (the task is on this thread, not running now).
+            unsafe {
+                libc::setsockopt(
+                    slot.fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_LINGER,
+                    &linger as *const libc::linger as *const libc::c_void,
+                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                );
+                libc::shutdown(slot.fd, libc::SHUT_RDWR);
+            }
+        }
+    }
+}
+
+fn report(s: &Shared, ctx: &Ctx, sent: u64) -> WorkerReport {
+    let mut r = WorkerReport {
+        progress: s.progress,
+        errors: s.errors,
+        hist: hist_pairs(&s.hist),
+        round_max_us: s.round_max.clone(),
+        storm_reconnect_ms: s.storm_ms,
+        cpu_s: proc::cpu_seconds(std::process::id()).unwrap_or(0.0),
+        peak_rss: proc::peak_rss_bytes(std::process::id()).unwrap_or(0),
+        ..WorkerReport::default()
+    };
+    for (i, slot) in s.slots.iter().enumerate() {
+        if !slot.opened {
+            continue;
+        }
+        let channel = ((ctx.first + i) as u64) % ctx.players;
+        let expected = expected_on_channel(channel, ctx.players, sent);
+        r.opened_once += 1;
+        r.expected += expected;
+        r.lost += slot.seqs.lost(expected);
+        r.unexpected += slot.seqs.unexpected(expected);
+    }
+    r
+}
+
+/// Why a connection ended.
+enum End {
+    /// Could not connect, or no 200 event stream.
+    Failed,
+    /// It was open and then ended.
+    Closed,
+}
+
+async fn stream_task(sh: Rc<RefCell<Shared>>, ctx: Rc<Ctx>, idx: usize) {
+    let global = ctx.first + idx;
+    let player = global as u64 % ctx.players;
+    let (addr, host, path) = &ctx.urls[global % ctx.urls.len()];
+    let src = (!ctx.sources.is_empty()).then(|| ctx.sources[global % ctx.sources.len()]);
+    // The request head without its final blank line: `Last-Event-ID` may follow.
+    let head = {
+        let mut vars = Vars {
+            i: global as u64,
+            player,
+            brand: ctx.brand,
+            exp: now_us() / 1_000_000 + 86_400,
+            ..Vars::default()
+        };
+        let channel = ctx.channel.render_string(&vars);
+        vars.channel = channel.as_bytes();
+        let token = if path.uses(crate::template::Var::Token) {
+            if ctx.tokens.is_empty() {
+                gateway::auth::jwt::sign_hs256(
+                    &ctx.claims.render_string(&vars),
+                    ctx.secret.as_bytes(),
+                )
+            } else {
+                ctx.tokens[global % ctx.tokens.len()].clone()
+            }
+        } else {
+            String::new()
+        };
+        vars.token = token.as_bytes();
+        format!(
+            "GET {} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n",
+            path.render_string(&vars)
+        )
+    };
+    loop {
+        let end = session(&sh, idx, *addr, src, &head).await;
+        let wait = {
+            let mut s = sh.borrow_mut();
+            match end {
+                End::Failed => {
+                    s.progress.failed += 1;
+                    if !s.slots[idx].attempted {
+                        s.slots[idx].attempted = true;
+                        s.attempted += 1;
+                    }
+                    ctx.reconnect
+                }
+                End::Closed => {
+                    s.progress.open -= 1;
+                    if s.slots[idx].gen < s.storm_gen {
+                        Duration::ZERO
+                    } else {
+                        s.progress.closed += 1;
+                        ctx.reconnect
+                    }
+                }
+            }
+        };
+        if !wait.is_zero() {
+            monoio::time::sleep(wait).await;
+        }
+    }
+}
+
+async fn session(
+    sh: &Rc<RefCell<Shared>>,
+    idx: usize,
+    addr: SocketAddr,
+    src: Option<Ipv4Addr>,
+    head: &str,
+) -> End {
+    let Ok(mut stream) = connect(src, addr).await else {
+        return End::Failed;
+    };
+    let mut req = Vec::with_capacity(head.len() + 64);
+    req.extend_from_slice(head.as_bytes());
+    {
+        let s = sh.borrow();
+        let id = &s.slots[idx].last_id;
+        if !id.is_empty() {
+            req.extend_from_slice(b"Last-Event-ID: ");
+            req.extend_from_slice(id);
+            req.extend_from_slice(b"\r\n");
+        }
+    }
+    req.extend_from_slice(b"\r\n");
+    if stream.write_all(req).await.0.is_err() {
+        return End::Failed;
+    }
+    // The head.
+    let mut buf: Vec<u8> = Vec::with_capacity(READ_BUF);
+    let head = loop {
+        let len = buf.len();
+        if buf.capacity() - len < 1024 {
+            buf.reserve(READ_BUF);
+        }
+        let cap = buf.capacity();
+        let (r, b) = stream
+            .read(monoio::buf::IoBufMut::slice_mut(buf, len..cap))
+            .await;
+        buf = b.into_inner();
+        if !matches!(r, Ok(n) if n > 0) {
+            return End::Failed;
+        }
+        match http::parse_head(&buf) {
+            Ok(Some(h)) => break h,
+            Ok(None) => continue,
+            Err(_) => {
+                sh.borrow_mut().errors += 1;
+                return End::Failed;
+            }
+        }
+    };
+    if head.status != 200 {
+        return End::Failed;
+    }
+    {
+        let mut s = sh.borrow_mut();
+        s.progress.ok += 1;
+        s.progress.open += 1;
+        let gen = s.storm_gen;
+        let slot = &mut s.slots[idx];
+        slot.opened = true;
+        slot.fd = stream.as_raw_fd();
+        let first = !slot.attempted;
+        slot.attempted = true;
+        if slot.gen < gen {
+            slot.gen = gen;
+            s.storm_pending = s.storm_pending.saturating_sub(1);
+            if s.storm_pending == 0 {
+                s.storm_ms = s.storm_at.map(|t| t.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+        if first {
+            s.attempted += 1;
+        }
+    }
+    let mut parser = sse::Parser::default();
+    let mut dechunk = (head.framing == Framing::Chunked).then(Dechunker::default);
+    let body_start = head.len;
+    let mut bad = !feed(sh, idx, &mut parser, &mut dechunk, &buf[body_start..]);
+    while !bad {
+        buf.clear();
+        let (r, b) = stream.read(buf).await;
+        buf = b;
+        match r {
+            Ok(n) if n > 0 => bad = !feed(sh, idx, &mut parser, &mut dechunk, &buf[..n]),
+            _ => break,
+        }
+    }
+    if bad {
+        sh.borrow_mut().errors += 1;
+    }
+    sh.borrow_mut().slots[idx].fd = -1;
+    End::Closed
+}
+
+/// Feeds one read to the stream's parser; false when the framing is broken.
+fn feed(
+    sh: &Rc<RefCell<Shared>>,
+    idx: usize,
+    parser: &mut sse::Parser,
+    dechunk: &mut Option<Dechunker>,
+    bytes: &[u8],
+) -> bool {
+    let mut s = sh.borrow_mut();
+    let s = &mut *s;
+    let mut on_event = |e: &sse::Event<'_>| on_event(s, idx, e);
+    match dechunk {
+        None => {
+            parser.feed(bytes, &mut on_event);
+            true
+        }
+        Some(d) => match d.feed(bytes, |b| parser.feed(b, &mut on_event)) {
+            Ok((_, ended)) => !ended,
+            Err(_) => false,
+        },
+    }
+}
+
+fn on_event(s: &mut Shared, idx: usize, e: &sse::Event<'_>) {
+    if !e.id.is_empty() {
+        let id = &mut s.slots[idx].last_id;
+        id.clear();
+        id.extend_from_slice(e.id);
+    }
+    let (Some(seq), Some(t)) = (sse::json_u64(e.data, b"seq"), sse::json_u64(e.data, b"t")) else {
+        return;
+    };
+    let lat = now_us().saturating_sub(t).max(1);
+    match s.slots[idx].seqs.insert(seq) {
+        Seen::New => {
+            s.hist.saturating_record(lat);
+            s.progress.received += 1;
+            if s.track_rounds {
+                let r = seq as usize;
+                if r < 1 << 20 {
+                    if r >= s.round_max.len() {
+                        s.round_max.resize(r + 1, 0);
+                    }
+                    s.round_max[r] = s.round_max[r].max(lat);
+                }
+            }
+        }
+        Seen::Duplicate => s.progress.duplicated += 1,
+        Seen::OutOfRange => s.errors += 1,
+    }
+}
+
+/// Opens a TCP connection from `src` (any port: `IP_BIND_ADDRESS_NO_PORT` lets the kernel
+/// pick the port at connect time per destination, so each source address has its own ~28k
+/// ports towards each server).
+async fn connect(src: Option<Ipv4Addr>, dst: SocketAddr) -> std::io::Result<TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM.nonblocking(), None)?;
+    s.set_nodelay(true)?;
+    if let Some(ip) = src {
+        let one: libc::c_int = 1;
+        // SAFETY: setsockopt on a socket we own with a pointer to a live c_int.
+        unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_BIND_ADDRESS_NO_PORT,
+                &one as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+        s.bind(&SocketAddr::new(ip.into(), 0).into())?;
+    }
+    match s.connect(&dst.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    let stream = TcpStream::from_std(s.into())?;
+    stream.writable(false).await?;
+    let mut err: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt into a live c_int of the given length.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            &mut err as *mut libc::c_int as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if err != 0 {
+        return Err(std::io::Error::from_raw_os_error(err));
+    }
+    Ok(stream)
+}

@@ -1,0 +1,326 @@
+//! loadgen against real servers: a gateway process (embedded broker, HTTP publish) and a
+//! redis-server (the Redis publisher). A few hundred streams for a few seconds; the
+//! assertions are on counts (opened, sent, received, lost, duplicated), never on timings.
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use loadgen::opts::Opts;
+use loadgen::publish::{self, Job, Live, Timing};
+
+const SECRET: &str = "loadgen-e2e-secret";
+
+/// A child process killed by PID when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+fn wait_connectable(addr: SocketAddr) {
+    let end = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < end, "{addr} never accepted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The gateway binary next to this package's loadgen binary (built by `cargo test
+/// --workspace`; built here when only this package is tested).
+fn gateway_bin() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_BIN_EXE_loadgen"))
+        .parent()
+        .expect("target dir")
+        .to_path_buf();
+    let bin = dir.join("gateway");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-p", "gateway"]);
+        if dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        assert!(cmd.status().expect("cargo build").success());
+    }
+    bin
+}
+
+fn start_gateway() -> (Proc, SocketAddr) {
+    start_gateway_with(&[])
+}
+
+fn start_gateway_with(env: &[(&str, &str)]) -> (Proc, SocketAddr) {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let child = Command::new(gateway_bin())
+        .env_clear()
+        .env("SSE_LISTEN", addr.to_string())
+        .env("SSE_CORES", "2")
+        .env("SSE_AUTH_SECRET", SECRET)
+        .env("SSE_KEEPALIVE_PERIOD", "1s")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn gateway");
+    let p = Proc(child);
+    wait_connectable(addr);
+    (p, addr)
+}
+
+/// Runs loadgen with `args` against `addr`; returns its exit code and JSON report.
+fn loadgen(addr: SocketAddr, args: &str) -> (i32, serde_json::Value) {
+    let json = std::env::temp_dir().join(format!(
+        "loadgen-e2e-{}-{}.json",
+        std::process::id(),
+        free_port()
+    ));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_loadgen"));
+    cmd.args(args.split_whitespace())
+        .args(["--target", &addr.to_string(), "--secret", SECRET, "--quiet"])
+        .args(["--json", json.to_str().unwrap(), "--timeout", "30"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    let mut child = Proc(cmd.spawn().expect("spawn loadgen"));
+    let end = Instant::now() + Duration::from_secs(90);
+    let code = loop {
+        if let Some(st) = child.0.try_wait().expect("wait") {
+            break st.code().unwrap_or(-1);
+        }
+        assert!(Instant::now() < end, "loadgen {args} did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = std::fs::read_to_string(&json).expect("JSON report");
+    let _ = std::fs::remove_file(&json);
+    (code, serde_json::from_str(&text).expect("report parses"))
+}
+
+fn n(v: &serde_json::Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} missing in {v}"))
+}
+
+#[test]
+fn steady_unicast_over_several_workers_loses_nothing() {
+    let (_gw, addr) = start_gateway();
+    // 300 streams over 3 worker processes and 2 source addresses, 300 events/s for 2 s.
+    let (code, r) = loadgen(
+        addr,
+        "steady --streams 300 --per-worker 100 --sources 2 --rate 300 --duration 2",
+    );
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(
+        (
+            n(&r, "workers"),
+            n(&r, "connects_ok"),
+            n(&r, "connects_failed")
+        ),
+        (3, 300, 0)
+    );
+    let p = &r["phases"][0];
+    assert_eq!(n(p, "sent"), 600, "{p:#}");
+    // One stream per player: every event is one delivery.
+    assert_eq!((n(p, "expected"), n(p, "received")), (600, 600), "{p:#}");
+    assert_eq!(
+        (n(p, "lost"), n(p, "duplicated"), n(p, "unexpected")),
+        (0, 0, 0)
+    );
+    assert_eq!(n(&p["latency"], "count"), 600);
+}
+
+#[test]
+fn tokens_from_a_file_and_a_url_template() {
+    let (_gw, addr) = start_gateway();
+    // 10 players, 5 streams each; tokens read from a file (line i for stream i), the URL
+    // carrying the stream index too (ignored by the gateway).
+    let exp = loadgen::now_us() / 1_000_000 + 3600;
+    let tokens: Vec<String> = (0..50)
+        .map(|i| {
+            gateway::auth::jwt::sign_hs256(
+                &format!(r#"{{"brand_id":7,"player_id":{},"exp":{exp}}}"#, i % 10),
+                SECRET.as_bytes(),
+            )
+        })
+        .collect();
+    let file = std::env::temp_dir().join(format!("loadgen-e2e-tokens-{}", std::process::id()));
+    std::fs::write(&file, tokens.join("\n")).unwrap();
+    let url = format!("http://{addr}/sse?token={{token}}&stream={{i}}");
+    let (code, r) = loadgen(
+        addr,
+        &format!(
+            "steady --streams 50 --players 10 --brand 7 --rate 100 --duration 1 --url {url} --token-file {}",
+            file.display()
+        ),
+    );
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(code, 0, "{r:#}");
+    let p = &r["phases"][0];
+    assert_eq!(
+        (n(p, "sent"), n(p, "expected"), n(p, "received")),
+        (100, 500, 500),
+        "{p:#}"
+    );
+    assert_eq!((n(p, "lost"), n(p, "duplicated")), (0, 0));
+}
+
+#[test]
+fn broadcast_reaches_every_stream_every_round() {
+    let (_gw, addr) = start_gateway();
+    let (code, r) = loadgen(addr, "broadcast --streams 200 --rounds 3 --interval 300");
+    assert_eq!(code, 0, "{r:#}");
+    let p = &r["phases"][0];
+    assert_eq!(
+        (n(p, "sent"), n(p, "received"), n(p, "lost")),
+        (3, 600, 0),
+        "{p:#}"
+    );
+    assert_eq!(p["round_last_ms"].as_array().map(Vec::len), Some(3));
+}
+
+#[test]
+fn storm_reconnects_every_stream_with_last_event_id_and_loses_nothing() {
+    let (_gw, addr) = start_gateway();
+    // 100 players with 2 streams each: every event is 2 deliveries.
+    let (code, r) = loadgen(
+        addr,
+        "storm --streams 200 --players 100 --per-worker 100 --rate 200 --duration 3 --storm-at 1",
+    );
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(
+        n(&r, "connects_ok"),
+        400,
+        "every stream opened twice: {r:#}"
+    );
+    assert!(r["storm_reconnect_s"].as_f64().is_some(), "{r:#}");
+    let p = &r["phases"][0];
+    assert_eq!(
+        (n(p, "sent"), n(p, "expected"), n(p, "received")),
+        (600, 1200, 1200),
+        "{p:#}"
+    );
+    assert_eq!((n(p, "lost"), n(p, "duplicated")), (0, 0), "{p:#}");
+}
+
+/// A redis-server on a free loopback port.
+fn start_redis() -> (Proc, SocketAddr) {
+    let port = free_port();
+    let redis = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server (scripts/install-deps installs it)");
+    let p = Proc(redis);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_connectable(addr);
+    (p, addr)
+}
+
+/// Waits (at most 20 s) until `node` answers `/readyz` with 200.
+fn wait_ready(node: SocketAddr) {
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut s = TcpStream::connect(node).unwrap();
+        s.write_all(b"GET /readyz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut r = String::new();
+        let _ = s.read_to_string(&mut r);
+        if r.starts_with("HTTP/1.1 200") {
+            return;
+        }
+        assert!(Instant::now() < end, "node {node} never ready: {r}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn steady_over_redis_across_two_nodes_loses_nothing() {
+    // What bench/run-50k does, small: two gateway nodes on one Redis, streams spread over
+    // both, events published with Redis PUBLISH.
+    let (_redis, raddr) = start_redis();
+    let url = format!("redis://{raddr}");
+    let env = [("EVENTS_REDIS_STORAGE", url.as_str()), ("SSE_CORES", "1")];
+    let (_a, a) = start_gateway_with(&env);
+    let (_b, b) = start_gateway_with(&env);
+    wait_ready(a);
+    wait_ready(b);
+    let (code, r) = loadgen(
+        a,
+        &format!(
+            "steady --streams 200 --rate 200 --duration 2 --publish {url} \
+             --url http://{a}/sse?token={{token}} --url http://{b}/sse?token={{token}}"
+        ),
+    );
+    assert_eq!(code, 0, "{r:#}");
+    let p = &r["phases"][0];
+    assert_eq!(
+        (n(p, "sent"), n(p, "expected"), n(p, "received")),
+        (400, 400, 400),
+        "{p:#}"
+    );
+    assert_eq!((n(p, "lost"), n(p, "duplicated")), (0, 0));
+    // One pattern subscription per node core.
+    assert_eq!(n(p, "redis_receivers_min"), 2, "{p:#}");
+}
+
+#[test]
+fn redis_publisher_pipelines_publish_and_counts_receivers() {
+    let (_redis, addr) = start_redis();
+    // A pattern subscriber, as each gateway core holds one.
+    let mut sub = TcpStream::connect(addr).unwrap();
+    sub.write_all(b"*2\r\n$10\r\nPSUBSCRIBE\r\n$5\r\nSSE:*\r\n")
+        .unwrap();
+    sub.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    while !String::from_utf8_lossy(&got).contains("psubscribe") {
+        let k = sub.read(&mut buf).unwrap();
+        got.extend_from_slice(&buf[..k]);
+    }
+    let args: Vec<String> = ["steady", "--url", "http://127.0.0.1:1/x", "--players", "3"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(["--publish".into(), format!("redis://{addr}")])
+        .collect();
+    let o = Opts::parse(&args).unwrap();
+    let live = Arc::new(Live::default());
+    let job = Job {
+        first: 0,
+        count: 30,
+        timing: Timing::Paced { rate: 1000.0 },
+        start_us: loadgen::now_us(),
+    };
+    let out = publish::spawn(&o, job, live.clone())
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!((out.sent, out.errors, out.receivers_min), (30, 0, Some(1)));
+    assert_eq!(live.sent.load(Ordering::Relaxed), 30);
+    // The subscriber saw every event, on its player's channel with its sequence number.
+    let end = Instant::now() + Duration::from_secs(10);
+    let count = |g: &[u8]| String::from_utf8_lossy(g).matches("\"seq\":").count();
+    while count(&got) < 30 && Instant::now() < end {
+        let k = sub.read(&mut buf).unwrap();
+        got.extend_from_slice(&buf[..k]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert_eq!(count(&got), 30, "{text}");
+    assert!(text.contains("SSE::1::2\r\n"), "{text}");
+    assert!(text.contains(r#""player_id":2,"event_type":"loadgen","event_data":{"seq":9,"t":"#));
+}
