@@ -1,0 +1,191 @@
+//! Resume on every broadcast-style family (game, jackpot broadcast, jackpot private, topic):
+//! missed events exactly once and in order, then live; a named `reset` when history no longer
+//! reaches back; and an id from before a restart gets a reset, never wrong events.
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const SEC: Duration = Duration::from_secs(1);
+const KEY: &str = "k1";
+const USER: &str = "ws1_user_p7";
+
+/// One family under test: how to open its stream, publish on it, and what its events are named.
+struct Family {
+    name: &'static str,
+    path: String,
+    channel: &'static str,
+    event: &'static str,
+    payload: fn(u64) -> String,
+    /// The `data:` the stream carries for payload `n`.
+    data: fn(u64) -> String,
+}
+
+fn families() -> Vec<Family> {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let token = gateway::auth::jwt::sign_hs256(
+        &format!("{{\"channels\":[\"{USER}\"],\"exp\":{exp}}}"),
+        SECRET.as_bytes(),
+    );
+    fn plain(n: u64) -> String {
+        format!("{{\"n\":{n}}}")
+    }
+    vec![
+        Family {
+            name: "game",
+            path: format!("/sse/crash?api_key={KEY}"),
+            channel: "stream:crash",
+            event: "message",
+            payload: plain,
+            data: plain,
+        },
+        Family {
+            name: "jackpot",
+            path: "/subscribe?channel=ws1_broadcast_g1".into(),
+            channel: "ws1_broadcast_g1",
+            event: "",
+            payload: plain,
+            data: plain,
+        },
+        Family {
+            name: "jackpot_user",
+            path: format!("/subscribe?channel={USER}&token={token}"),
+            channel: USER,
+            event: "",
+            payload: plain,
+            data: plain,
+        },
+        Family {
+            name: "topic",
+            path: "/api/v1/events?topics=risk".into(),
+            channel: "events:risk",
+            event: "risk.alert",
+            payload: |n| format!("{{\"type\":\"risk.alert\",\"data\":{{\"n\":{n}}}}}"),
+            data: plain,
+        },
+    ]
+}
+
+fn start() -> Gateway {
+    Gateway::start(&[("SSE_API_KEYS", KEY), ("SSE_HISTORY", "2")])
+}
+
+fn open(gw: &Gateway, f: &Family, last: Option<&str>) -> Sse {
+    let h = last.map_or(String::new(), |id| format!("Last-Event-ID: {id}\r\n"));
+    let s = Sse::open(gw.addr, &f.path, &h);
+    assert_eq!(s.status(), 200, "{}: {}", f.name, s.head);
+    s
+}
+
+fn publish(gw: &Gateway, f: &Family, n: u64) {
+    let r = gw.publish(f.channel, &(f.payload)(n));
+    assert_eq!(r.status, 202, "{}: {}", f.name, r.text());
+}
+
+fn expect(s: &mut Sse, f: &Family, n: u64) -> String {
+    let ev = s
+        .next_event(5 * SEC)
+        .unwrap_or_else(|| panic!("{}: event {n}", f.name));
+    assert_eq!(
+        (ev.event.as_str(), ev.data.clone()),
+        (f.event, (f.data)(n)),
+        "{}",
+        f.name
+    );
+    assert!(!ev.id.is_empty(), "{}: events carry ids", f.name);
+    ev.id
+}
+
+fn expect_reset(s: &mut Sse, f: &Family) -> Event {
+    let ev = s
+        .next_event(5 * SEC)
+        .unwrap_or_else(|| panic!("{}: reset", f.name));
+    assert_eq!(
+        ev.event, "reset",
+        "{}: named, so message handlers never see it",
+        f.name
+    );
+    assert!(
+        ev.data.contains("\"type\":\"reset\""),
+        "{}: {}",
+        f.name,
+        ev.data
+    );
+    ev
+}
+
+fn streams(gw: &Gateway) -> i64 {
+    gw.stat("connections.total")
+}
+
+#[test]
+fn every_family_replays_what_was_missed_then_resets_when_history_is_gone() {
+    let gw = start();
+    for f in families() {
+        let mut s = open(&gw, &f, None);
+        assert!(eventually(5 * SEC, || streams(&gw) == 1), "{}", f.name);
+        publish(&gw, &f, 1);
+        let id1 = expect(&mut s, &f, 1);
+        drop(s);
+        assert!(eventually(5 * SEC, || streams(&gw) == 0), "{}", f.name);
+        publish(&gw, &f, 2);
+        publish(&gw, &f, 3);
+        // History (2) holds exactly what was missed: replayed once, in order, then live.
+        let mut s = open(&gw, &f, Some(&id1));
+        expect(&mut s, &f, 2);
+        let id3 = expect(&mut s, &f, 3);
+        assert!(eventually(5 * SEC, || streams(&gw) == 1), "{}", f.name);
+        publish(&gw, &f, 4);
+        let id4 = expect(&mut s, &f, 4);
+        assert_ne!(id3, id4);
+        drop(s);
+        assert!(eventually(5 * SEC, || streams(&gw) == 0), "{}", f.name);
+        for n in 5..=7 {
+            publish(&gw, &f, n);
+        }
+        // Event 5 fell out of history: a reset carrying the newest id, no partial history.
+        let mut s = open(&gw, &f, Some(&id4));
+        let reset = expect_reset(&mut s, &f);
+        assert!(eventually(5 * SEC, || streams(&gw) == 1), "{}", f.name);
+        publish(&gw, &f, 8);
+        let id8 = expect(&mut s, &f, 8);
+        drop(s);
+        // The reset's id is a valid resume point: from there, 8 is what was missed.
+        let mut s = open(&gw, &f, Some(&reset.id));
+        assert_eq!(expect(&mut s, &f, 8), id8, "{}", f.name);
+        drop(s);
+        assert!(eventually(5 * SEC, || streams(&gw) == 0), "{}", f.name);
+    }
+}
+
+#[test]
+fn an_id_from_before_a_restart_gets_a_reset_on_every_family() {
+    let mut old_ids = Vec::new();
+    {
+        let gw = start();
+        for f in families() {
+            let mut s = open(&gw, &f, None);
+            assert!(eventually(5 * SEC, || streams(&gw) == 1), "{}", f.name);
+            publish(&gw, &f, 1);
+            old_ids.push(expect(&mut s, &f, 1));
+            drop(s);
+            assert!(eventually(5 * SEC, || streams(&gw) == 0), "{}", f.name);
+        }
+    }
+    let gw = start();
+    for (f, id) in families().iter().zip(&old_ids) {
+        publish(&gw, f, 100);
+        let mut s = open(&gw, f, Some(id));
+        expect_reset(&mut s, f);
+        assert!(eventually(5 * SEC, || streams(&gw) == 1), "{}", f.name);
+        publish(&gw, f, 101);
+        expect(&mut s, f, 101);
+        drop(s);
+        assert!(eventually(5 * SEC, || streams(&gw) == 0), "{}", f.name);
+    }
+}
