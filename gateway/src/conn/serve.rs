@@ -109,13 +109,8 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
                     Api::Broadcast => api::broadcast(&shard, body).await,
                     _ => api::publish(&shard, body).await,
                 };
-                let cors = cors_headers(allow_origin.as_deref());
-                let out = render(&shard, reply, &cors, keep_alive, head_only);
-                let Some(out) = write_within(&mut stream, out, head_timeout).await else {
-                    return;
-                };
-                shard.pool.give(out);
-                if !keep_alive {
+                let done = (keep_alive, head_only, head_timeout);
+                if !answer(&shard, &mut stream, reply, allow_origin.as_deref(), done).await {
                     return;
                 }
                 buf.drain(..head_len + len);
@@ -131,13 +126,8 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
                     Api::Metrics => api::metrics(&shard).await,
                     _ => api::stats(&shard).await,
                 };
-                let cors = cors_headers(allow_origin.as_deref());
-                let out = render(&shard, reply, &cors, keep_alive, head_only);
-                let Some(out) = write_within(&mut stream, out, head_timeout).await else {
-                    return;
-                };
-                shard.pool.give(out);
-                if !keep_alive {
+                let done = (keep_alive, head_only, head_timeout);
+                if !answer(&shard, &mut stream, reply, allow_origin.as_deref(), done).await {
                     return;
                 }
                 buf.drain(..consumed.min(buf.len()));
@@ -494,6 +484,32 @@ fn id_core(id: &str, run: &str) -> Option<usize> {
     let rest = id.strip_prefix(run)?.strip_prefix('.')?;
     let (core, _) = rest.split_once('.')?;
     core.parse().ok()
+}
+
+/// Writes an API reply; `true` when the connection goes on to its next request.
+/// `(keep_alive, head_only, limit)`: whether to keep the connection, whether the request was
+/// `HEAD`, and how long the client may take to read the answer.
+async fn answer(
+    shard: &Shard,
+    stream: &mut TcpStream,
+    reply: api::Reply,
+    allow_origin: Option<&str>,
+    (keep_alive, head_only, limit): (bool, bool, Duration),
+) -> bool {
+    let out = render(
+        shard,
+        reply,
+        &cors_headers(allow_origin),
+        keep_alive,
+        head_only,
+    );
+    match write_within(stream, out, limit).await {
+        Some(out) => {
+            shard.pool.give(out);
+            keep_alive
+        }
+        None => false,
+    }
 }
 
 /// Writes a response unless the client stops reading for `limit`: a client that pipelines
