@@ -266,7 +266,6 @@ mod tests {
                 let gateway = gateway::internals::payload::check(
                     gateway::internals::PayloadRule::PlayerEnvelope,
                     payload,
-                    &mut Vec::new(),
                 );
                 assert_eq!(
                     gateway.is_ok(),

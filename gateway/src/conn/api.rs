@@ -222,8 +222,7 @@ pub async fn publish(shard: &Shard, body: &[u8]) -> Reply {
     } else {
         Bytes::copy_from_slice(raw.as_bytes())
     };
-    let mut scratch = Vec::new();
-    if let Err(e) = payload::check(routes.families[family].payload, &payload, &mut scratch) {
+    if let Err(e) = payload::check(routes.families[family].payload, &payload) {
         return Reply::error(
             Status::BadRequest,
             &format!("data refused: {}", e.message()),

@@ -134,8 +134,6 @@ pub struct Shard {
     pub pool: BufPool,
     /// Set when the drain starts.
     pub draining: Flag,
-    /// Parse buffer for payload validation (simd-json parses in place).
-    scratch: RefCell<Vec<u8>>,
     /// Encode buffer for events.
     encode_buf: RefCell<BytesMut>,
     /// Next keep-alive slot to hand out, spreading keep-alives over the period.
@@ -224,7 +222,6 @@ impl Shard {
             // The channel may have been created by a subscriber before its first message.
             self.hub.borrow_mut().keep(channel, family);
         }
-        let mut scratch = self.scratch.borrow_mut();
         let (event, data): (Option<Cow<str>>, &[u8]) = match &fam.event_name {
             EventName::FromPayload => match payload::typed_event(&msg.payload) {
                 Ok(ev) => (Some(ev.name), ev.data),
@@ -235,7 +232,7 @@ impl Shard {
                 }
             },
             name => {
-                if let Err(e) = payload::check(fam.payload, &msg.payload, &mut scratch) {
+                if let Err(e) = payload::check(fam.payload, &msg.payload) {
                     bump(&stats.events_invalid);
                     self.log_invalid(channel, e.message());
                     return;
@@ -369,7 +366,6 @@ pub async fn run(start: Start) {
         streams: RefCell::new(Slab::new()),
         pool: BufPool::default(),
         draining: Flag::default(),
-        scratch: RefCell::new(Vec::new()),
         encode_buf: RefCell::new(BytesMut::with_capacity(64 * 1024)),
         next_slot: Cell::new(0),
         invalid_logged: RefCell::new(HashMap::new()),

@@ -126,13 +126,8 @@ fn is_integer(raw: &RawValue) -> bool {
     !s.contains(['.', 'e', 'E']) && (s.parse::<i64>().is_ok() || s.parse::<u64>().is_ok())
 }
 
-/// Checks `payload` against `rule`. `_scratch` is no longer used (the check parses the
-/// payload where it is); it stays until the callers drop it.
-pub fn check(
-    rule: PayloadRule,
-    payload: &[u8],
-    _scratch: &mut Vec<u8>,
-) -> Result<(), PayloadError> {
+/// Checks `payload` against `rule`, parsing it where it is (no copy, no allocation).
+pub fn check(rule: PayloadRule, payload: &[u8]) -> Result<(), PayloadError> {
     match rule {
         PayloadRule::Any if payload.is_empty() => Err(PayloadError::Empty),
         PayloadRule::Any => Ok(()),
@@ -279,10 +274,9 @@ mod tests {
                 Ok(()),
             ),
         ];
-        let mut scratch = Vec::new();
         for (p, want) in cases {
             assert_eq!(
-                check(PayloadRule::PlayerEnvelope, p, &mut scratch),
+                check(PayloadRule::PlayerEnvelope, p),
                 *want,
                 "{}",
                 String::from_utf8_lossy(p)
@@ -339,11 +333,7 @@ mod tests {
             .stack_size(256 * 1024)
             .spawn(move || {
                 (
-                    check(
-                        PayloadRule::PlayerEnvelope,
-                        deep.as_bytes(),
-                        &mut Vec::new(),
-                    ),
+                    check(PayloadRule::PlayerEnvelope, deep.as_bytes()),
                     typed_event(typed.as_bytes()).map(|e| e.data.len()),
                 )
             })
