@@ -358,6 +358,8 @@ async fn read_messages(
                     delivered += 1;
                     // Let the stream writers run between bursts (see core::shard::DELIVER_BATCH).
                     if delivered % 32 == 0 {
+                        // Working through a backlog is proof of life too.
+                        heard.set(Instant::now());
                         crate::task::yield_now().await;
                     }
                 }
@@ -401,8 +403,14 @@ async fn watchdog(
         if quiet >= PING_EVERY {
             let w = monoio::time::timeout(PING_EVERY, wr.write_all(ping.clone())).await;
             if !matches!(w, Ok((Ok(_), _))) {
-                // The reader will see the failure (or the silence) and end the link.
-                continue;
+                // Redis does not take a 14-byte PING within a second (and part of one may be
+                // on the wire): the link is not healthy. End it like a silent one.
+                silent.set(true);
+                // SAFETY: as above: this task holds the write half, the fd is this link's.
+                unsafe {
+                    libc::shutdown(fd, libc::SHUT_RDWR);
+                }
+                return;
             }
         }
     }
@@ -474,7 +482,11 @@ impl Publisher {
         let reply = Rc::new(Reply::default());
         encode_command(&[b"PUBLISH", channel, payload], &mut link.out.borrow_mut());
         link.pending.borrow_mut().push_back(reply.clone());
-        flush(&link).await;
+        // The write goes out from a task of its own: no publish waits on another's write,
+        // and a stalled socket holds no HTTP answer beyond the timeout below.
+        if !link.wr.borrow().is_none() {
+            monoio::spawn(flush(link.clone()));
+        }
         let wait = poll_fn(|cx| {
             if let Some(r) = reply.result.borrow_mut().take() {
                 return Poll::Ready(r);
@@ -485,8 +497,10 @@ impl Publisher {
         match monoio::time::timeout(PUBLISH_TIMEOUT, wait).await {
             Ok(r) => r,
             Err(_) => {
-                // A link that does not answer is not trusted again.
+                // A link that does not answer is not trusted again, and the next publishes
+                // are refused at once for a moment instead of piling up connects.
                 link.fail("Redis did not answer the PUBLISH in time");
+                self.failed_at.set(Some(Instant::now()));
                 Err(format!("Redis did not answer within {PUBLISH_TIMEOUT:?}"))
             }
         }
@@ -554,8 +568,9 @@ impl PubLink {
     }
 }
 
-/// Writes what is queued unless another publish's write is in flight (it writes ours too).
-async fn flush(link: &Rc<PubLink>) {
+/// Writes what is queued until nothing is; holds the write half meanwhile, so a publish that
+/// finds it taken knows this task will write its command too.
+async fn flush(link: Rc<PubLink>) {
     loop {
         let Some(mut wr) = link.wr.borrow_mut().take() else {
             return;

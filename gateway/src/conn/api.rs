@@ -154,10 +154,10 @@ pub fn readyz(shard: &Shard) -> Reply {
             Status::ServiceUnavailable,
             format!(
                 "{{\"ready\":false,\"reason\":\"Redis subscription down on {} of {} cores\"}}",
-                node.config.cores
-                    - node
-                        .redis_subscribed
-                        .load(std::sync::atomic::Ordering::Acquire),
+                node.config.cores.saturating_sub(
+                    node.redis_subscribed
+                        .load(std::sync::atomic::Ordering::Acquire)
+                ),
                 node.config.cores
             ),
         )

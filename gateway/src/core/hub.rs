@@ -296,7 +296,9 @@ impl Hub {
         let bytes = Bytes::copy_from_slice(scratch);
         ch.newest_seq = seq;
         if ch.keep {
-            ch.latest = Some((seq, payload.clone()));
+            // A copy: a payload from Redis is a slice of a 64 KiB read buffer, which a kept
+            // reference would pin for as long as the channel lives.
+            ch.latest = Some((seq, Bytes::copy_from_slice(payload)));
             if ch.subs.is_empty() {
                 ch.idle_since = Some(Instant::now());
             }
