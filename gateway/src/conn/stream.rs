@@ -111,7 +111,7 @@ fn encode_prelude(shard: &Shard, spec: &StreamSpec, out: &mut BytesMut) {
     if family.greeting == Greeting::Connected {
         encode_connected(unix_now(), out);
     }
-    let hub = shard.hub.borrow();
+    let mut hub = shard.hub.borrow_mut();
     // Only a fresh stream is greeted with the latest message: after a replay it would be a
     // duplicate, and after a reset "no partial history follows" (CONTRACT).
     let mut resumed = false;

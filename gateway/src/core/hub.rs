@@ -331,9 +331,35 @@ impl Hub {
     /// What a client resuming `channels` of `family` from `last_event_id` missed, merged in
     /// id order. Call it in the same synchronous step as [`Hub::subscribe`], so nothing falls
     /// between replay and live.
-    pub fn resume(&self, channels: &Channels, family: usize, last_event_id: &str) -> Resume {
+    ///
+    /// A reset carries the id of the newest event of those channels, so the client's next
+    /// reconnect resumes from there; when that id would itself be reset (no event yet, or
+    /// it predates a Redis outage or a dropped message), a fresh id of this core is given
+    /// instead: it names no event, and resuming from it replays what came after it.
+    pub fn resume(&mut self, channels: &Channels, family: usize, last_event_id: &str) -> Resume {
+        match self.replay(channels, family, last_event_id) {
+            Resume::Reset { reason, .. } => {
+                let newest = self.newest_of(channels, family);
+                let lost = self.lost_upto.get(&family).copied().unwrap_or(0);
+                let cursor = if newest > self.gap_upto && newest > lost {
+                    newest
+                } else {
+                    self.next_seq += 1;
+                    self.next_seq
+                };
+                Resume::Reset {
+                    newest_id: Some(format!("{}{cursor}", self.id_prefix)),
+                    reason,
+                }
+            }
+            replay => replay,
+        }
+    }
+
+    /// The newest sequence number on `channels` of `family` here (0: none).
+    fn newest_of(&self, channels: &Channels, family: usize) -> u64 {
         let newest = |c: &Channel| c.newest_seq;
-        let newest_seq = match channels {
+        match channels {
             Channels::One(c) => self.channels.get(&**c).map_or(0, newest),
             Channels::Many(list) => list
                 .iter()
@@ -348,9 +374,12 @@ impl Hub {
                 .map(newest)
                 .max()
                 .unwrap_or(0),
-        };
+        }
+    }
+
+    fn replay(&self, channels: &Channels, family: usize, last_event_id: &str) -> Resume {
         let reset = |reason| Resume::Reset {
-            newest_id: (newest_seq > 0).then(|| format!("{}{newest_seq}", self.id_prefix)),
+            newest_id: None,
             reason,
         };
         let Some(seq) = last_event_id
@@ -500,7 +529,7 @@ mod tests {
             hub.publish("c", &Bytes::new(), Instant::now(), &mut scratch, enc);
         }
         // history holds 3, 4, 5
-        let replay = |id: &str| match hub.resume(&one("c"), 0, id) {
+        let mut replay = |id: &str| match hub.resume(&one("c"), 0, id) {
             Resume::Replay(b) => String::from_utf8(b.to_vec()).unwrap(),
             Resume::Reset { newest_id, .. } => format!("reset {newest_id:?}"),
         };
@@ -525,13 +554,14 @@ mod tests {
             Resume::Replay(Bytes::new())
         );
         hub.note_dropped(0);
-        assert!(matches!(
+        assert_eq!(
             hub.resume(&one("other"), 0, "r.1.4"),
             Resume::Reset {
-                newest_id: None,
-                ..
-            }
-        ));
+                newest_id: Some("r.1.6".into()),
+                reason: "history does not reach back to Last-Event-ID",
+            },
+            "no event on `other` yet: a fresh id to resume from"
+        );
     }
 
     #[test]
@@ -696,22 +726,30 @@ mod tests {
             "nothing dropped: no gap"
         );
         hub.note_dropped(0); // a message on unknown `b` was dropped after r.0.1
-        assert_eq!(text(hub.resume(&many, 0, "r.0.1")), "reset Some(\"r.0.1\")");
+                             // r.0.1 is no resume point any more (it predates the drop): the reset carries a
+                             // fresh id of this core instead, which names no event.
+        assert_eq!(text(hub.resume(&many, 0, "r.0.1")), "reset Some(\"r.0.2\")");
         assert_eq!(
             text(hub.resume(&Channels::All, 0, "r.0.1")),
-            "reset Some(\"r.0.1\")"
+            "reset Some(\"r.0.3\")"
         );
         assert_eq!(
             text(hub.resume(&one("a"), 0, "r.0.1")),
             "",
             "`a` existed all along"
         );
-        publish(&mut hub, "a"); // r.0.2, after the drop
+        // From the fresh id: nothing missed yet, then what comes after it.
         assert_eq!(text(hub.resume(&many, 0, "r.0.2")), "");
+        publish(&mut hub, "a"); // r.0.4, after the drop
+        assert_eq!(text(hub.resume(&many, 0, "r.0.2")), "id: r.0.4\n\n");
+        assert_eq!(text(hub.resume(&many, 0, "r.0.4")), "");
         // Sweeping a channel with history is a gap for ids before it.
         hub.unsubscribe(&k);
         hub.sweep(Instant::now() + IDLE_KEEP * 2);
-        assert_eq!(text(hub.resume(&one("a"), 0, "r.0.2")), "reset None");
+        assert_eq!(
+            text(hub.resume(&one("a"), 0, "r.0.4")),
+            "reset Some(\"r.0.5\")"
+        );
     }
 
     #[test]
