@@ -448,6 +448,16 @@ impl Hub {
         let lost_upto = &mut self.lost_upto;
         let next_seq = self.next_seq;
         self.channels.retain(|_, c| {
+            // A kept channel nobody has watched for IDLE_KEEP keeps only its latest message
+            // (the greeting), not its history: history is for clients that come back soon.
+            let idle = c.subs.is_empty()
+                && !wildcards.get(&c.family).is_some_and(|w| !w.is_empty())
+                && c.idle_since
+                    .is_some_and(|t| now.duration_since(t) >= IDLE_KEEP);
+            if c.keep && idle && !c.history.is_empty() {
+                c.evicted_upto = c.newest_seq;
+                c.history = VecDeque::new();
+            }
             let ttl = if c.keep { KEPT_IDLE } else { IDLE_KEEP };
             let keep = !c.subs.is_empty()
                 || wildcards.get(&c.family).is_some_and(|w| !w.is_empty())
@@ -600,12 +610,17 @@ mod tests {
         assert_eq!(hub.latest("g"), None);
         let p = Bytes::from_static(b"{\"round\":1}");
         hub.publish("g", &p, Instant::now(), &mut BytesMut::new(), enc);
-        assert_eq!(hub.latest("g"), Some(("r.0.1".to_string(), p)));
+        assert_eq!(hub.latest("g"), Some(("r.0.1".to_string(), p.clone())));
         let a = Rc::new(Subscriber::new(1, 0, 10));
         let k = hub.subscribe(one("g"), 1, a);
         hub.unsubscribe(&k);
         hub.sweep(Instant::now() + IDLE_KEEP * 2);
         assert_eq!(hub.channel_count(), 1);
+        assert_eq!(
+            hub.latest("g").map(|l| l.1),
+            Some(p.clone()),
+            "the greeting stays"
+        );
         hub.sweep(Instant::now() + KEPT_IDLE * 2);
         assert_eq!(hub.channel_count(), 0, "but not forever");
     }
@@ -764,5 +779,26 @@ mod tests {
             "reset Some(\"r.0.2\")"
         );
         assert_eq!(text(hub.resume(&one("a"), 0, "r.0.2")), "");
+    }
+
+    #[test]
+    fn an_unwatched_kept_channel_drops_its_history_but_not_its_latest() {
+        let mut hub = Hub::new("r", 0, 8);
+        hub.keep("g", 1);
+        for _ in 0..3 {
+            publish(&mut hub, "g"); // r.0.1 .. r.0.3
+        }
+        assert_eq!(
+            text(hub.resume(&one("g"), 1, "r.0.1")),
+            "id: r.0.2\n\nid: r.0.3\n\n"
+        );
+        hub.sweep(Instant::now() + IDLE_KEEP + Duration::from_secs(1));
+        assert_eq!(hub.channel_count(), 1);
+        assert!(hub.latest("g").is_some());
+        assert_eq!(
+            text(hub.resume(&one("g"), 1, "r.0.1")),
+            "reset Some(\"r.0.3\")"
+        );
+        assert_eq!(text(hub.resume(&one("g"), 1, "r.0.3")), "");
     }
 }
