@@ -451,7 +451,7 @@ impl Hub {
             // A kept channel nobody has watched for IDLE_KEEP keeps only its latest message
             // (the greeting), not its history: history is for clients that come back soon.
             let idle = c.subs.is_empty()
-                && !wildcards.get(&c.family).is_some_and(|w| !w.is_empty())
+                && wildcards.get(&c.family).is_none_or(|w| w.is_empty())
                 && c.idle_since
                     .is_some_and(|t| now.duration_since(t) >= IDLE_KEEP);
             if c.keep && idle && !c.history.is_empty() {
