@@ -83,10 +83,17 @@ pub fn start(shard: Rc<Shard>, stream: TcpStream, spec: StreamSpec) {
     shard.pool.give(b);
     // Prelude and subscribe happen in one synchronous step: nothing published in between can
     // be missed or delivered twice.
-    let membership = shard
-        .hub
-        .borrow_mut()
-        .subscribe(spec.channels, family, sub.clone());
+    let membership = {
+        let mut hub = shard.hub.borrow_mut();
+        if let (Greeting::Latest, Some(channel)) =
+            (shard.family(family).greeting, spec.channels.one())
+        {
+            // A channel that greets with its latest message remembers it from creation on,
+            // whether a stream or a message creates it.
+            hub.keep(channel, family);
+        }
+        hub.subscribe(spec.channels, family, sub.clone())
+    };
     let stream_key = shard
         .streams
         .borrow_mut()

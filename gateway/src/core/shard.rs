@@ -179,49 +179,48 @@ impl Shard {
         s
     }
 
-    /// Delivers one published message to this core's subscribers.
-    pub fn deliver(&self, msg: Message) {
+    /// Delivers one published message to this core's subscribers. `own(family)` tells the
+    /// copies to take: a channel matching several Redis patterns (`stream:type:x` matches
+    /// `stream:*` too) arrives once per pattern, and only its own family's copy counts. The
+    /// family is looked up once, here, for both.
+    pub fn deliver(&self, msg: Message, own: impl Fn(usize) -> bool) {
         let stats = self.stats();
-        bump(&stats.events_received);
         let Ok(channel) = std::str::from_utf8(&msg.channel) else {
+            bump(&stats.events_received);
             bump(&stats.events_unrouted);
             return;
         };
         let known = self.hub.borrow().family_of(channel);
-        let family = match known {
-            Some(f) => f,
-            None => match self.node.routes.family_of_channel(channel) {
+        let Some(family) = known.or_else(|| self.node.routes.family_of_channel(channel)) else {
+            // Unknown channels are counted so typos show up in stats.
+            bump(&stats.events_received);
+            bump(&stats.events_unrouted);
+            return;
+        };
+        if !own(family) {
+            return;
+        }
+        bump(&stats.events_received);
+        if known.is_none() {
+            match family {
                 // Owner-placed channels of another core: dropped after one hash.
-                Some(f) if !self.accepts(f, &msg.channel) => return,
+                f if !self.accepts(f, &msg.channel) => return,
                 // Families that greet with the latest message keep their channels on every
-                // core from the first message on.
-                Some(f) if self.family(f).greeting == Greeting::Latest => {
-                    self.hub.borrow_mut().keep(channel, f);
-                    f
+                // core from the first message on (streams keep the ones they create).
+                f if self.family(f).greeting == Greeting::Latest => {
+                    self.hub.borrow_mut().keep(channel, f)
                 }
                 // A stream here takes every channel of the family (`topics=all`).
-                Some(f) if self.hub.borrow().watches(f) => {
-                    self.hub.borrow_mut().create(channel, f);
-                    f
-                }
+                f if self.hub.borrow().watches(f) => self.hub.borrow_mut().create(channel, f),
                 // Nobody here subscribes: dropped after one lookup, and remembered, so a
                 // client resuming across this point is told it may have missed something.
-                Some(f) => {
+                f => {
                     self.hub.borrow_mut().note_dropped(f);
                     return;
                 }
-                // Unknown channels are counted so typos show up in stats.
-                None => {
-                    bump(&stats.events_unrouted);
-                    return;
-                }
-            },
-        };
-        let fam = self.family(family);
-        if known.is_some() && fam.greeting == Greeting::Latest {
-            // The channel may have been created by a subscriber before its first message.
-            self.hub.borrow_mut().keep(channel, family);
+            }
         }
+        let fam = self.family(family);
         let (event, data): (Option<Cow<str>>, &[u8]) = match &fam.event_name {
             EventName::FromPayload => match payload::typed_event(&msg.payload) {
                 Ok(ev) => (Some(ev.name), ev.data),
@@ -429,12 +428,12 @@ pub const DELIVER_BATCH: usize = 32;
 
 async fn inbox_loop(shard: Rc<Shard>, inbox: flume::Receiver<Message>) {
     while let Ok(msg) = inbox.recv_async().await {
-        shard.deliver(msg);
+        shard.deliver(msg, |_| true);
         // Drain what else is queued: one wake-up per burst, not per message, yielding to the
         // writers every DELIVER_BATCH messages.
         let mut n = 1;
         while let Ok(msg) = inbox.try_recv() {
-            shard.deliver(msg);
+            shard.deliver(msg, |_| true);
             n += 1;
             if n % DELIVER_BATCH == 0 {
                 crate::task::yield_now().await;
@@ -481,27 +480,14 @@ impl SubscriberSink for RedisSink {
         payload: bytes::Bytes,
         arrived: Instant,
     ) {
-        // A channel matching several patterns (`stream:type:x` matches `stream:*` too)
-        // arrives once per pattern: take only the copy of its own family's pattern.
-        let shard = &self.0;
-        let family = std::str::from_utf8(&channel).ok().and_then(|c| {
-            let known = shard.hub.borrow().family_of(c);
-            known.or_else(|| shard.node.routes.family_of_channel(c))
-        });
-        if let Some(f) = family {
-            if self.1[f].as_bytes() != pattern {
-                return;
-            }
-            // Another core's player: dropped after one hash, before any JSON work.
-            if !shard.accepts(f, &channel) {
-                return;
-            }
-        }
-        self.0.deliver(Message {
-            channel,
-            payload,
-            arrived,
-        });
+        self.0.deliver(
+            Message {
+                channel,
+                payload,
+                arrived,
+            },
+            |f| self.1[f].as_bytes() == pattern,
+        );
     }
 
     fn dropped(&self, why: &'static str) {
