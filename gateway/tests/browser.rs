@@ -551,15 +551,7 @@ fn seed_003_two_eventsources_get_broadcast_and_private_events_across_a_cut() {
     let user = format!("{ws}_user_{player}");
     let gw = Gateway::start(&[("SSE_CORS_ORIGINS", "*")]);
     let proxy = Proxy::start(gw.addr);
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 600;
-    let token = gateway::auth::jwt::sign_hs256(
-        &format!("{{\"channels\":[\"{user}\"],\"exp\":{exp}}}"),
-        SECRET.as_bytes(),
-    );
+    let token = channel_token(&[&user]);
     let gateway = format!("http://{}", proxy.addr);
     let mut b = Browser::start(
         "seed-003.html",

@@ -23,15 +23,7 @@ struct Family {
 }
 
 fn families() -> Vec<Family> {
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 600;
-    let token = gateway::auth::jwt::sign_hs256(
-        &format!("{{\"channels\":[\"{USER}\"],\"exp\":{exp}}}"),
-        SECRET.as_bytes(),
-    );
+    let token = channel_token(&[USER]);
     fn plain(n: u64) -> String {
         format!("{{\"n\":{n}}}")
     }

@@ -14,19 +14,6 @@ fn jackpot_value(v: &str) -> String {
     format!("{{\"reason\":\"jackpot_value\",\"jackpotInstance\":\"3XiLXZkU_5\",\"jackpot\":\"3XiLXZkU\",\"channel\":\"{BROADCAST}\",\"currency\":\"EUR\",\"value\":\"{v}\"}}")
 }
 
-fn channel_token(channels: &[&str]) -> String {
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 600;
-    let list: Vec<String> = channels.iter().map(|c| format!("\"{c}\"")).collect();
-    gateway::auth::jwt::sign_hs256(
-        &format!("{{\"channels\":[{}],\"exp\":{exp}}}", list.join(",")),
-        SECRET.as_bytes(),
-    )
-}
-
 fn status(gw: &Gateway, path: &str) -> (u16, String) {
     let r = request(
         gw.addr,

@@ -579,20 +579,8 @@ mod tests {
         let mut hub = Hub::new("r", 0, 0);
         let a = Rc::new(Subscriber::new(0, 0, 10));
         hub.subscribe(one("c"), 0, a);
-        hub.publish(
-            "c",
-            &Bytes::new(),
-            Instant::now(),
-            &mut BytesMut::new(),
-            enc,
-        );
-        hub.publish(
-            "c",
-            &Bytes::new(),
-            Instant::now(),
-            &mut BytesMut::new(),
-            enc,
-        );
+        publish(&mut hub, "c");
+        publish(&mut hub, "c");
         assert_eq!(
             hub.resume(&one("c"), 0, "r.0.2"),
             Resume::Replay(Bytes::new())
@@ -630,24 +618,12 @@ mod tests {
         let mut hub = Hub::new("r", 0, 0);
         let a = Rc::new(Subscriber::new(0, 0, 10));
         let k = hub.subscribe(one("c"), 0, a.clone());
-        hub.publish(
-            "c",
-            &Bytes::new(),
-            Instant::now(),
-            &mut BytesMut::new(),
-            enc,
-        );
+        publish(&mut hub, "c");
         hub.unsubscribe(&k);
         hub.sweep(Instant::now() + IDLE_KEEP * 2);
         assert_eq!(hub.channel_count(), 0);
         hub.subscribe(one("c"), 0, a.clone());
-        hub.publish(
-            "c",
-            &Bytes::new(),
-            Instant::now(),
-            &mut BytesMut::new(),
-            enc,
-        );
+        publish(&mut hub, "c");
         let mut out = BytesMut::new();
         a.take_into(&mut out, &mut Vec::new());
         assert_eq!(&out[..], b"id: r.0.1\n\nid: r.0.2\n\n");
@@ -665,13 +641,7 @@ mod tests {
             "kept idle, so a returning client can resume"
         );
         let k = hub.subscribe(one("c"), 0, a);
-        hub.publish(
-            "c",
-            &Bytes::new(),
-            Instant::now(),
-            &mut BytesMut::new(),
-            enc,
-        );
+        publish(&mut hub, "c");
         hub.unsubscribe(&k);
         assert_eq!(hub.channel_count(), 1, "history kept for resume");
         hub.sweep(Instant::now());

@@ -254,6 +254,21 @@ pub fn player_token(brand: i64, player: i64) -> String {
     )
 }
 
+/// A token (signed with [`SECRET`], valid 10 minutes) whose `channels` claim lists `channels`
+/// (seed 003's private channels).
+pub fn channel_token(channels: &[&str]) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let list: Vec<String> = channels.iter().map(|c| format!("\"{c}\"")).collect();
+    gateway::auth::jwt::sign_hs256(
+        &format!("{{\"channels\":[{}],\"exp\":{exp}}}", list.join(",")),
+        SECRET.as_bytes(),
+    )
+}
+
 /// A player event payload as seed 000 describes it.
 pub fn player_event(brand: i64, player: i64, n: u64) -> String {
     format!("{{\"brand_id\":{brand},\"player_id\":{player},\"event_type\":\"notification\",\"event_data\":{{\"n\":{n}}}}}")
