@@ -77,6 +77,17 @@ pub fn valid_name(value: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"_.@:-".contains(&b))
 }
 
+/// A query parameter of the request, percent-decoded; `400` when the query string is not
+/// valid percent-encoding.
+fn query<'q>(head: &RequestHead<'q>, name: &str) -> Result<Option<Cow<'q, str>>, Refusal> {
+    query_param(head.query, name).map_err(|_| {
+        refuse(
+            Status::BadRequest,
+            "query string is not valid percent-encoding",
+        )
+    })
+}
+
 /// The verified claims of the request's JWT (`Authorization: Bearer`, else `?token=`).
 fn token_claims(
     head: &RequestHead<'_>,
@@ -108,20 +119,12 @@ pub fn resolve(
     let mut family = &table.families[family_index];
     let mut given_channel: Option<String> = None;
     if let Some(name) = &family.channel_param {
-        let bad_query = |_| {
+        let value = query(head, name)?.ok_or_else(|| {
             refuse(
                 Status::BadRequest,
-                "query string is not valid percent-encoding",
+                format!("missing {name} query parameter"),
             )
-        };
-        let value = query_param(head.query, name)
-            .map_err(bad_query)?
-            .ok_or_else(|| {
-                refuse(
-                    Status::BadRequest,
-                    format!("missing {name} query parameter"),
-                )
-            })?;
+        })?;
         if !valid_name(&value) {
             return Err(refuse(
                 Status::BadRequest,
@@ -155,12 +158,7 @@ pub fn resolve(
         family = &table.families[i];
         given_channel = Some(value.into_owned());
     }
-    let query_token = query_param(head.query, "token").map_err(|_| {
-        refuse(
-            Status::BadRequest,
-            "query string is not valid percent-encoding",
-        )
-    })?;
+    let query_token = query(head, "token")?;
     let params = family.path.capture(head.path).unwrap_or_default();
     let param = |name: &str| -> Result<Option<String>, Refusal> {
         match params.iter().find(|(k, _)| *k == name) {
@@ -224,13 +222,7 @@ pub fn resolve(
                     "game streams are disabled: SSE_API_KEYS is not set",
                 ));
             }
-            let key = query_param(head.query, "api_key")
-                .map_err(|_| {
-                    refuse(
-                        Status::BadRequest,
-                        "query string is not valid percent-encoding",
-                    )
-                })?
+            let key = query(head, "api_key")?
                 .ok_or_else(|| refuse(Status::Unauthorized, "missing api_key"))?;
             // Compare against every key (no early exit), so timing says nothing about which.
             let ok = config.api_keys.iter().fold(false, |acc, k| {
@@ -256,12 +248,7 @@ pub fn resolve(
         (Some(c), _) => Channels::One(c.into_boxed_str()),
         (None, Some(list)) => {
             let hole = family.channel.holes().next().unwrap_or_default();
-            let listed = query_param(head.query, list).map_err(|_| {
-                refuse(
-                    Status::BadRequest,
-                    "query string is not valid percent-encoding",
-                )
-            })?;
+            let listed = query(head, list)?;
             let items: Vec<&str> = listed
                 .as_deref()
                 .unwrap_or_default()
@@ -307,14 +294,7 @@ pub fn resolve(
     #[allow(clippy::borrowed_box)]
     let last_event_id = match head.last_event_id {
         Some(v) => Some(String::from_utf8_lossy(v).trim().into()),
-        None => query_param(head.query, "lastEventId")
-            .map_err(|_| {
-                refuse(
-                    Status::BadRequest,
-                    "query string is not valid percent-encoding",
-                )
-            })?
-            .map(|v| v.trim().into()),
+        None => query(head, "lastEventId")?.map(|v| v.trim().into()),
     }
     .filter(|v: &Box<str>| !v.is_empty());
     Ok(StreamSpec {
