@@ -1,12 +1,13 @@
 //! In-process fan-out: one core's hub with N idle streams on one broadcast channel, and the
 //! per-event work the core does for them, without sockets and without the kernel.
 //!
-//! [`Fanout::publish`] is what `core::shard::Shard::deliver` does for a message on a
-//! channel this core knows: find the channel's family, check the payload, encode the event
-//! once (with its id) and queue the shared frame on every subscriber, waking its task.
-//! [`Fanout::drain`] is what each stream's task then does before its write: take the frame
-//! (and drop it once written). Left out: the stats counters, the task scheduling itself and
-//! the write syscall, which costs far more than all of this (see `docs/BENCHMARKS.md`).
+//! [`Fanout::publish`] calls the gateway's own delivery function (`core::deliver::deliver`,
+//! what each core runs for every message): find the channel's family, check the payload,
+//! encode the event once (with its id) and queue the shared frame on every subscriber, waking
+//! its task. [`Fanout::drain`] is what each stream's task then does before its write: take
+//! the frame (and drop it once written). Left out: the stats counters, the task scheduling
+//! itself and the write syscall, which costs far more than all of this (see
+//! `docs/BENCHMARKS.md`).
 use std::future::Future;
 use std::pin::pin;
 use std::rc::Rc;
@@ -14,8 +15,9 @@ use std::task::{Context, Waker};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use gateway::internals::encode::{encode_event, Event};
-use gateway::internals::{payload, Channels, EventName, Hub, RouteTable, SlowPolicy, Subscriber};
+use gateway::internals::{
+    deliver, Channels, Delivery, Hub, Message, Place, RouteTable, SlowPolicy, Subscriber,
+};
 
 use crate::fixtures;
 
@@ -27,12 +29,10 @@ pub struct Fanout {
     subs: Vec<Rc<Subscriber>>,
     /// The route table (family rules).
     routes: RouteTable,
-    /// The published message.
-    payload: Bytes,
+    /// The published message, stamped when it reached the node.
+    msg: Message,
     /// Encode buffer (one per core in the gateway, 64 KiB).
     encode_buf: BytesMut,
-    /// When the message reached the node (the broker stamps it, not the delivery).
-    arrived: Instant,
 }
 
 /// `SSE_EVENT_BUFFER`'s default.
@@ -63,9 +63,12 @@ impl Fanout {
             hub,
             subs,
             routes,
-            payload: Bytes::from_static(fixtures::JACKPOT_VALUE_003),
+            msg: Message {
+                channel: Bytes::from_static(channel.as_bytes()),
+                payload: Bytes::from_static(fixtures::JACKPOT_VALUE_003),
+                arrived: Instant::now(),
+            },
             encode_buf: BytesMut::with_capacity(64 * 1024),
-            arrived: Instant::now(),
         };
         f.arm();
         f
@@ -73,38 +76,19 @@ impl Fanout {
 
     /// One published event, delivered on this core; returns the number of frames queued.
     pub fn publish(&mut self) -> usize {
-        let channel = fixtures::JACKPOT_CHANNEL;
-        let Some(family) = self.hub.family_of(channel) else {
-            return 0;
-        };
-        let fam = &self.routes.families[family];
-        if payload::check(fam.payload, &self.payload).is_err() {
-            return 0;
-        }
-        let event = match &fam.event_name {
-            EventName::Fixed(n) => Some(n.as_str()),
-            // The jackpot family is unnamed; typed (topic) events are not benched here.
-            EventName::Unnamed | EventName::FromPayload => None,
-        };
-        let data = &self.payload;
-        let out = self.hub.publish(
-            channel,
-            data,
-            self.arrived,
+        let place = Place { core: 0, cores: 1 };
+        let out = deliver(
+            &mut self.hub,
+            &self.routes,
+            place,
+            &self.msg,
+            |_| true,
             &mut self.encode_buf,
-            |id, out| {
-                encode_event(
-                    &Event {
-                        id: Some(id),
-                        event,
-                        data,
-                        retry: None,
-                    },
-                    out,
-                )
-            },
         );
-        out.map_or(0, |o| o.queued + o.conflated)
+        match out {
+            Delivery::Delivered(o) => o.queued + o.conflated,
+            Delivery::Dropped(_) => 0,
+        }
     }
 
     /// Every stream takes its frame, as its task does before writing; returns the bytes taken.

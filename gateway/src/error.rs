@@ -21,7 +21,15 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// A worker thread could not be spawned.
+    /// A core cannot serve on the listener it was given (not a listening socket, or the
+    /// runtime refused to register it).
+    Listener {
+        /// Which core.
+        core: usize,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A worker thread could not be spawned (or died while starting).
     Thread(std::io::Error),
 }
 
@@ -37,7 +45,10 @@ impl fmt::Display for StartError {
                 f,
                 "core {core}: cannot build the I/O runtime: {source} (try SSE_IO_DRIVER=epoll)"
             ),
-            StartError::Thread(e) => write!(f, "cannot spawn a worker thread: {e}"),
+            StartError::Listener { core, source } => {
+                write!(f, "core {core}: cannot serve on its listener: {source}")
+            }
+            StartError::Thread(e) => write!(f, "cannot start a worker thread: {e}"),
         }
     }
 }
@@ -46,7 +57,9 @@ impl std::error::Error for StartError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             StartError::Config(e) => Some(e),
-            StartError::Bind { source, .. } | StartError::Runtime { source, .. } => Some(source),
+            StartError::Bind { source, .. }
+            | StartError::Runtime { source, .. }
+            | StartError::Listener { source, .. } => Some(source),
             StartError::Thread(e) => Some(e),
         }
     }

@@ -35,15 +35,19 @@ pub mod core;
 pub mod error;
 pub mod http;
 pub mod route;
+pub mod server;
 pub mod sse;
 pub mod stats;
 pub mod task;
+pub mod util;
 
 /// Internals exposed for the `bench` crate only; not a stable API.
 #[doc(hidden)]
 pub mod internals {
-    pub use crate::auth::jwt;
+    pub use crate::auth::{jwt, Keys};
+    pub use crate::broker::message::Message;
     pub use crate::config::{Config, Secret};
+    pub use crate::core::deliver::{deliver, Delivery, Dropped, Place};
     pub use crate::core::hub::Hub;
     pub use crate::core::subscriber::Subscriber;
     pub use crate::http::request::{parse_head, Parsed, RequestHead};

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use gateway::config::{Config, ConfigError};
-use gateway::core::node;
+use gateway::server::start;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -29,7 +29,7 @@ fn main() -> ExitCode {
         )
         .init();
     let drain_period = config.drain_period;
-    let running = match node::start(config) {
+    let running = match start::start(config) {
         Ok(r) => r,
         Err(e) => {
             tracing::error!("{e}");
@@ -44,7 +44,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let node = running.node.clone();
+    let node = running.node().clone();
     let signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
@@ -53,17 +53,16 @@ fn main() -> ExitCode {
         Ok(mut signals) => {
             std::thread::spawn(move || {
                 for sig in signals.forever() {
-                    if node.draining.load(std::sync::atomic::Ordering::Acquire) {
-                        // A second signal: stop now.
-                        std::process::exit(0);
-                    }
                     // SIGTERM drains over the period; SIGINT (Ctrl-C) closes at once.
                     let period = if sig == signal_hook::consts::SIGTERM {
                         drain_period
                     } else {
                         Duration::ZERO
                     };
-                    node.drain(period);
+                    if !node.drain(period) {
+                        // A second signal: stop now.
+                        std::process::exit(0);
+                    }
                 }
             });
         }

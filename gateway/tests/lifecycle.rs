@@ -170,3 +170,111 @@ fn an_unreachable_redis_starts_not_ready_with_the_password_redacted() {
     );
     assert!(!log.contains("hunter2"), "password redacted: {log}");
 }
+
+/// How one start of the binary under an open-file limit ended.
+#[derive(Debug)]
+enum Outcome {
+    /// It logged "gateway started" (and was killed).
+    Started,
+    /// It exited with this code and stderr.
+    Exited(Option<i32>, String),
+}
+
+/// Runs the gateway with `SSE_CORES=4` under an open-file limit of `nofile`, bounded to 20 s.
+fn start_with_nofile_limit(nofile: u64) -> Outcome {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
+    cmd.env_clear()
+        .env("SSE_LISTEN", "127.0.0.1:0")
+        .env("SSE_CORES", "4")
+        .env("SSE_IO_DRIVER", "io_uring")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: setrlimit(2) is async-signal-safe; the closure touches nothing else.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: nofile,
+                rlim_max: nofile,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("spawn gateway");
+    let stderr = child.stderr.take().expect("stderr piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + 20 * SEC;
+    let mut log = String::new();
+    loop {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(line) => {
+                if line.contains("gateway started") {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Outcome::Started;
+                }
+                log.push_str(&line);
+                log.push('\n');
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if std::time::Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("neither started nor exited within 20 s: {log}");
+                }
+            }
+            // stderr closed: the process is exiting.
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                let status = child.wait().expect("wait");
+                return Outcome::Exited(status.code(), log);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_core_that_cannot_start_stops_the_process_before_started() {
+    // Under a tight open-file limit the four listeners still bind, but a core's io_uring
+    // ring (a descriptor of its own) cannot be created: start-up must fail with that core's
+    // error, exit non-zero, and never say "gateway started". The exact limit depends on what
+    // the process opens first, so walk up until the gateway starts.
+    let mut core_failures = 0;
+    for nofile in 4..64 {
+        match start_with_nofile_limit(nofile) {
+            Outcome::Started => {
+                assert!(
+                    core_failures > 0,
+                    "started at a limit of {nofile} without a core failing below it"
+                );
+                return;
+            }
+            Outcome::Exited(code, log) => {
+                assert!(!log.contains("gateway started"), "limit {nofile}: {log}");
+                assert_ne!(code, Some(0), "limit {nofile}: {log}");
+                if log.contains("core ") && log.contains("cannot build the I/O runtime") {
+                    assert_eq!(code, Some(1), "limit {nofile}: {log}");
+                    assert_eq!(
+                        log.matches("error: ").count(),
+                        1,
+                        "limit {nofile}: the error printed once: {log}"
+                    );
+                    core_failures += 1;
+                }
+            }
+        }
+    }
+    panic!("the gateway never started, even with 63 open files");
+}

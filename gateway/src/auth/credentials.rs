@@ -1,4 +1,16 @@
-//! Where credentials are found in a request, and constant-time comparison of shared secrets.
+//! Where credentials are found in a request, what they are checked against, and
+//! constant-time comparison of shared secrets.
+use crate::config::Secret;
+
+/// The secrets stream requests are checked against (borrowed from the settings).
+#[derive(Debug, Clone, Copy)]
+pub struct Keys<'a> {
+    /// HS256 key of player and private-channel tokens (`SSE_AUTH_SECRET`); `None` turns
+    /// those families off (401).
+    pub secret: Option<&'a Secret>,
+    /// API keys of game streams (`SSE_API_KEYS`); empty turns them off (401).
+    pub api_keys: &'a [Secret],
+}
 
 /// The bearer token of an `Authorization: Bearer <token>` header (scheme case-insensitive).
 pub fn bearer(authorization: Option<&[u8]>) -> Option<&[u8]> {

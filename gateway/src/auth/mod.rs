@@ -1,3 +1,5 @@
 //! Authentication: HS256 JWTs for player and private streams, shared secrets for publishers.
 pub mod credentials;
 pub mod jwt;
+
+pub use credentials::Keys;

@@ -3,16 +3,8 @@
 use std::sync::Arc;
 
 use crate::broker::message::Message;
+use crate::broker::publish::PublishError;
 use crate::route::table::{owner_core, Placement, RouteTable};
-
-/// Why a publish could not be handed to the cores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PublishError {
-    /// The node is shutting down and its cores no longer take messages.
-    Closed,
-    /// A core's inbox is full: publishers are faster than it delivers.
-    Full,
-}
 
 /// Messages that may wait in one core's inbox. Past it, publishes are refused (`503`) rather
 /// than queued without bound: memory and latency stay bounded when publishers outrun a core.
@@ -38,7 +30,7 @@ impl EmbeddedBroker {
     /// A publish never blocks a core: a full inbox refuses it ([`PublishError::Full`]); each
     /// core drains its inbox in batches per wake-up; back-pressure on slow clients is applied
     /// per connection.
-    pub fn publish(&self, msg: Message) -> Result<usize, PublishError> {
+    pub fn publish(&self, msg: Message) -> Result<u64, PublishError> {
         let channel = std::str::from_utf8(&msg.channel).unwrap_or("");
         let owner_only = self
             .routes

@@ -29,7 +29,10 @@ use monoio::net::TcpStream;
 use redis_protocol::resp2::decode::decode_bytes_mut;
 use redis_protocol::resp2::types::BytesFrame;
 
+use crate::broker::message::{MAX_CHANNEL, MAX_PAYLOAD};
+use crate::broker::publish::PublishError;
 use crate::config::RedisTarget;
+use crate::util::jitter::{Backoff, Jitter};
 
 /// How long a connect (and its `AUTH`/`SELECT`/`PSUBSCRIBE` handshake) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -46,10 +49,6 @@ pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest RESP frame the subscriber buffers: a frame that does not fit is a payload no client
 /// should get; the link is dropped (and counted) rather than buffering without bound.
 pub const MAX_FRAME: usize = 8 * 1024 * 1024;
-/// Longest channel name taken from Redis (longer: dropped and counted).
-pub const MAX_CHANNEL: usize = 1024;
-/// Largest payload delivered from Redis, as for HTTP publishes.
-pub const MAX_PAYLOAD: usize = 64 * 1024;
 
 /// Why a Redis link failed: the boundary error of this module, logged where the link ends.
 #[derive(Debug)]
@@ -98,7 +97,7 @@ pub fn encode_command(args: &[&[u8]], out: &mut BytesMut) {
 
 fn push_len(kind: u8, n: usize, out: &mut BytesMut) {
     out.extend_from_slice(&[kind]);
-    out.extend_from_slice(n.to_string().as_bytes());
+    crate::util::decimal::put_decimal(out, n as u64);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -181,42 +180,6 @@ async fn connect(target: &RedisTarget) -> Result<(TcpStream, BytesMut), RedisErr
     }
 }
 
-/// Capped exponential backoff with jitter (so cores and nodes do not reconnect in step).
-#[derive(Debug)]
-pub struct Backoff {
-    /// The next delay before jitter.
-    next: Duration,
-    /// xorshift state for the jitter.
-    seed: u64,
-}
-
-impl Backoff {
-    /// Starts at [`BACKOFF_MIN`]; `seed` decorrelates cores.
-    pub fn new(seed: u64) -> Backoff {
-        Backoff {
-            next: BACKOFF_MIN,
-            seed: seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
-        }
-    }
-
-    /// The delay to wait now: between half and all of the current step, which then doubles
-    /// up to [`BACKOFF_MAX`].
-    pub fn delay(&mut self) -> Duration {
-        self.seed ^= self.seed << 13;
-        self.seed ^= self.seed >> 7;
-        self.seed ^= self.seed << 17;
-        let step = self.next;
-        self.next = (self.next * 2).min(BACKOFF_MAX);
-        let half = step / 2;
-        half + Duration::from_nanos(self.seed % (half.as_nanos() as u64 + 1))
-    }
-
-    /// After a link that worked: start again from the minimum.
-    pub fn reset(&mut self) {
-        self.next = BACKOFF_MIN;
-    }
-}
-
 /// What a core does with what its subscriber link reports. Implemented by the core's shard,
 /// so this module knows nothing of cores.
 pub trait SubscriberSink {
@@ -242,7 +205,7 @@ pub async fn subscribe_loop(
     seed: u64,
     sink: Rc<dyn SubscriberSink>,
 ) {
-    let mut backoff = Backoff::new(seed);
+    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX, Jitter::seeded(seed));
     // Whether a subscription was live before: the next one then follows an outage.
     let mut ever = false;
     loop {
@@ -356,8 +319,8 @@ async fn read_messages(
                         _ => sink.dropped("malformed pmessage"),
                     }
                     delivered += 1;
-                    // Let the stream writers run between bursts (see core::shard::DELIVER_BATCH).
-                    if delivered % 32 == 0 {
+                    // Let the stream writers run between bursts.
+                    if delivered % crate::task::DELIVER_BATCH == 0 {
                         // Working through a backlog is proof of life too.
                         heard.set(Instant::now());
                         crate::task::yield_now().await;
@@ -448,13 +411,13 @@ struct PubLink {
 #[derive(Default)]
 struct Reply {
     /// Redis's receiver count, or why not.
-    result: RefCell<Option<Result<i64, String>>>,
+    result: RefCell<Option<Result<u64, PublishError>>>,
     /// The publisher's task.
     waker: RefCell<Option<Waker>>,
 }
 
 impl Reply {
-    fn set(&self, r: Result<i64, String>) {
+    fn set(&self, r: Result<u64, PublishError>) {
         *self.result.borrow_mut() = Some(r);
         let w = self.waker.borrow_mut().take();
         if let Some(w) = w {
@@ -477,7 +440,7 @@ impl Publisher {
 
     /// `PUBLISH channel payload`: Redis's receiver count (subscriber connections, one per
     /// core of every node), or why it could not be published.
-    pub async fn publish(&self, channel: &[u8], payload: &[u8]) -> Result<i64, String> {
+    pub async fn publish(&self, channel: &[u8], payload: &[u8]) -> Result<u64, PublishError> {
         let link = self.link().await?;
         let reply = Rc::new(Reply::default());
         encode_command(&[b"PUBLISH", channel, payload], &mut link.out.borrow_mut());
@@ -501,12 +464,12 @@ impl Publisher {
                 // are refused at once for a moment instead of piling up connects.
                 link.fail("Redis did not answer the PUBLISH in time");
                 self.failed_at.set(Some(Instant::now()));
-                Err(format!("Redis did not answer within {PUBLISH_TIMEOUT:?}"))
+                Err(PublishError::Timeout)
             }
         }
     }
 
-    async fn link(&self) -> Result<Rc<PubLink>, String> {
+    async fn link(&self) -> Result<Rc<PubLink>, PublishError> {
         loop {
             if let Some(l) = self.link.borrow().as_ref().filter(|l| !l.dead.get()) {
                 return Ok(l.clone());
@@ -529,7 +492,7 @@ impl Publisher {
             .get()
             .is_some_and(|t| t.elapsed() < BACKOFF_MIN * 5)
         {
-            return Err("Redis is unreachable (retrying)".into());
+            return Err(PublishError::Backoff);
         }
         self.connecting.set(true);
         let r = connect(&self.target).await;
@@ -553,7 +516,7 @@ impl Publisher {
             }
             Err(e) => {
                 self.failed_at.set(Some(Instant::now()));
-                Err(format!("Redis is unreachable: {e}"))
+                Err(PublishError::Unreachable(e.to_string()))
             }
         }
     }
@@ -563,7 +526,7 @@ impl PubLink {
     fn fail(&self, why: &str) {
         self.dead.set(true);
         for r in self.pending.borrow_mut().drain(..) {
-            r.set(Err(why.to_string()));
+            r.set(Err(PublishError::Lost(why.to_string())));
         }
     }
 }
@@ -603,9 +566,11 @@ async fn read_replies(link: Rc<PubLink>, mut rd: OwnedReadHalf<TcpStream>, mut b
             return;
         };
         reply.set(match frame {
-            BytesFrame::Integer(n) => Ok(n),
-            BytesFrame::Error(e) => Err(format!("Redis refused the PUBLISH: {e}")),
-            other => Err(format!("unexpected reply to PUBLISH: {other:?}")),
+            BytesFrame::Integer(n) => Ok(u64::try_from(n).unwrap_or(0)),
+            BytesFrame::Error(e) => Err(PublishError::Refused(e.to_string())),
+            other => Err(PublishError::Lost(format!(
+                "unexpected reply to PUBLISH: {other:?}"
+            ))),
         });
         if link.dead.get() {
             return;
@@ -646,16 +611,5 @@ mod tests {
             next_frame(&mut junk),
             Err(RedisError::Protocol(_))
         ));
-    }
-
-    #[test]
-    fn backoff_grows_with_jitter_up_to_the_cap() {
-        let mut b = Backoff::new(3);
-        let d: Vec<Duration> = (0..12).map(|_| b.delay()).collect();
-        assert!(d[0] >= BACKOFF_MIN / 2 && d[0] <= BACKOFF_MIN);
-        assert!(d.iter().all(|x| *x <= BACKOFF_MAX));
-        assert!(d[11] >= BACKOFF_MAX / 2);
-        b.reset();
-        assert!(b.delay() <= BACKOFF_MIN);
     }
 }

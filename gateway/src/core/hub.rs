@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use slab::Slab;
 
+use crate::core::event_id::EventId;
 use crate::core::subscriber::{Frame, Pushed, Subscriber};
 use crate::route::resolve::Channels;
 
@@ -114,8 +115,10 @@ pub struct Hub {
     gap_upto: u64,
     /// `SSE_HISTORY`.
     history: usize,
-    /// The id prefix of this run and core, `<run>.<core>.`.
-    id_prefix: String,
+    /// This run's tag, the first part of every id given out here.
+    run: Box<str>,
+    /// This core's index, the second part.
+    core: usize,
     /// The last sequence number given out. One counter for all channels of the core, so an id
     /// is never reused in a run, even by a channel that was evicted and created again.
     next_seq: u64,
@@ -130,9 +133,20 @@ impl Hub {
             lost_upto: HashMap::new(),
             gap_upto: 0,
             history,
-            id_prefix: format!("{run}.{core}."),
+            run: run.into(),
+            core,
             next_seq: 0,
         }
+    }
+
+    /// The id of this core's event `seq`.
+    fn id(&self, seq: u64) -> String {
+        EventId {
+            run: &self.run,
+            core: self.core,
+            seq,
+        }
+        .to_string()
     }
 
     fn entry(&mut self, channel: &str, family: usize) -> &mut Channel {
@@ -229,7 +243,7 @@ impl Hub {
     /// The latest message of a kept channel: its id and payload.
     pub fn latest(&self, channel: &str) -> Option<(String, Bytes)> {
         let (seq, payload) = self.channels.get(channel)?.latest.as_ref()?;
-        Some((format!("{}{seq}", self.id_prefix), payload.clone()))
+        Some((self.id(*seq), payload.clone()))
     }
 
     /// Removes a stream's membership; a channel left without subscribers stays for
@@ -288,7 +302,12 @@ impl Hub {
         let ch = self.channels.get_mut(channel)?;
         self.next_seq += 1;
         let seq = self.next_seq;
-        let id = format!("{}{seq}", self.id_prefix);
+        let id = EventId {
+            run: &self.run,
+            core: self.core,
+            seq,
+        }
+        .to_string();
         scratch.clear();
         encode(&id, scratch);
         // An exact-size copy, not a split of the scratch buffer: a split would share (and so
@@ -348,7 +367,7 @@ impl Hub {
                     self.next_seq
                 };
                 Resume::Reset {
-                    newest_id: Some(format!("{}{cursor}", self.id_prefix)),
+                    newest_id: Some(self.id(cursor)),
                     reason,
                 }
             }
@@ -382,9 +401,9 @@ impl Hub {
             newest_id: None,
             reason,
         };
-        let Some(seq) = last_event_id
-            .strip_prefix(self.id_prefix.as_str())
-            .and_then(|s| s.parse::<u64>().ok())
+        let Some(seq) = EventId::of_run(last_event_id, &self.run)
+            .filter(|id| id.core == self.core)
+            .map(|id| id.seq)
             .filter(|s| *s <= self.next_seq)
         else {
             return reset("unknown Last-Event-ID (from another node, core or run)");

@@ -1,6 +1,12 @@
-//! One shard per CPU core: its runtime, listener, channel hub, keep-alive timer and drain.
+//! The per-core library: state behind verbs. A [`shard::Shard`] is one core's channels and
+//! streams; [`node::Node`] what the cores share. Delivery is a plain function
+//! ([`deliver::deliver`]) so the benchmarks measure the gateway's own code. Nothing here runs
+//! a loop or touches a socket but to hand one to its owner core: the server drives the verbs.
+pub mod deliver;
+pub mod event_id;
+pub mod housekeeping;
 pub mod hub;
 pub mod node;
 pub mod shard;
+pub mod stream;
 pub mod subscriber;
-pub mod timer;

@@ -1,22 +1,16 @@
-//! The node: what all cores share (read-only config, routes, stats, the broker, each core's
-//! control channel) and the start-up that binds listeners and spawns one pinned thread per core.
-use std::net::SocketAddr;
+//! The node: what every core shares. Immutable after start-up (settings, routes, the run tag,
+//! each core's control channel) or atomic (stream count, drain, Redis readiness, counters).
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
-use tracing::{info, warn};
+use tracing::info;
 
-use crate::broker::embedded::EmbeddedBroker;
-use crate::broker::message::Message;
-use crate::config::{Config, IoDriverChoice};
-use crate::core::shard;
-use crate::error::StartError;
+use crate::config::Config;
+use crate::core::event_id::EventId;
 use crate::route::resolve::StreamSpec;
 use crate::route::table::RouteTable;
-use crate::stats::Stats;
+use crate::stats::{CoreStats, Stats};
 
 /// A message to one core from outside it.
 pub enum Control {
@@ -36,49 +30,115 @@ pub struct Handoff {
     pub spec: StreamSpec,
 }
 
-/// The I/O driver a core runs on.
+/// Whether the node takes new streams, and if not why (`/readyz`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Driver {
-    /// Linux io_uring: one ring per core.
-    IoUring,
-    /// epoll, where the kernel or a seccomp profile forbids io_uring.
-    Epoll,
+pub enum Readiness {
+    /// Ready.
+    Ready,
+    /// SIGTERM started the drain.
+    Draining,
+    /// With Redis configured: this many of the cores have no pattern subscription.
+    RedisDown {
+        /// Cores without a subscription.
+        down: usize,
+        /// All cores.
+        cores: usize,
+    },
+    /// `SSE_CONNECTION_LIMIT` streams are open.
+    Full,
 }
 
-impl Driver {
-    /// The name used in logs and stats.
-    pub fn name(self) -> &'static str {
-        match self {
-            Driver::IoUring => "io_uring",
-            Driver::Epoll => "epoll",
-        }
-    }
-}
-
-/// Shared by every core. Everything here is immutable after start or an atomic.
+/// Shared by every core.
 pub struct Node {
     /// The validated settings.
-    pub config: Config,
+    config: Config,
     /// The route table.
-    pub routes: Arc<RouteTable>,
+    routes: Arc<RouteTable>,
     /// Per-core counters.
-    pub stats: Stats,
-    /// Where publishes go.
-    pub broker: EmbeddedBroker,
+    stats: Stats,
     /// Each core's control channel, indexed by core id.
-    pub control: Vec<flume::Sender<Control>>,
+    control: Vec<flume::Sender<Control>>,
     /// Open streams across all cores, for `SSE_CONNECTION_LIMIT` and `/readyz`.
-    pub open_streams: AtomicUsize,
+    open_streams: AtomicUsize,
     /// Set once SIGTERM arrives.
-    pub draining: AtomicBool,
+    draining: AtomicBool,
     /// Cores whose Redis subscription is live (with Redis configured, `/readyz` needs all).
-    pub redis_subscribed: AtomicUsize,
+    redis_subscribed: AtomicUsize,
     /// Identifies this run in event ids, so an id from before a restart is never taken for
     /// one of this run's.
-    pub run_id: String,
+    run_id: String,
 }
 
 impl Node {
+    /// A node of `control.len()` cores.
+    pub fn new(
+        config: Config,
+        routes: Arc<RouteTable>,
+        stats: Stats,
+        control: Vec<flume::Sender<Control>>,
+        run_id: String,
+    ) -> Node {
+        Node {
+            config,
+            routes,
+            stats,
+            control,
+            open_streams: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
+            redis_subscribed: AtomicUsize::new(0),
+            run_id,
+        }
+    }
+
+    /// The validated settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The route table.
+    pub fn routes(&self) -> &RouteTable {
+        &self.routes
+    }
+
+    /// The route table, shared.
+    pub fn routes_arc(&self) -> &Arc<RouteTable> {
+        &self.routes
+    }
+
+    /// Every core's counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Core `core`'s counters.
+    pub fn core_stats(&self, core: usize) -> &CoreStats {
+        &self.stats.cores[core]
+    }
+
+    /// Number of cores.
+    pub fn cores(&self) -> usize {
+        self.control.len()
+    }
+
+    /// This run's tag, the first part of every event id.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// The core that issued `id`, when it is an id of this run naming an existing core.
+    pub fn core_of_id(&self, id: &str) -> Option<usize> {
+        EventId::of_run(id, &self.run_id)
+            .map(|id| id.core)
+            .filter(|c| *c < self.cores())
+    }
+
+    /// Sends `msg` to core `core`; `false` when that core no longer listens (it stopped).
+    pub fn send(&self, core: usize, msg: Control) -> bool {
+        self.control
+            .get(core)
+            .is_some_and(|tx| tx.send(msg).is_ok())
+    }
+
     /// Counts a new stream if the node is under its limit; `false` means refuse it.
     pub fn try_open_stream(&self) -> bool {
         let limit = self.config.connection_limit;
@@ -94,232 +154,50 @@ impl Node {
         self.open_streams.fetch_sub(1, Ordering::AcqRel);
     }
 
-    /// Whether `/readyz` should say yes: not draining and not full.
-    pub fn ready(&self) -> bool {
-        !self.draining.load(Ordering::Acquire)
-            && self.open_streams.load(Ordering::Acquire) < self.config.connection_limit
-            && self.redis_ready()
+    /// Whether SIGTERM started the drain.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
     }
 
-    /// Whether every core holds its Redis subscription (always, without Redis).
-    pub fn redis_ready(&self) -> bool {
-        self.config.events_redis_storage.is_none()
-            || self.redis_subscribed.load(Ordering::Acquire) == self.config.cores
-    }
-
-    /// Starts the drain on every core (idempotent).
-    pub fn drain(&self, period: Duration) {
-        if !self.draining.swap(true, Ordering::AcqRel) {
-            info!(
-                period_ms = period.as_millis() as u64,
-                "draining: closing streams, then exiting"
-            );
-            for tx in &self.control {
-                let _ = tx.send(Control::Drain(period));
+    /// Whether `/readyz` says yes, and if not why.
+    pub fn readiness(&self) -> Readiness {
+        let cores = self.cores();
+        let subscribed = self.redis_subscribed.load(Ordering::Acquire);
+        if self.draining() {
+            Readiness::Draining
+        } else if self.config.events_redis_storage.is_some() && subscribed != cores {
+            Readiness::RedisDown {
+                down: cores.saturating_sub(subscribed),
+                cores,
             }
-        }
-    }
-}
-
-/// A started node: its threads and actual listen address.
-pub struct Running {
-    /// The node's shared state.
-    pub node: Arc<Node>,
-    /// The address actually bound (port 0 resolved).
-    pub local_addr: SocketAddr,
-    /// One thread per core.
-    threads: Vec<JoinHandle<()>>,
-}
-
-impl Running {
-    /// Waits for every core to finish (after a drain).
-    pub fn wait(self) {
-        for t in self.threads {
-            let _ = t.join();
-        }
-    }
-}
-
-fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    use socket2::{Domain, Socket, Type};
-    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    s.set_reuse_address(true)?;
-    s.set_reuse_port(true)?;
-    s.bind(&addr.into())?;
-    s.listen(4096)?;
-    s.set_nonblocking(true)?;
-    Ok(s.into())
-}
-
-fn pick_driver(choice: IoDriverChoice) -> Driver {
-    match choice {
-        IoDriverChoice::Epoll => Driver::Epoll,
-        IoDriverChoice::IoUring => Driver::IoUring,
-        IoDriverChoice::Auto => {
-            if monoio::utils::detect_uring() {
-                Driver::IoUring
-            } else {
-                Driver::Epoll
-            }
-        }
-    }
-}
-
-/// A short random-enough tag for this run: start time and pid mixed, base 36.
-fn run_tag() -> String {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    let mut x = t ^ (u64::from(std::process::id()) << 32) ^ 0x9e37_79b9_7f4a_7c15;
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^= x >> 33;
-    let mut s = String::new();
-    let mut v = x & 0x00ff_ffff_ffff; // 40 bits: 8 chars of base 36
-    for _ in 0..8 {
-        let d = (v % 36) as u8;
-        s.push(if d < 10 {
-            (b'0' + d) as char
+        } else if self.open_streams.load(Ordering::Acquire) >= self.config.connection_limit {
+            Readiness::Full
         } else {
-            (b'a' + d - 10) as char
-        });
-        v /= 36;
-    }
-    s
-}
-
-/// Binds the listeners, spawns the cores and logs the start-up line.
-pub fn start(config: Config) -> Result<Running, StartError> {
-    config.validate()?;
-    let routes = RouteTable::with_custom(config.routes_toml.as_ref()).map_err(|reason| {
-        StartError::Config(crate::config::ConfigError::Invalid {
-            setting: "SSE_CONFIG",
-            value: "[[routes]]".into(),
-            reason,
-        })
-    })?;
-    let routes = Arc::new(routes);
-    let cores = config.cores;
-    let mut driver = pick_driver(config.io_driver);
-    if driver == Driver::IoUring && config.io_driver == IoDriverChoice::Auto {
-        // detect_uring can say yes where building a ring still fails (memlock limits,
-        // seccomp): try once here so every core agrees on the driver.
-        if RuntimeBuilder::<IoUringDriver>::new().build().is_err() {
-            warn!("io_uring is detected but unusable here; falling back to epoll");
-            driver = Driver::Epoll;
+            Readiness::Ready
         }
     }
-    if config.listen.port() != 0 {
-        // SO_REUSEPORT would let a second gateway share a port another one already serves;
-        // a plain bind first turns that into a clear "address in use".
-        std::net::TcpListener::bind(config.listen).map_err(|source| StartError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+
+    /// A core's Redis subscription came up (`true`) or went down (`false`).
+    pub fn redis_subscription(&self, up: bool) {
+        if up {
+            self.redis_subscribed.fetch_add(1, Ordering::AcqRel);
+        } else {
+            self.redis_subscribed.fetch_sub(1, Ordering::AcqRel);
+        }
     }
-    let first = bind(config.listen).map_err(|source| StartError::Bind {
-        addr: config.listen,
-        source,
-    })?;
-    let local_addr = first.local_addr().map_err(|source| StartError::Bind {
-        addr: config.listen,
-        source,
-    })?;
-    let mut listeners = vec![first];
-    for _ in 1..cores {
-        listeners.push(bind(local_addr).map_err(|source| StartError::Bind {
-            addr: local_addr,
-            source,
-        })?);
+
+    /// Starts the drain on every core (idempotent); `false` when it had started already.
+    pub fn drain(&self, period: Duration) -> bool {
+        if self.draining.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        info!(
+            period_ms = period.as_millis() as u64,
+            "draining: closing streams, then exiting"
+        );
+        for core in 0..self.cores() {
+            self.send(core, Control::Drain(period));
+        }
+        true
     }
-    if routes.families.len() > crate::stats::ROUTE_SLOTS {
-        return Err(StartError::Config(crate::config::ConfigError::Invalid {
-            setting: "SSE_CONFIG",
-            value: format!("{} route families", routes.families.len()),
-            reason: format!(
-                "at most {} route families are supported",
-                crate::stats::ROUTE_SLOTS
-            ),
-        }));
-    }
-    let (msg_tx, msg_rx): (Vec<_>, Vec<_>) = (0..cores)
-        .map(|_| flume::bounded::<Message>(crate::broker::embedded::INBOX))
-        .unzip();
-    let (ctl_tx, ctl_rx): (Vec<_>, Vec<_>) =
-        (0..cores).map(|_| flume::unbounded::<Control>()).unzip();
-    let broker_name = if config.events_redis_storage.is_some() {
-        "redis"
-    } else {
-        "embedded"
-    };
-    let node = Arc::new(Node {
-        stats: Stats::new(cores, driver.name(), broker_name),
-        broker: EmbeddedBroker::new(msg_tx, routes.clone()),
-        routes,
-        control: ctl_tx,
-        open_streams: AtomicUsize::new(0),
-        draining: AtomicBool::new(false),
-        redis_subscribed: AtomicUsize::new(0),
-        run_id: run_tag(),
-        config,
-    });
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let mut threads = Vec::with_capacity(cores);
-    for (id, ((listener, inbox), control)) in
-        listeners.into_iter().zip(msg_rx).zip(ctl_rx).enumerate()
-    {
-        let node = node.clone();
-        let t = std::thread::Builder::new()
-            .name(format!("sse-core-{id}"))
-            .spawn(move || {
-                if let Err(e) = monoio::utils::bind_to_cpu_set([id % cpus]) {
-                    warn!(core = id, error = ?e, "cannot pin core thread to a CPU");
-                }
-                let ctx = shard::Start {
-                    node,
-                    id,
-                    listener,
-                    inbox,
-                    control,
-                };
-                let result = match driver {
-                    Driver::IoUring => RuntimeBuilder::<IoUringDriver>::new()
-                        .with_entries(4096)
-                        .enable_timer()
-                        .build()
-                        .map(|mut rt| rt.block_on(shard::run(ctx))),
-                    Driver::Epoll => RuntimeBuilder::<LegacyDriver>::new()
-                        .enable_timer()
-                        .build()
-                        .map(|mut rt| rt.block_on(shard::run(ctx))),
-                };
-                if let Err(e) = result {
-                    tracing::error!(core = id, error = %e, "cannot build the I/O runtime; exiting");
-                    std::process::exit(1);
-                }
-            })
-            .map_err(StartError::Thread)?;
-        threads.push(t);
-    }
-    info!(
-        listen = %local_addr,
-        cores,
-        connection_limit = node.config.connection_limit,
-        broker = %node
-            .config
-            .events_redis_storage
-            .as_ref()
-            .map_or_else(|| broker_name.to_string(), |t| t.to_string()),
-        driver = %driver.name(),
-        run = %node.run_id,
-        "gateway started"
-    );
-    Ok(Running {
-        node,
-        local_addr,
-        threads,
-    })
 }

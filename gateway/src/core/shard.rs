@@ -1,88 +1,36 @@
-//! One core: its listener, its hub, its inbox of published messages and its control channel.
+//! One core's state and its verbs: deliver a message, publish one, place and hand off a
+//! stream, count topics, follow the Redis subscription. Opening a stream is in
+//! [`crate::core::stream`], housekeeping (keep-alives, sweeps, the drain) in
+//! [`crate::core::housekeeping`]; the loops that call these verbs are the server's.
 //!
 //! Shared-nothing: everything here is `Rc`/`RefCell`, touched only by this core's thread.
 //! Messages and handed-off sockets arrive through explicit channels.
-use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::future::poll_fn;
+use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use monoio::net::{TcpListener, TcpStream};
+use monoio::net::TcpStream;
 use slab::Slab;
-use tracing::{debug, info, warn};
+use tracing::warn;
 
 use crate::broker::message::Message;
-use crate::broker::redis::{self, Publisher, RedisError, SubscriberSink};
-use crate::conn;
+use crate::broker::publish::{Broker, PublishError};
+use crate::config::Config;
+use crate::core::deliver::{deliver, Delivery, Dropped, Place};
+use crate::core::housekeeping::Wheel;
 use crate::core::hub::Hub;
-use crate::core::node::{Control, Node};
+use crate::core::node::{Control, Handoff, Node};
+use crate::core::stream::Refusal;
 use crate::core::subscriber::Subscriber;
-use crate::core::timer;
-use crate::route::payload;
-use crate::route::table::{owner_core, EventName, Family, Greeting, KeepaliveFormat, Placement};
-use crate::sse::encode::{encode_event, Event};
+use crate::route::resolve::StreamSpec;
+use crate::route::table::{owner_core, Family, Placement, RouteTable};
 use crate::stats::{bump, CoreStats};
-
-/// What a core thread is started with.
-pub struct Start {
-    /// The shared node.
-    pub node: Arc<Node>,
-    /// This core's index.
-    pub id: usize,
-    /// This core's `SO_REUSEPORT` listener.
-    pub listener: std::net::TcpListener,
-    /// Published messages for this core.
-    pub inbox: flume::Receiver<Message>,
-    /// Handoffs and drain.
-    pub control: flume::Receiver<Control>,
-}
-
-/// A one-shot, many-waiter flag (the drain signal).
-#[derive(Default)]
-pub struct Flag {
-    /// Whether it is set.
-    set: Cell<bool>,
-    /// Tasks waiting for it.
-    waiters: RefCell<Vec<Waker>>,
-}
-
-impl Flag {
-    /// Sets the flag and wakes every waiter.
-    pub fn set(&self) {
-        self.set.set(true);
-        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
-        for w in waiters {
-            w.wake();
-        }
-    }
-
-    /// Whether the flag is set.
-    pub fn is_set(&self) -> bool {
-        self.set.get()
-    }
-
-    /// Waits until the flag is set.
-    pub async fn wait(&self) {
-        poll_fn(|cx| {
-            if self.set.get() {
-                Poll::Ready(())
-            } else {
-                // A waiter polled again (the accept loop, every accept) is not added twice.
-                let mut w = self.waiters.borrow_mut();
-                if !w.iter().any(|x| x.will_wake(cx.waker())) {
-                    w.push(cx.waker().clone());
-                }
-                Poll::Pending
-            }
-        })
-        .await
-    }
-}
+use crate::task::Flag;
 
 /// Write buffers shared by the core's connections: a connection takes one for a write and
 /// gives it back when the kernel is done, so idle streams hold none.
@@ -114,180 +62,233 @@ impl BufPool {
     }
 }
 
-/// A local stream as the timer sees it.
-pub struct LocalStream {
-    /// Its queue.
-    pub sub: Rc<Subscriber>,
+/// Where a stream request is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// On this core.
+    Here,
+    /// On core `n` (its owner, or the core whose history can resume it).
+    Elsewhere(usize),
+    /// Not at all: the node is at `SSE_CONNECTION_LIMIT`.
+    Refused(Refusal),
 }
 
 /// The state of one core.
 pub struct Shard {
     /// This core's index.
-    pub id: usize,
+    pub(super) id: usize,
     /// The shared node.
-    pub node: Arc<Node>,
-    /// Channels and subscribers of this core.
-    pub hub: RefCell<Hub>,
-    /// Every stream on this core (keep-alives, drain).
-    pub streams: RefCell<Slab<LocalStream>>,
-    /// Write buffers.
-    pub pool: BufPool,
+    pub(super) node: Arc<Node>,
+    /// The core's channel registry.
+    pub(super) hub: RefCell<Hub>,
+    /// Every open stream of this core, for keep-alives and the drain.
+    pub(super) streams: RefCell<Slab<Rc<Subscriber>>>,
+    /// Write buffers lent to connections.
+    pool: BufPool,
     /// Set when the drain starts.
-    pub draining: Flag,
-    /// Encode buffer for events.
+    pub(super) draining: Flag,
+    /// Scratch buffer events are encoded into before being copied to their exact size.
     encode_buf: RefCell<BytesMut>,
-    /// Next keep-alive slot to hand out, spreading keep-alives over the period.
-    next_slot: Cell<usize>,
-    /// When an invalid payload was last logged per channel (one line a minute per channel).
+    /// Next keep-alive slot to hand out.
+    pub(super) next_slot: Cell<usize>,
+    /// Keep-alive ticks so far.
+    pub(super) ticks: Cell<u64>,
+    /// The keep-alive wheel.
+    pub(super) wheel: Wheel,
+    /// When an invalid payload was last logged, per channel (at most once a minute each).
     invalid_logged: RefCell<HashMap<Box<str>, Instant>>,
-    /// Whether this core's message source is live: always with the embedded broker; with
-    /// Redis, while its pattern subscription is. A stream opened while it is not gets the
-    /// seed's "Failed to subscribe to events" error instead of a silent stream.
-    pub source_up: Cell<bool>,
-    /// This core's Redis publisher (HTTP publishes), when Redis is configured.
-    pub publisher: Option<Publisher>,
-    /// When this core's Redis subscription was lost (for the outage figures).
-    redis_lost_at: Cell<Option<Instant>>,
-    /// When a still-failing reconnect was last logged (one line a minute while down).
-    redis_logged_at: Cell<Option<Instant>>,
+    /// Whether messages are flowing: always without Redis; with Redis, while this core's
+    /// pattern subscription is live. Streams opened while it is down are refused.
+    pub(super) source_up: Cell<bool>,
+    /// Where this core's HTTP publishes go.
+    broker: Broker,
 }
 
 impl Shard {
-    /// This core's counters.
-    pub fn stats(&self) -> &CoreStats {
-        &self.node.stats.cores[self.id]
+    /// Core `id` of `node`, publishing through `broker`.
+    pub fn new(id: usize, node: Arc<Node>, broker: Broker) -> Shard {
+        let with_redis = node.config().events_redis_storage.is_some();
+        Shard {
+            id,
+            hub: RefCell::new(Hub::new(node.run_id(), id, node.config().history)),
+            streams: RefCell::new(Slab::new()),
+            pool: BufPool::default(),
+            draining: Flag::default(),
+            encode_buf: RefCell::new(BytesMut::with_capacity(64 * 1024)),
+            next_slot: Cell::new(0),
+            ticks: Cell::new(0),
+            wheel: Wheel::new(node.routes(), node.config().keepalive_period),
+            invalid_logged: RefCell::new(HashMap::new()),
+            source_up: Cell::new(!with_redis),
+            broker,
+            node,
+        }
+    }
+
+    /// This core's index.
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    /// The shared node.
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        self.node.config()
+    }
+
+    /// The route table.
+    pub fn routes(&self) -> &RouteTable {
+        self.node.routes()
     }
 
     /// The route family `i`.
     pub fn family(&self, i: usize) -> &Family {
-        &self.node.routes.families[i]
+        &self.routes().families[i]
     }
 
-    /// The keep-alive period of family `i` (the setting overrides the family's own).
-    pub fn keepalive_period(&self, i: usize) -> Duration {
-        self.node
-            .config
-            .keepalive_period
-            .unwrap_or(self.family(i).keepalive_period)
+    /// This core's counters.
+    pub fn stats(&self) -> &CoreStats {
+        self.node.core_stats(self.id)
     }
 
-    /// A keep-alive slot for a new stream: consecutive streams get consecutive slots, so one
-    /// timer tick writes to about 1/slots of the streams instead of all at once.
-    pub fn take_slot(&self) -> usize {
-        let s = self.next_slot.get();
-        self.next_slot.set(s.wrapping_add(1));
-        s
+    /// The core's write buffers.
+    pub fn pool(&self) -> &BufPool {
+        &self.pool
     }
 
-    /// Delivers one published message to this core's subscribers. `own(family)` tells the
-    /// copies to take: a channel matching several Redis patterns (`stream:type:x` matches
-    /// `stream:*` too) arrives once per pattern, and only its own family's copy counts. The
-    /// family is looked up once, here, for both.
-    pub fn deliver(&self, msg: Message, own: impl Fn(usize) -> bool) {
+    /// Whether the drain has started on this core.
+    pub fn is_draining(&self) -> bool {
+        self.draining.is_set()
+    }
+
+    /// Waits until the drain starts.
+    pub async fn drain_started(&self) {
+        self.draining.wait().await
+    }
+
+    /// Starts the drain: no more accepts, no more streams.
+    pub fn start_drain(&self) {
+        self.draining.set()
+    }
+
+    /// Where this core's cut of the node's cores puts owner-placed channels.
+    fn place(&self) -> Place {
+        Place {
+            core: self.id,
+            cores: self.node.cores(),
+        }
+    }
+
+    /// Counts a stream request against the node's limit and decides where it runs: the owner
+    /// core of its channel for owner-placed families; for a resuming client, the core that
+    /// gave out its id (only that core's history knows what it missed); else here.
+    pub fn admit(&self, spec: &StreamSpec) -> Admission {
+        if !self.node.try_open_stream() {
+            bump(&self.stats().rejected_limit);
+            return Admission::Refused(Refusal::OverLimit);
+        }
+        let core = stream_core(
+            self.family(spec.family).placement,
+            spec,
+            self.node.cores(),
+            |id| self.node.core_of_id(id),
+        )
+        .unwrap_or(self.id);
+        if core == self.id {
+            Admission::Here
+        } else {
+            Admission::Elsewhere(core)
+        }
+    }
+
+    /// Moves an admitted stream's socket to core `core`, which runs it from there.
+    pub fn hand_off(&self, core: usize, stream: TcpStream, spec: StreamSpec) {
+        bump(&self.stats().handoffs_out);
+        // SAFETY: `into_raw_fd` gives up monoio's ownership (and deregisters the fd from this
+        // core's driver); no other handle to the socket exists, so the std stream is its only
+        // owner from here on.
+        let socket = unsafe { std::net::TcpStream::from_raw_fd(stream.into_raw_fd()) };
+        let _ = socket.set_nonblocking(true);
+        if !self
+            .node
+            .send(core, Control::Handoff(Handoff { socket, spec }))
+        {
+            self.node.close_stream();
+        }
+    }
+
+    /// A handed-off socket that could not be registered here: the stream never starts.
+    pub fn handoff_failed(&self) {
+        self.node.close_stream();
+    }
+
+    /// Delivers one published message to this core's subscribers and counts what happened.
+    /// `own(family)`: whether this copy is the family's own (see [`deliver`]).
+    pub fn deliver(&self, msg: &Message, own: impl Fn(usize) -> bool) {
+        let delivery = {
+            let mut hub = self.hub.borrow_mut();
+            let mut scratch = self.encode_buf.borrow_mut();
+            deliver(
+                &mut hub,
+                self.routes(),
+                self.place(),
+                msg,
+                own,
+                &mut scratch,
+            )
+        };
         let stats = self.stats();
-        let Ok(channel) = std::str::from_utf8(&msg.channel) else {
-            bump(&stats.events_received);
-            bump(&stats.events_unrouted);
-            return;
-        };
-        let known = self.hub.borrow().family_of(channel);
-        let Some(family) = known.or_else(|| self.node.routes.family_of_channel(channel)) else {
-            // Unknown channels are counted so typos show up in stats.
-            bump(&stats.events_received);
-            bump(&stats.events_unrouted);
-            return;
-        };
-        if !own(family) {
-            return;
-        }
-        bump(&stats.events_received);
-        if known.is_none() {
-            match family {
-                // Owner-placed channels of another core: dropped after one hash.
-                f if !self.accepts(f, &msg.channel) => return,
-                // Families that greet with the latest message keep their channels on every
-                // core from the first message on (streams keep the ones they create).
-                f if self.family(f).greeting == Greeting::Latest => {
-                    self.hub.borrow_mut().keep(channel, f)
+        let add = |c: &AtomicU64, n: usize| c.fetch_add(n as u64, Relaxed);
+        match delivery {
+            Delivery::Delivered(out) => {
+                bump(&stats.events_received);
+                add(&stats.slow_consumers_cut, out.cut);
+                add(&stats.events_conflated, out.conflated);
+            }
+            Delivery::Dropped(why) => {
+                if why.received() {
+                    bump(&stats.events_received);
                 }
-                // A stream here takes every channel of the family (`topics=all`).
-                f if self.hub.borrow().watches(f) => self.hub.borrow_mut().create(channel, f),
-                // Nobody here subscribes: dropped after one lookup, and remembered, so a
-                // client resuming across this point is told it may have missed something.
-                f => {
-                    self.hub.borrow_mut().note_dropped(f);
-                    return;
+                match why {
+                    // Unknown channels are counted so typos show up in stats.
+                    Dropped::NotUtf8 | Dropped::Unrouted => bump(&stats.events_unrouted),
+                    Dropped::Invalid(e) => {
+                        bump(&stats.events_invalid);
+                        let channel = String::from_utf8_lossy(&msg.channel);
+                        self.log_invalid(&channel, e.message());
+                    }
+                    Dropped::OtherPattern | Dropped::OtherCore | Dropped::NoSubscriber => {}
                 }
             }
-        }
-        let fam = self.family(family);
-        let (event, data): (Option<Cow<str>>, &[u8]) = match &fam.event_name {
-            EventName::FromPayload => match payload::typed_event(&msg.payload) {
-                Ok(ev) => (Some(ev.name), ev.data),
-                Err(e) => {
-                    bump(&stats.events_invalid);
-                    self.log_invalid(channel, e.message());
-                    return;
-                }
-            },
-            name => {
-                if let Err(e) = payload::check(fam.payload, &msg.payload) {
-                    bump(&stats.events_invalid);
-                    self.log_invalid(channel, e.message());
-                    return;
-                }
-                match name {
-                    EventName::Fixed(n) => (Some(Cow::Borrowed(n.as_str())), &msg.payload),
-                    _ => (None, &msg.payload),
-                }
-            }
-        };
-        let mut encode_buf = self.encode_buf.borrow_mut();
-        let out = self.hub.borrow_mut().publish(
-            channel,
-            &msg.payload,
-            msg.arrived,
-            &mut encode_buf,
-            |id, out| {
-                encode_event(
-                    &Event {
-                        id: Some(id),
-                        event: event.as_deref(),
-                        data,
-                        retry: None,
-                    },
-                    out,
-                )
-            },
-        );
-        if let Some(out) = out {
-            let add = |c: &std::sync::atomic::AtomicU64, n: usize| {
-                c.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed)
-            };
-            add(&stats.slow_consumers_cut, out.cut);
-            add(&stats.events_conflated, out.conflated);
         }
     }
 
-    /// Whether this core serves streams of family `f` on `channel` (the owner core only, for
-    /// owner-placed families).
-    pub fn accepts(&self, f: usize, channel: &[u8]) -> bool {
-        match self.family(f).placement {
-            Placement::Local => true,
-            Placement::Owner => owner_core(channel, self.node.config.cores) == self.id,
+    /// Publishes a checked message through this core's broker; the receiver count.
+    pub async fn publish(&self, msg: Message) -> Result<u64, PublishError> {
+        let r = self.broker.publish(msg).await;
+        match &r {
+            Ok(_) => bump(&self.stats().publishes),
+            // Counted: Redis refusing or unreachable. Not: the node's own back-pressure.
+            Err(PublishError::Closed | PublishError::Full) => {}
+            Err(_) => bump(&self.stats().publish_failed),
         }
+        r
     }
 
     /// Subscribers of each list family's channels on this core, by topic (`all` for the
-    /// wildcard); other list families than `topic` are prefixed `<family>/`.
+    /// wildcard); list families other than the topic API's are prefixed `<family>/`.
     pub fn topic_counts(&self) -> Vec<(String, u64)> {
         let hub = self.hub.borrow();
         let mut out = Vec::new();
-        for (i, f) in self.node.routes.families.iter().enumerate() {
+        for (i, f) in self.routes().families.iter().enumerate() {
             if f.channel_list_param.is_none() {
                 continue;
             }
-            let prefix = if f.name == "topic" {
+            let prefix = if f.topic_api {
                 String::new()
             } else {
                 format!("{}/", f.name)
@@ -308,6 +309,78 @@ impl Shard {
         out
     }
 
+    /// Subscriber counts per topic over every core of the node (each other core is asked
+    /// through its control channel: cores share no state), merged and sorted. A core that
+    /// does not answer within a second is left out.
+    pub async fn node_topic_counts(&self) -> Vec<(String, u64)> {
+        const WAIT: Duration = Duration::from_secs(1);
+        let mut topics = Vec::new();
+        if !self
+            .routes()
+            .families
+            .iter()
+            .any(|f| f.channel_list_param.is_some())
+        {
+            return topics;
+        }
+        let cores = self.node.cores();
+        let (tx, rx) = flume::bounded(cores);
+        let mut asked = 0;
+        for core in 0..cores {
+            if core == self.id {
+                topics.extend(self.topic_counts());
+            } else if self.node.send(core, Control::Counts(tx.clone())) {
+                asked += 1;
+            }
+        }
+        let deadline = Instant::now() + WAIT;
+        for _ in 0..asked {
+            match monoio::time::timeout_at(deadline.into(), rx.recv_async()).await {
+                Ok(Ok(v)) => topics.extend(v),
+                _ => break,
+            }
+        }
+        topics.sort();
+        topics.dedup_by(|b, a| {
+            let same = a.0 == b.0;
+            if same {
+                a.1 += b.1;
+            }
+            same
+        });
+        topics
+    }
+
+    /// This core's Redis subscription is live. `after_outage`: one was lost before, so
+    /// messages published in between never arrived: ids given out so far get a reset.
+    pub fn source_restored(&self, after_outage: bool) {
+        self.source_up.set(true);
+        self.node.redis_subscription(true);
+        self.stats().redis_up.store(1, Relaxed);
+        if after_outage {
+            self.hub.borrow_mut().mark_gap();
+        }
+    }
+
+    /// This core's Redis subscription is down (or never came up). `true` when it was up
+    /// until now (counted as a disconnect).
+    pub fn source_lost(&self) -> bool {
+        if !self.source_up.replace(false) {
+            return false;
+        }
+        self.node.redis_subscription(false);
+        self.stats().redis_up.store(0, Relaxed);
+        bump(&self.stats().redis_disconnects);
+        true
+    }
+
+    /// A message dropped by the Redis link before delivery (size limits, malformed frame).
+    pub fn source_dropped(&self, why: &str) {
+        bump(&self.stats().redis_dropped);
+        self.log_invalid("<from Redis>", why);
+    }
+
+    /// Logs a dropped payload, at most once a minute per channel.
     fn log_invalid(&self, channel: &str, why: &str) {
         let now = Instant::now();
         let mut m = self.invalid_logged.borrow_mut();
@@ -326,238 +399,79 @@ impl Shard {
             m.insert(channel.into(), now);
         }
     }
+}
 
-    /// Encodes one keep-alive block of `format` for time `now`.
-    pub fn encode_keepalive(format: KeepaliveFormat, now: u64, out: &mut BytesMut) {
-        match format {
-            KeepaliveFormat::PlayerKeepalive => {
-                crate::sse::system::encode_player_keepalive(now, out)
-            }
-            KeepaliveFormat::Heartbeat => crate::sse::system::encode_heartbeat(now, out),
+/// The core a stream of a family with `placement` must run on, when it is not whichever
+/// core accepted it: the owner core of an owner-placed family's single channel; else, for a
+/// resuming client, the core that issued its `Last-Event-ID` (`core_of_id`).
+pub fn stream_core(
+    placement: Placement,
+    spec: &StreamSpec,
+    cores: usize,
+    core_of_id: impl Fn(&str) -> Option<usize>,
+) -> Option<usize> {
+    match (placement, spec.channels.one()) {
+        (Placement::Owner, Some(channel)) => Some(owner_core(channel.as_bytes(), cores)),
+        _ => spec.last_event_id.as_deref().and_then(core_of_id),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::resolve::Channels;
+
+    fn spec(channels: Channels, last_event_id: Option<&str>) -> StreamSpec {
+        StreamSpec {
+            family: 0,
+            channels,
+            last_event_id: last_event_id.map(Into::into),
+            allow_origin: None,
         }
     }
-}
 
-/// The `retry:` every stream starts with: how long a browser waits before reconnecting.
-pub const RETRY_MS: u32 = 2000;
-
-/// Seconds since the Unix epoch (system events carry whole seconds, UTC).
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// Runs one core until its drain completes.
-pub async fn run(start: Start) {
-    let Start {
-        node,
-        id,
-        listener,
-        inbox,
-        control,
-    } = start;
-    let history = node.config.history;
-    let shard = Rc::new(Shard {
-        id,
-        hub: RefCell::new(Hub::new(&node.run_id, id, history)),
-        streams: RefCell::new(Slab::new()),
-        pool: BufPool::default(),
-        draining: Flag::default(),
-        encode_buf: RefCell::new(BytesMut::with_capacity(64 * 1024)),
-        next_slot: Cell::new(0),
-        invalid_logged: RefCell::new(HashMap::new()),
-        source_up: Cell::new(node.config.events_redis_storage.is_none()),
-        publisher: node.config.events_redis_storage.clone().map(Publisher::new),
-        redis_lost_at: Cell::new(None),
-        redis_logged_at: Cell::new(None),
-        node,
-    });
-    let listener = match TcpListener::from_std(listener) {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(core = id, error = %e, "cannot register the listener");
-            std::process::exit(1);
-        }
-    };
-    monoio::spawn(inbox_loop(shard.clone(), inbox));
-    if let Some(target) = shard.node.config.events_redis_storage.clone() {
-        let patterns = shard.node.routes.redis_patterns();
-        let seed = id as u64 ^ u64::from(std::process::id()) << 16;
-        let own: Vec<String> = shard
-            .node
-            .routes
-            .families
-            .iter()
-            .map(|f| f.channel.redis_pattern())
-            .collect();
-        let sink = Rc::new(RedisSink(shard.clone(), own));
-        monoio::spawn(redis::subscribe_loop(target, patterns, seed, sink));
-    }
-    let drain_period = Rc::new(Cell::new(Duration::ZERO));
-    monoio::spawn(control_loop(shard.clone(), control, drain_period.clone()));
-    monoio::spawn(timer::keepalive_loop(shard.clone()));
-    accept_loop(&shard, listener).await;
-    timer::drain(&shard, drain_period.get()).await;
-}
-
-async fn accept_loop(shard: &Rc<Shard>, listener: TcpListener) {
-    loop {
-        monoio::select! {
-            r = listener.accept() => match r {
-                Ok((stream, peer)) => {
-                    bump(&shard.stats().accepted);
-                    monoio::spawn(conn::serve::serve(shard.clone(), stream, peer));
-                }
-                Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    warn!(core = shard.id, error = %e, "accept failed");
-                    monoio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            _ = shard.draining.wait() => return,
-        }
-    }
-}
-
-/// Messages delivered in one go before the core lets its stream writers run. A burst of
-/// more than `SSE_EVENT_BUFFER` messages for one channel delivered in a single pass would cut
-/// every subscriber of it, even the fast ones, before any had a chance to write.
-pub const DELIVER_BATCH: usize = 32;
-
-async fn inbox_loop(shard: Rc<Shard>, inbox: flume::Receiver<Message>) {
-    while let Ok(msg) = inbox.recv_async().await {
-        shard.deliver(msg, |_| true);
-        // Drain what else is queued: one wake-up per burst, not per message, yielding to the
-        // writers every DELIVER_BATCH messages.
-        let mut n = 1;
-        while let Ok(msg) = inbox.try_recv() {
-            shard.deliver(msg, |_| true);
-            n += 1;
-            if n % DELIVER_BATCH == 0 {
-                crate::task::yield_now().await;
-            }
-        }
-    }
-}
-
-async fn control_loop(
-    shard: Rc<Shard>,
-    control: flume::Receiver<Control>,
-    period: Rc<Cell<Duration>>,
-) {
-    while let Ok(msg) = control.recv_async().await {
-        match msg {
-            Control::Handoff(h) => match TcpStream::from_std(h.socket) {
-                Ok(stream) => {
-                    conn::stream::start(shard.clone(), stream, h.spec);
-                }
-                Err(e) => {
-                    shard.node.close_stream();
-                    debug!(core = shard.id, error = %e, "handed-off socket could not be registered");
-                }
-            },
-            Control::Drain(p) => {
-                period.set(p);
-                shard.draining.set();
-            }
-            Control::Counts(reply) => {
-                let _ = reply.send(shard.topic_counts());
-            }
-        }
-    }
-}
-
-/// A core as its Redis subscription sees it, with each family's pattern (by family index).
-struct RedisSink(Rc<Shard>, Vec<String>);
-
-impl SubscriberSink for RedisSink {
-    fn message(
-        &self,
-        pattern: &[u8],
-        channel: bytes::Bytes,
-        payload: bytes::Bytes,
-        arrived: Instant,
-    ) {
-        self.0.deliver(
-            Message {
-                channel,
-                payload,
-                arrived,
-            },
-            |f| self.1[f].as_bytes() == pattern,
-        );
-    }
-
-    fn dropped(&self, why: &'static str) {
-        bump(&self.0.stats().redis_dropped);
-        self.0.log_invalid("<from Redis>", why);
-    }
-
-    fn subscribed(&self, after_outage: bool) {
-        let shard = &self.0;
-        shard.source_up.set(true);
-        shard
-            .node
-            .redis_subscribed
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        shard
-            .stats()
-            .redis_up
-            .store(1, std::sync::atomic::Ordering::Relaxed);
-        shard.redis_logged_at.set(None);
-        if after_outage {
-            shard.hub.borrow_mut().mark_gap();
-            let outage = shard
-                .redis_lost_at
-                .take()
-                .map(|t| t.elapsed())
-                .unwrap_or_default();
-            shard.stats().redis_outage_ms.fetch_add(
-                outage.as_millis() as u64,
-                std::sync::atomic::Ordering::Relaxed,
+    #[test]
+    fn placement() {
+        let one = |c: &str| Channels::One(c.into());
+        // The ids of this run name cores 0..4; anything else names none.
+        let core_of_id = |id: &str| {
+            crate::core::event_id::EventId::of_run(id, "run")
+                .map(|id| id.core)
+                .filter(|c| *c < 4)
+        };
+        let owner = owner_core(b"SSE::1::2", 4);
+        let cases: &[(Placement, StreamSpec, Option<usize>)] = &[
+            // An owner-placed channel always goes to its owner, resuming or not.
+            (Placement::Owner, spec(one("SSE::1::2"), None), Some(owner)),
+            (
+                Placement::Owner,
+                spec(one("SSE::1::2"), Some("run.3.9")),
+                Some(owner),
+            ),
+            // Elsewhere a resume goes to the core that issued the id...
+            (Placement::Local, spec(one("g"), Some("run.3.9")), Some(3)),
+            (
+                Placement::Local,
+                spec(Channels::All, Some("run.2.1")),
+                Some(2),
+            ),
+            (
+                Placement::Owner,
+                spec(Channels::Many(Box::new([])), Some("run.1.1")),
+                Some(1),
+            ),
+            // ...and anything else stays where it was accepted.
+            (Placement::Local, spec(one("g"), None), None),
+            (Placement::Local, spec(one("g"), Some("run.4.9")), None),
+            (Placement::Local, spec(one("g"), Some("old.3.9")), None),
+            (Placement::Local, spec(one("g"), Some("garbage")), None),
+        ];
+        for (placement, spec, want) in cases {
+            assert_eq!(
+                stream_core(*placement, spec, 4, core_of_id),
+                *want,
+                "{placement:?} {spec:?}"
             );
-            info!(
-                core = shard.id,
-                outage_ms = outage.as_millis() as u64,
-                "Redis subscription is back; messages published meanwhile are lost"
-            );
-        } else {
-            info!(core = shard.id, "Redis pattern subscription live");
         }
-    }
-
-    fn lost(&self, why: &RedisError) {
-        let shard = &self.0;
-        if shard.source_up.replace(false) {
-            shard
-                .node
-                .redis_subscribed
-                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-            shard
-                .stats()
-                .redis_up
-                .store(0, std::sync::atomic::Ordering::Relaxed);
-            bump(&shard.stats().redis_disconnects);
-            shard.redis_lost_at.set(Some(Instant::now()));
-            shard.redis_logged_at.set(Some(Instant::now()));
-            warn!(core = shard.id, error = %why, "Redis subscription lost; reconnecting");
-            return;
-        }
-        let due = shard
-            .redis_logged_at
-            .get()
-            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
-        if due {
-            shard.redis_logged_at.set(Some(Instant::now()));
-            warn!(core = shard.id, error = %why, "cannot subscribe on Redis; retrying with backoff");
-        } else {
-            debug!(core = shard.id, error = %why, "Redis reconnect failed");
-        }
-    }
-
-    fn stopping(&self) -> bool {
-        self.0.draining.is_set()
     }
 }

@@ -7,6 +7,8 @@
 
 use bytes::{BufMut, BytesMut};
 
+use crate::util::decimal::put_decimal;
+
 /// The response statuses the gateway sends; a closed set so every one has a known reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -141,37 +143,6 @@ pub fn write_response(
     }
 }
 
-/// Appends `{"error":"<message, JSON-escaped>"}` as an application/json response.
-///
-/// Every error the gateway reports to a client has this one shape, so clients parse a
-/// single format. The body is escaped straight into `out`; its length is counted first so
-/// no temporary string is built.
-pub fn write_json_error(
-    out: &mut BytesMut,
-    status: Status,
-    message: &str,
-    extra_headers: &[(&str, &str)],
-    keep_alive: bool,
-) {
-    const OPEN: &[u8] = b"{\"error\":\"";
-    const CLOSE: &[u8] = b"\"}";
-    let body_len = OPEN.len() + escaped_len(message) + CLOSE.len();
-    out.reserve(128 + body_len);
-    let content_type = Some("application/json");
-    if write_head(
-        out,
-        status,
-        content_type,
-        body_len,
-        extra_headers,
-        keep_alive,
-    ) {
-        out.put_slice(OPEN);
-        escape_json_into(out, message);
-        out.put_slice(CLOSE);
-    }
-}
-
 /// Appends the head of an SSE stream: `HTTP/1.1 200 OK`, `Content-Type: text/event-stream`, `Cache-Control: no-cache`, `X-Accel-Buffering: no`, `Connection: keep-alive`, the extra headers, blank line. No Content-Length and no chunked encoding: the body ends when the connection closes.
 ///
 /// Framing the stream by connection close keeps every event a plain write of its
@@ -189,51 +160,6 @@ pub fn write_stream_head(out: &mut BytesMut, extra_headers: &[(&str, &str)]) {
     out.put_slice(b"\r\n");
 }
 
-/// JSON string escaping (quotes, backslash, control chars as \u00XX, \n \r \t) of `s` into `out`, without the surrounding quotes.
-///
-/// Error messages and other text put into JSON bodies may quote client input; escaping
-/// keeps the JSON valid whatever it contains. Characters from U+0080 up pass through as
-/// UTF-8.
-pub fn escape_json_into(out: &mut BytesMut, s: &str) {
-    let bytes = s.as_bytes();
-    let mut clean_from = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let escape: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x00..=0x1f => &[],
-            _ => continue,
-        };
-        out.put_slice(&bytes[clean_from..i]);
-        clean_from = i + 1;
-        if escape.is_empty() {
-            out.put_slice(b"\\u00");
-            out.put_u8(HEX[usize::from(b >> 4)]);
-            out.put_u8(HEX[usize::from(b & 0xf)]);
-        } else {
-            out.put_slice(escape);
-        }
-    }
-    out.put_slice(&bytes[clean_from..]);
-}
-
-/// Lowercase hex digits, for `\u00XX` escapes.
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-/// Bytes [`escape_json_into`] writes for `s`.
-fn escaped_len(s: &str) -> usize {
-    s.bytes()
-        .map(|b| match b {
-            b'"' | b'\\' | b'\n' | b'\r' | b'\t' => 2,
-            0x00..=0x1f => 6,
-            _ => 1,
-        })
-        .sum()
-}
-
 /// Writes the status line and headers of a finite response, through the blank line.
 /// Returns whether the status allows a body (every one but 204).
 fn write_head(
@@ -245,14 +171,14 @@ fn write_head(
     keep_alive: bool,
 ) -> bool {
     out.put_slice(b"HTTP/1.1 ");
-    put_decimal(out, usize::from(status.code()));
+    put_decimal(out, u64::from(status.code()));
     out.put_u8(b' ');
     out.put_slice(status.reason().as_bytes());
     out.put_slice(b"\r\n");
     let has_body = status != Status::NoContent;
     if has_body {
         out.put_slice(b"Content-Length: ");
-        put_decimal(out, body_len);
+        put_decimal(out, body_len as u64);
         out.put_slice(b"\r\n");
         if let Some(content_type) = content_type {
             put_headers(out, &[("Content-Type", content_type)]);
@@ -291,21 +217,6 @@ fn put_field(out: &mut BytesMut, field: &str) {
 /// Bytes that would end a header line (or that peers treat as ending it).
 fn breaks_field(b: u8) -> bool {
     matches!(b, b'\r' | b'\n' | 0)
-}
-
-/// Writes `n` in decimal, without allocating.
-fn put_decimal(out: &mut BytesMut, mut n: usize) {
-    let mut digits = [0u8; 20]; // usize::MAX has 20 digits
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.put_slice(&digits[start..]);
 }
 
 #[cfg(test)]
@@ -441,62 +352,6 @@ mod tests {
     }
 
     #[test]
-    fn write_json_error_table() {
-        #[rustfmt::skip]
-        let cases: &[(Status, &str, Headers, bool, &str)] = &[
-            // (status, message, extra_headers, keep_alive, want)
-            (Status::NotFound, "no such stream", &[], true, "HTTP/1.1 404 Not Found\r\nContent-Length: 26\r\nContent-Type: application/json\r\n\r\n{\"error\":\"no such stream\"}"),
-            (Status::BadRequest, "", &[], false, "HTTP/1.1 400 Bad Request\r\nContent-Length: 12\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"error\":\"\"}"),
-            (Status::Unauthorized, "bad \"token\"\n", &[("WWW-Authenticate", "Bearer")], true, "HTTP/1.1 401 Unauthorized\r\nContent-Length: 27\r\nContent-Type: application/json\r\nWWW-Authenticate: Bearer\r\n\r\n{\"error\":\"bad \\\"token\\\"\\n\"}"),
-            (Status::HeaderFieldsTooLarge, "\u{1}", &[], false, "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 18\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"error\":\"\\u0001\"}"),
-        ];
-        for &(status, message, extra, keep_alive, want) in cases {
-            let mut out = BytesMut::new();
-            write_json_error(&mut out, status, message, extra, keep_alive);
-            assert_eq!(text(&out), want, "{message:?}");
-            let (code, _, _, body) = parse_back(&out);
-            assert_eq!(code, status.code());
-            // The body round-trips through a JSON-compliant reading of the escapes.
-            assert_eq!(unescape_error_body(&body), message, "{message:?}");
-        }
-    }
-
-    /// Minimal reader for `{"error":"..."}` bodies, independent of the writer.
-    fn unescape_error_body(body: &[u8]) -> String {
-        let body = std::str::from_utf8(body).expect("utf-8 body");
-        let inner = body
-            .strip_prefix("{\"error\":\"")
-            .and_then(|b| b.strip_suffix("\"}"))
-            .expect("error body shape");
-        let mut chars = inner.chars();
-        let mut out = String::new();
-        while let Some(c) = chars.next() {
-            assert!(
-                c != '"' && u32::from(c) >= 0x20,
-                "unescaped {c:?} in {body:?}"
-            );
-            if c != '\\' {
-                out.push(c);
-                continue;
-            }
-            match chars.next().expect("escape") {
-                '"' => out.push('"'),
-                '\\' => out.push('\\'),
-                'n' => out.push('\n'),
-                'r' => out.push('\r'),
-                't' => out.push('\t'),
-                'u' => {
-                    let hex: String = chars.by_ref().take(4).collect();
-                    let code = u32::from_str_radix(&hex, 16).expect("hex");
-                    out.push(char::from_u32(code).expect("char"));
-                }
-                other => panic!("unexpected escape \\{other}"),
-            }
-        }
-        out
-    }
-
-    #[test]
     fn write_stream_head_table() {
         #[rustfmt::skip]
         let cases: &[(Headers, &str)] = &[
@@ -517,33 +372,6 @@ mod tests {
     }
 
     #[test]
-    fn escape_json_table() {
-        #[rustfmt::skip]
-        let cases: &[(&str, &str)] = &[
-            // (input, want)
-            ("", ""),
-            ("plain", "plain"),
-            ("a\"b\\c\n\u{1}", "a\\\"b\\\\c\\n\\u0001"),
-            ("\r\t", "\\r\\t"),
-            ("\u{0}\u{8}\u{c}\u{1f}", "\\u0000\\u0008\\u000c\\u001f"),
-            (" \u{7f}", " \u{7f}"),
-            ("é€😀", "é€😀"),
-            ("/<>'", "/<>'"),
-            ("\"\"", "\\\"\\\""),
-        ];
-        for &(input, want) in cases {
-            let mut out = BytesMut::new();
-            escape_json_into(&mut out, input);
-            assert_eq!(text(&out), want, "{input:?}");
-            assert_eq!(escaped_len(input), want.len(), "{input:?}");
-            assert_eq!(
-                unescape_error_body(format!("{{\"error\":\"{want}\"}}").as_bytes()),
-                input
-            );
-        }
-    }
-
-    #[test]
     fn put_headers_table() {
         #[rustfmt::skip]
         let cases: &[(Headers, &str)] = &[
@@ -557,15 +385,6 @@ mod tests {
             let mut out = BytesMut::new();
             put_headers(&mut out, headers);
             assert_eq!(text(&out), want, "{headers:?}");
-        }
-    }
-
-    #[test]
-    fn put_decimal_table() {
-        for n in [0, 7, 9, 10, 99, 100, 1_234_567, usize::MAX - 1, usize::MAX] {
-            let mut out = BytesMut::new();
-            put_decimal(&mut out, n);
-            assert_eq!(text(&out), n.to_string());
         }
     }
 }

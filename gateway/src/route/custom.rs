@@ -68,6 +68,17 @@ fn yes() -> bool {
     true
 }
 
+impl RouteTable {
+    /// The built-in families followed by the `[[routes]]` of the config file, checked.
+    pub fn with_custom(routes_toml: Option<&toml::Value>) -> Result<RouteTable, String> {
+        let mut table = RouteTable::builtin();
+        if let Some(v) = routes_toml {
+            append(&mut table, v)?;
+        }
+        Ok(table)
+    }
+}
+
 /// Parses `[[routes]]` and appends its families to `table`; the error names the row.
 pub fn append(table: &mut RouteTable, value: &toml::Value) -> Result<(), String> {
     let rows = value
@@ -205,6 +216,7 @@ fn check(table: &RouteTable, row: Row) -> Result<Family, String> {
         channel_param: row.channel_param,
         channel_list_param: row.channel_list_param,
         named_system_events: row.named_system_events,
+        topic_api: false,
     })
 }
 

@@ -2,8 +2,7 @@
 //! channel template applied to one request. Pure: no I/O, the clock is passed in.
 use std::borrow::Cow;
 
-use crate::auth::{credentials, jwt};
-use crate::config::Config;
+use crate::auth::{credentials, jwt, Keys};
 use crate::http::query::{percent_decode, query_param};
 use crate::http::request::RequestHead;
 use crate::http::response::Status;
@@ -92,16 +91,15 @@ fn query<'q>(head: &RequestHead<'q>, name: &str) -> Result<Option<Cow<'q, str>>,
 fn token_claims(
     head: &RequestHead<'_>,
     query_token: Option<&str>,
-    config: &Config,
+    keys: &Keys<'_>,
     now_unix: u64,
     disabled: &'static str,
 ) -> Result<jwt::Claims, Refusal> {
     let token = credentials::bearer(head.authorization)
         .or(query_token.map(str::as_bytes))
         .ok_or_else(|| refuse(Status::Unauthorized, "missing token"))?;
-    let secret = config
-        .auth_secret
-        .as_ref()
+    let secret = keys
+        .secret
         .ok_or_else(|| refuse(Status::Unauthorized, disabled))?;
     jwt::verify_hs256(token, secret.expose().as_bytes(), now_unix)
         .map_err(|e| refuse(Status::Unauthorized, e.message()))
@@ -112,7 +110,7 @@ pub fn resolve(
     table: &RouteTable,
     family_index: usize,
     head: &RequestHead<'_>,
-    config: &Config,
+    keys: &Keys<'_>,
     now_unix: u64,
 ) -> Result<StreamSpec, Refusal> {
     let mut family_index = family_index;
@@ -185,7 +183,7 @@ pub fn resolve(
             let claims = token_claims(
                 head,
                 query_token.as_deref(),
-                config,
+                keys,
                 now_unix,
                 "player streams are disabled: SSE_AUTH_SECRET is not set",
             )?;
@@ -203,7 +201,7 @@ pub fn resolve(
             let claims = token_claims(
                 head,
                 query_token.as_deref(),
-                config,
+                keys,
                 now_unix,
                 "private channels are disabled: SSE_AUTH_SECRET is not set",
             )?;
@@ -216,7 +214,7 @@ pub fn resolve(
             }
         }
         AuthRule::ApiKey => {
-            if config.api_keys.is_empty() {
+            if keys.api_keys.is_empty() {
                 return Err(refuse(
                     Status::Unauthorized,
                     "game streams are disabled: SSE_API_KEYS is not set",
@@ -225,9 +223,10 @@ pub fn resolve(
             let key = query(head, "api_key")?
                 .ok_or_else(|| refuse(Status::Unauthorized, "missing api_key"))?;
             // Compare against every key (no early exit), so timing says nothing about which.
-            let ok = config.api_keys.iter().fold(false, |acc, k| {
-                acc | credentials::secret_eq(k.expose().as_bytes(), key.as_bytes())
-            });
+            let ok = keys
+                .api_keys
+                .iter()
+                .fold(false, |acc, k| acc | k.matches(key.as_bytes()));
             if !ok {
                 return Err(refuse(Status::Unauthorized, "invalid api_key"));
             }

@@ -281,6 +281,10 @@ pub struct Family {
     /// are unnamed, like its other system events; other families name them so handlers
     /// expecting only application data never see them.
     pub named_system_events: bool,
+    /// Whether this is the family of the topic API (seed 004): `POST
+    /// /api/v1/events/broadcast` publishes to its channels, and stats list its subscribers
+    /// per topic without a family prefix. Only the built-in topic stream has it.
+    pub topic_api: bool,
 }
 
 /// The fixed (non-stream) endpoints.
@@ -361,6 +365,7 @@ impl RouteTable {
             channel_param: None,
             channel_list_param: None,
             named_system_events: true,
+            topic_api: false,
         };
         let jackpot =
             |name: &str, channel: &str, auth: AuthRule, placement: Placement, slow| Family {
@@ -378,6 +383,7 @@ impl RouteTable {
                 channel_param: Some("channel".into()),
                 channel_list_param: None,
                 named_system_events: true,
+                topic_api: false,
             };
         RouteTable {
             families: vec![
@@ -396,6 +402,7 @@ impl RouteTable {
                     channel_param: None,
                     channel_list_param: None,
                     named_system_events: false,
+                    topic_api: false,
                 },
                 // Before `game`: `stream:type:x` also has the shape `stream:{game}`.
                 game("game_type", "/sse/type/{type}", "stream:type:{type}"),
@@ -429,18 +436,15 @@ impl RouteTable {
                     channel_param: None,
                     channel_list_param: Some("topics".into()),
                     named_system_events: true,
+                    topic_api: true,
                 },
             ],
         }
     }
 
-    /// The built-in families followed by the `[[routes]]` of the config file, checked.
-    pub fn with_custom(routes_toml: Option<&toml::Value>) -> Result<RouteTable, String> {
-        let mut table = RouteTable::builtin();
-        if let Some(v) = routes_toml {
-            crate::route::custom::append(&mut table, v)?;
-        }
-        Ok(table)
+    /// The family `POST /api/v1/events/broadcast` publishes to, if the table has one.
+    pub fn topic_family(&self) -> Option<usize> {
+        self.families.iter().position(|f| f.topic_api)
     }
 
     /// Family names, indexed like [`RouteTable::families`] (stats labels).

@@ -19,6 +19,8 @@
 
 use bytes::BytesMut;
 
+use crate::util::decimal::{decimal_len, put_decimal};
+
 const RETRY: &[u8] = b"retry: ";
 const ID: &[u8] = b"id: ";
 const EVENT: &[u8] = b"event: ";
@@ -69,7 +71,7 @@ pub struct Event<'a> {
 pub fn encode_event(ev: &Event<'_>, out: &mut BytesMut) {
     if let Some(ms) = ev.retry {
         out.extend_from_slice(RETRY);
-        push_decimal(u64::from(ms), out);
+        put_decimal(out, u64::from(ms));
         out.extend_from_slice(b"\n");
     }
     if let Some(id) = ev.id {
@@ -141,7 +143,7 @@ pub fn encode_comment(text: &str, out: &mut BytesMut) {
 /// data buffer is empty.
 pub fn encode_retry(ms: u32, out: &mut BytesMut) {
     out.extend_from_slice(RETRY);
-    push_decimal(u64::from(ms), out);
+    put_decimal(out, u64::from(ms));
     out.extend_from_slice(b"\n\n");
 }
 
@@ -163,37 +165,6 @@ pub(crate) fn push_id_line(id: &str, out: &mut BytesMut) {
 /// Why: shared with the system events so every `event:` line is single-line by construction.
 pub(crate) fn push_event_line(name: &str, out: &mut BytesMut) {
     push_single_line(EVENT, name.as_bytes(), |b| b == b'\n' || b == b'\r', out);
-}
-
-/// Appends `n` in decimal ASCII.
-///
-/// Why: `retry:` values and heartbeat timestamps are written without allocating or going
-/// through `fmt`.
-pub(crate) fn push_decimal(n: u64, out: &mut BytesMut) {
-    // u64::MAX has 20 digits, so the buffer always has room.
-    let mut buf = [0u8; 20];
-    let mut start = buf.len();
-    let mut rest = n;
-    for slot in buf.iter_mut().rev() {
-        *slot = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        start -= 1;
-        if rest == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(buf.get(start..).unwrap_or_default());
-}
-
-/// Number of decimal digits of `n`.
-fn decimal_len(n: u64) -> usize {
-    let mut len = 1;
-    let mut rest = n / 10;
-    while rest > 0 {
-        len += 1;
-        rest /= 10;
-    }
-    len
 }
 
 /// Appends `prefix`, `value` without the bytes `drop` selects, then `\n`, copying whole runs.
@@ -752,20 +723,6 @@ pub(crate) mod tests {
                 vec![d("message", b"x", "", Some(u64::from(ms)))],
                 "{ms}"
             );
-        }
-    }
-
-    #[test]
-    fn push_decimal_writes_every_magnitude() {
-        #[rustfmt::skip]
-        let cases: &[(u64, &[u8])] = &[
-            (0, b"0"), (9, b"9"), (10, b"10"), (1_761_143_445, b"1761143445"), (u64::MAX, b"18446744073709551615"),
-        ];
-        for &(n, want) in cases {
-            let mut out = BytesMut::new();
-            push_decimal(n, &mut out);
-            assert_eq!(&out[..], want, "{n}");
-            assert_eq!(decimal_len(n), want.len(), "{n}");
         }
     }
 }

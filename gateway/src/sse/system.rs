@@ -10,7 +10,9 @@
 
 use bytes::BytesMut;
 
-use super::encode::{push_decimal, push_event_line, push_id_line};
+use super::encode::{push_event_line, push_id_line};
+use crate::util::decimal::put_decimal;
+use crate::util::json::escape_json_into;
 
 /// `9999-12-31T23:59:59Z`: the last instant with a four-digit year.
 const MAX_SECS: u64 = 253_402_300_799;
@@ -69,7 +71,7 @@ pub fn encode_player_keepalive(unix_secs: u64, out: &mut BytesMut) {
 /// bytes flow and proxies and load balancers keep the connection open.
 pub fn encode_heartbeat(unix_secs: u64, out: &mut BytesMut) {
     out.extend_from_slice(b": heartbeat ");
-    push_decimal(unix_secs, out);
+    put_decimal(out, unix_secs);
     out.extend_from_slice(b"\n\n");
 }
 
@@ -84,7 +86,7 @@ pub fn encode_error(message: &str, event: Option<&str>, out: &mut BytesMut) {
         push_event_line(name, out);
     }
     out.extend_from_slice(b"data: {\"type\":\"error\",\"message\":\"");
-    push_json_escaped(message, out);
+    escape_json_into(out, message);
     out.extend_from_slice(b"\"}\n\n");
 }
 
@@ -103,45 +105,8 @@ pub fn encode_reset(id: Option<&str>, named: bool, reason: &str, out: &mut Bytes
         out.extend_from_slice(b"event: reset\n");
     }
     out.extend_from_slice(b"data: {\"type\":\"reset\",\"reason\":\"");
-    push_json_escaped(reason, out);
+    escape_json_into(out, reason);
     out.extend_from_slice(b"\"}\n\n");
-}
-
-/// Appends the body of a JSON string literal for `s` (no surrounding quotes): `"` and `\`
-/// are backslash-escaped, control characters use the short escapes or `\u00XX`; everything
-/// else, including non-ASCII UTF-8, is copied in whole runs.
-fn push_json_escaped(s: &str, out: &mut BytesMut) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut rest = s.as_bytes();
-    while let Some(pos) = rest
-        .iter()
-        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
-    {
-        let (run, tail) = rest.split_at(pos);
-        out.extend_from_slice(run);
-        let Some((&b, tail)) = tail.split_first() else {
-            break;
-        };
-        match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0x08 => out.extend_from_slice(b"\\b"),
-            0x0c => out.extend_from_slice(b"\\f"),
-            _ => out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[usize::from(b >> 4)],
-                HEX[usize::from(b & 0x0f)],
-            ]),
-        }
-        rest = tail;
-    }
-    out.extend_from_slice(rest);
 }
 
 /// The ASCII digits of the UTC date and time of `unix_secs` (clamped to year 9999):
@@ -295,7 +260,7 @@ mod tests {
             ("say \"hi\"", r#"say \"hi\""#),
             (r"C:\path", r"C:\\path"),
             ("a\nb\r\nc", r"a\nb\r\nc"),
-            ("\t\u{8}\u{c}", r"\t\b\f"),
+            ("\t\u{8}\u{c}", r"\t\u0008\u000c"),
             ("\0\u{1}\u{1f}\u{7f}", "\\u0000\\u0001\\u001f\u{7f}"),
             ("héllo 🌍 \u{2028}", "héllo 🌍 \u{2028}"),
             ("</script>'", "</script>'"),

@@ -1,0 +1,229 @@
+//! Opening a stream on its core: the prelude (`retry:`, greeting, and for a resuming client
+//! what it missed or a reset) and the subscription happen in one synchronous step, so nothing
+//! published in between can be missed or delivered twice; the [`Registration`] gives every
+//! piece back when the stream ends, however it ends.
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+use bytes::BytesMut;
+
+use crate::core::hub::{Membership, Resume};
+use crate::core::shard::Shard;
+use crate::core::subscriber::Subscriber;
+use crate::route::resolve::StreamSpec;
+use crate::route::table::{Greeting, SlowPolicy};
+use crate::sse::encode::{encode_event, encode_retry, Event};
+use crate::sse::system::{encode_connected, encode_error, encode_reset};
+use crate::stats::bump;
+use crate::util::jitter::{retry_ms, Jitter};
+
+/// The `retry:` every stream starts with: how long a browser waits before reconnecting.
+pub const RETRY_MS: u32 = 2000;
+
+/// Seconds since the Unix epoch (system events carry whole seconds, UTC).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Why a stream request is turned away after its `200` head: an EventSource that got a
+/// non-200 would stop for good, so it gets a `retry:` and comes back later by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The node is at `SSE_CONNECTION_LIMIT`: a jittered `retry:` and an error event.
+    OverLimit,
+    /// The node drains: a jittered `retry:` only.
+    Draining,
+    /// This core's Redis subscription is down: `retry:` and seed 000's
+    /// `{"type":"error","message":"Failed to subscribe to events"}` (an `error` event on
+    /// families whose system events are named).
+    Unsubscribed {
+        /// Whether the family names its system events.
+        named: bool,
+    },
+}
+
+impl Refusal {
+    /// Appends the refusal's SSE body (after the stream head); `core` seeds the jitter.
+    pub fn encode(self, core: usize, out: &mut BytesMut) {
+        let jitter = || retry_ms(&mut Jitter::new(core as u64));
+        match self {
+            Refusal::OverLimit => {
+                encode_retry(jitter(), out);
+                encode_error("connection limit reached", None, out);
+            }
+            Refusal::Draining => encode_retry(jitter(), out),
+            Refusal::Unsubscribed { named } => {
+                encode_retry(RETRY_MS, out);
+                encode_error(
+                    "Failed to subscribe to events",
+                    named.then_some("error"),
+                    out,
+                );
+            }
+        }
+    }
+}
+
+/// A registered stream: owns its place in the hub, the core and the node's count, and gives
+/// them back when dropped.
+pub struct Registration {
+    /// Its core.
+    shard: Rc<Shard>,
+    /// Its queue, shared with the hub.
+    sub: Rc<Subscriber>,
+    /// Its channels in the hub.
+    membership: Membership,
+    /// Its key in the core's stream list.
+    stream_key: usize,
+}
+
+impl Registration {
+    /// The stream's queue.
+    pub fn sub(&self) -> &Subscriber {
+        &self.sub
+    }
+
+    /// The stream's core.
+    pub fn shard(&self) -> &Shard {
+        &self.shard
+    }
+
+    /// Records events written to the client: their latency from arrival, and the count.
+    /// Empties `arrivals` (and keeps it small when a burst made it grow).
+    pub fn delivered(&self, arrivals: &mut Vec<Instant>) {
+        if arrivals.is_empty() {
+            return;
+        }
+        let stats = self.shard.stats();
+        let now = Instant::now();
+        let hist = &stats.latency[self.sub.family];
+        for t in arrivals.drain(..) {
+            hist.record(now.saturating_duration_since(t));
+            bump(&stats.events_delivered);
+        }
+        if arrivals.capacity() > 64 {
+            arrivals.shrink_to(8);
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let shard = &self.shard;
+        shard.hub.borrow_mut().unsubscribe(&self.membership);
+        shard.streams.borrow_mut().try_remove(self.stream_key);
+        shard.stats().streams_open[self.sub.family].fetch_sub(1, Relaxed);
+        shard.node.close_stream();
+    }
+}
+
+impl Shard {
+    /// Opens an admitted stream on this core: appends its prelude to `out` (after the head
+    /// the caller wrote) and registers it. A refusal writes nothing and releases the stream's
+    /// place in the node's count.
+    ///
+    /// Prelude and subscription happen in this one synchronous call: nothing published in
+    /// between can be missed or delivered twice. The prelude is returned rather than queued,
+    /// so no cut or conflation of the queue can drop it, whatever its size.
+    pub fn open_stream(
+        self: &Rc<Self>,
+        spec: StreamSpec,
+        out: &mut BytesMut,
+    ) -> Result<Registration, Refusal> {
+        let family = spec.family;
+        let fam = self.family(family);
+        let refusal = if self.draining.is_set() {
+            Some(Refusal::Draining)
+        } else if !self.source_up.get() {
+            bump(&self.stats().rejected_redis);
+            Some(Refusal::Unsubscribed {
+                named: fam.named_system_events,
+            })
+        } else {
+            None
+        };
+        if let Some(r) = refusal {
+            self.node.close_stream();
+            return Err(r);
+        }
+        let sub = Rc::new(
+            Subscriber::new(family, self.take_slot(), self.config().event_buffer)
+                .conflating(fam.slow == SlowPolicy::Conflate),
+        );
+        self.encode_prelude(&spec, out);
+        let membership = {
+            let mut hub = self.hub.borrow_mut();
+            if let (Greeting::Latest, Some(channel)) = (fam.greeting, spec.channels.one()) {
+                // A channel that greets with its latest message remembers it from creation
+                // on, whether a stream or a message creates it.
+                hub.keep(channel, family);
+            }
+            hub.subscribe(spec.channels, family, sub.clone())
+        };
+        let stream_key = self.streams.borrow_mut().insert(sub.clone());
+        self.stats().streams_open[family].fetch_add(1, Relaxed);
+        Ok(Registration {
+            shard: self.clone(),
+            sub,
+            membership,
+            stream_key,
+        })
+    }
+
+    /// A keep-alive slot for a new stream: consecutive streams get consecutive slots, so one
+    /// timer tick writes to about 1/slots of the streams instead of all at once.
+    fn take_slot(&self) -> usize {
+        let s = self.next_slot.get();
+        self.next_slot.set(s.wrapping_add(1));
+        s
+    }
+
+    /// `retry:`, then the family's greeting and, for a client with `Last-Event-ID`, the
+    /// events it missed or a reset. A family that greets with the latest message sends it as
+    /// `initial` unless the client resumed (it would be a duplicate of a replayed or already
+    /// seen event, and after a reset "no partial history follows").
+    fn encode_prelude(&self, spec: &StreamSpec, out: &mut BytesMut) {
+        let family = self.family(spec.family);
+        encode_retry(RETRY_MS, out);
+        if family.greeting == Greeting::Connected {
+            encode_connected(unix_now(), out);
+        }
+        let mut hub = self.hub.borrow_mut();
+        let mut resumed = false;
+        if let Some(last) = &spec.last_event_id {
+            resumed = true;
+            match hub.resume(&spec.channels, spec.family, last) {
+                Resume::Replay(missed) => {
+                    bump(&self.stats().resumes);
+                    out.extend_from_slice(&missed);
+                }
+                Resume::Reset { newest_id, reason } => {
+                    bump(&self.stats().resets);
+                    encode_reset(
+                        newest_id.as_deref(),
+                        family.named_system_events,
+                        reason,
+                        out,
+                    );
+                }
+            }
+        }
+        if family.greeting == Greeting::Latest && !resumed {
+            if let Some((id, payload)) = spec.channels.one().and_then(|c| hub.latest(c)) {
+                encode_event(
+                    &Event {
+                        id: Some(&id),
+                        event: Some("initial"),
+                        data: &payload,
+                        retry: None,
+                    },
+                    out,
+                );
+            }
+        }
+    }
+}

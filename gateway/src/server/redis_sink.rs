@@ -1,0 +1,104 @@
+//! A core as its Redis subscription sees it: messages go to the core's delivery, link state
+//! to its verbs and to the log (a failing link is logged once a minute, not per attempt).
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tracing::{debug, info, warn};
+
+use crate::broker::message::Message;
+use crate::broker::redis::{RedisError, SubscriberSink};
+use crate::core::shard::Shard;
+
+/// One core's sink for its subscription link.
+pub struct RedisSink {
+    /// The core.
+    shard: Rc<Shard>,
+    /// Each family's own pattern, by family index: a channel matching several patterns
+    /// arrives once per pattern, and only its family's copy is taken.
+    own: Vec<String>,
+    /// When the subscription was lost (for the outage time).
+    lost_at: Cell<Option<Instant>>,
+    /// When a failed reconnect was last logged (once a minute while down).
+    logged_at: Cell<Option<Instant>>,
+}
+
+impl RedisSink {
+    /// The sink of `shard`'s subscription.
+    pub fn new(shard: Rc<Shard>) -> RedisSink {
+        let own = shard
+            .routes()
+            .families
+            .iter()
+            .map(|f| f.channel.redis_pattern())
+            .collect();
+        RedisSink {
+            shard,
+            own,
+            lost_at: Cell::new(None),
+            logged_at: Cell::new(None),
+        }
+    }
+}
+
+impl SubscriberSink for RedisSink {
+    fn message(&self, pattern: &[u8], channel: Bytes, payload: Bytes, arrived: Instant) {
+        let msg = Message {
+            channel,
+            payload,
+            arrived,
+        };
+        self.shard
+            .deliver(&msg, |f| self.own[f].as_bytes() == pattern);
+    }
+
+    fn dropped(&self, why: &'static str) {
+        self.shard.source_dropped(why);
+    }
+
+    fn subscribed(&self, after_outage: bool) {
+        let shard = &self.shard;
+        shard.source_restored(after_outage);
+        self.logged_at.set(None);
+        if after_outage {
+            let outage = self.lost_at.take().map(|t| t.elapsed()).unwrap_or_default();
+            shard
+                .stats()
+                .redis_outage_ms
+                .fetch_add(outage.as_millis() as u64, Relaxed);
+            info!(
+                core = shard.id(),
+                outage_ms = outage.as_millis() as u64,
+                "Redis subscription is back; messages published meanwhile are lost"
+            );
+        } else {
+            info!(core = shard.id(), "Redis pattern subscription live");
+        }
+    }
+
+    fn lost(&self, why: &RedisError) {
+        let core = self.shard.id();
+        if self.shard.source_lost() {
+            self.lost_at.set(Some(Instant::now()));
+            self.logged_at.set(Some(Instant::now()));
+            warn!(core, error = %why, "Redis subscription lost; reconnecting");
+            return;
+        }
+        let due = self
+            .logged_at
+            .get()
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
+        if due {
+            self.logged_at.set(Some(Instant::now()));
+            warn!(core, error = %why, "cannot subscribe on Redis; retrying with backoff");
+        } else {
+            debug!(core, error = %why, "Redis reconnect failed");
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.shard.is_draining()
+    }
+}

@@ -1,0 +1,191 @@
+//! One core's thread: its runtime, its listener, and the loops that drive the core's verbs:
+//! accept, the inbox of published messages, the control channel, the timer, the Redis
+//! subscription; then the drain.
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use monoio::net::{TcpListener, TcpStream};
+use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
+use tracing::{debug, warn};
+
+use crate::broker::embedded::EmbeddedBroker;
+use crate::broker::message::Message;
+use crate::broker::publish::Broker;
+use crate::broker::redis::{self, Publisher};
+use crate::config::RedisTarget;
+use crate::conn;
+use crate::core::node::{Control, Node};
+use crate::core::shard::Shard;
+use crate::error::StartError;
+use crate::server::redis_sink::RedisSink;
+use crate::server::start::Driver;
+use crate::server::timer;
+use crate::stats::bump;
+use crate::task::{yield_now, DELIVER_BATCH};
+
+/// The broker a core starts with (what crosses to its thread; a Redis link is opened there).
+pub enum BrokerStart {
+    /// The node's embedded broker.
+    Embedded(Arc<EmbeddedBroker>),
+    /// Redis: each core publishes through its own link and subscribes on another.
+    Redis(RedisTarget),
+}
+
+/// What a core thread is started with.
+pub struct CoreStart {
+    /// The shared node.
+    pub node: Arc<Node>,
+    /// This core's index.
+    pub id: usize,
+    /// This core's `SO_REUSEPORT` listener.
+    pub listener: std::net::TcpListener,
+    /// Published messages for this core (embedded broker only).
+    pub inbox: Option<flume::Receiver<Message>>,
+    /// Handoffs, drain, counts.
+    pub control: flume::Receiver<Control>,
+    /// Where the core's HTTP publishes go.
+    pub broker: BrokerStart,
+    /// Where the core reports that it is up, or why it is not.
+    pub ready: mpsc::Sender<Result<(), StartError>>,
+}
+
+/// The body of a core's thread: pin it, build its runtime, run the core until it drained.
+pub fn run_thread(start: CoreStart, driver: Driver) {
+    let id = start.id;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if let Err(e) = monoio::utils::bind_to_cpu_set([id % cpus]) {
+        warn!(core = id, error = ?e, "cannot pin core thread to a CPU");
+    }
+    let ready = start.ready.clone();
+    let built = match driver {
+        Driver::IoUring => RuntimeBuilder::<IoUringDriver>::new()
+            .with_entries(4096)
+            .enable_timer()
+            .build()
+            .map(|mut rt| rt.block_on(run(start))),
+        Driver::Epoll => RuntimeBuilder::<LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .map(|mut rt| rt.block_on(run(start))),
+    };
+    if let Err(source) = built {
+        let _ = ready.send(Err(StartError::Runtime { core: id, source }));
+    }
+}
+
+/// Takes over the listener (it must be a listening TCP socket), reports the core ready, runs
+/// it until the drain completes.
+async fn run(start: CoreStart) {
+    let CoreStart {
+        node,
+        id,
+        listener,
+        inbox,
+        control,
+        broker,
+        ready,
+    } = start;
+    let listener = match take_listener(listener) {
+        Ok(l) => l,
+        Err(source) => {
+            let _ = ready.send(Err(StartError::Listener { core: id, source }));
+            return;
+        }
+    };
+    let (broker, redis) = match broker {
+        BrokerStart::Embedded(b) => (Broker::Embedded(b), None),
+        BrokerStart::Redis(target) => (Broker::Redis(Publisher::new(target.clone())), Some(target)),
+    };
+    let shard = Rc::new(Shard::new(id, node, broker));
+    if let Some(inbox) = inbox {
+        monoio::spawn(inbox_loop(shard.clone(), inbox));
+    }
+    if let Some(target) = redis {
+        let patterns = shard.routes().redis_patterns();
+        let seed = id as u64 ^ u64::from(std::process::id()) << 16;
+        let sink = Rc::new(RedisSink::new(shard.clone()));
+        monoio::spawn(redis::subscribe_loop(target, patterns, seed, sink));
+    }
+    let drain_period = Rc::new(Cell::new(Duration::ZERO));
+    monoio::spawn(control_loop(shard.clone(), control, drain_period.clone()));
+    monoio::spawn(timer::keepalive_loop(shard.clone()));
+    let _ = ready.send(Ok(()));
+    drop(ready);
+    accept_loop(&shard, listener).await;
+    timer::drain(&shard, drain_period.get()).await;
+}
+
+/// The listener on this core's runtime, once checked to be listening.
+fn take_listener(listener: std::net::TcpListener) -> std::io::Result<TcpListener> {
+    if !socket2::SockRef::from(&listener).is_listener()? {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the socket is not listening (bind and listen before passing it)",
+        ));
+    }
+    listener.set_nonblocking(true)?;
+    TcpListener::from_std(listener)
+}
+
+async fn accept_loop(shard: &Rc<Shard>, listener: TcpListener) {
+    loop {
+        monoio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, peer)) => {
+                    bump(&shard.stats().accepted);
+                    monoio::spawn(conn::serve::serve(shard.clone(), stream, peer));
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    warn!(core = shard.id(), error = %e, "accept failed");
+                    monoio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = shard.drain_started() => return,
+        }
+    }
+}
+
+/// Delivers what the embedded broker sends this core: one wake-up per burst, not per
+/// message, yielding to the stream writers every [`DELIVER_BATCH`] messages.
+async fn inbox_loop(shard: Rc<Shard>, inbox: flume::Receiver<Message>) {
+    while let Ok(msg) = inbox.recv_async().await {
+        shard.deliver(&msg, |_| true);
+        let mut n = 1;
+        while let Ok(msg) = inbox.try_recv() {
+            shard.deliver(&msg, |_| true);
+            n += 1;
+            if n % DELIVER_BATCH == 0 {
+                yield_now().await;
+            }
+        }
+    }
+}
+
+async fn control_loop(
+    shard: Rc<Shard>,
+    control: flume::Receiver<Control>,
+    period: Rc<Cell<Duration>>,
+) {
+    while let Ok(msg) = control.recv_async().await {
+        match msg {
+            Control::Handoff(h) => match TcpStream::from_std(h.socket) {
+                Ok(stream) => conn::stream::start(shard.clone(), stream, h.spec),
+                Err(e) => {
+                    shard.handoff_failed();
+                    debug!(core = shard.id(), error = %e, "handed-off socket could not be registered");
+                }
+            },
+            Control::Drain(p) => {
+                period.set(p);
+                shard.start_drain();
+            }
+            Control::Counts(reply) => {
+                let _ = reply.send(shard.topic_counts());
+            }
+        }
+    }
+}
