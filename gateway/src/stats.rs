@@ -238,6 +238,13 @@ impl Stats {
         h
     }
 
+    fn figure(&self, source: Source) -> u64 {
+        match source {
+            Source::One(f) => self.sum(f),
+            Source::Sum(f, g) => self.sum(f) + self.sum(g),
+        }
+    }
+
     /// `GET /api/v1/events/stats`: connections (total, per core, per route), events, cuts,
     /// rejections, latency quantiles per route, uptime.
     pub fn render_json(&self, routes: &[&str], extra: &NodeGauges) -> String {
@@ -273,40 +280,30 @@ impl Stats {
         for (i, (topic, n)) in extra.topics.iter().enumerate() {
             let _ = write!(s, "{}\"{}\":{}", if i > 0 { "," } else { "" }, topic, n);
         }
-        let _ = write!(
-            s,
-            "}},\"events\":{{\"received\":{},\"delivered\":{},\"dropped\":{},\"invalid\":{},\"unrouted\":{},\"published_http\":{}}},",
-            self.sum(|c| &c.events_received),
-            self.sum(|c| &c.events_delivered),
-            self.sum(|c| &c.events_invalid) + self.sum(|c| &c.events_unrouted),
-            self.sum(|c| &c.events_invalid),
-            self.sum(|c| &c.events_unrouted),
-            self.sum(|c| &c.publishes),
-        );
-        let _ = write!(
-            s,
-            "\"slow_consumers_cut\":{},\"rejected_connection_limit\":{},\"head_timeouts\":{},\"accepted\":{},\"handoffs\":{},\"http_errors\":{},\"resumes\":{},\"resets\":{},\"conflated\":{},",
-            self.sum(|c| &c.slow_consumers_cut),
-            self.sum(|c| &c.rejected_limit),
-            self.sum(|c| &c.head_timeouts),
-            self.sum(|c| &c.accepted),
-            self.sum(|c| &c.handoffs_out),
-            self.sum(|c| &c.http_errors),
-            self.sum(|c| &c.resumes),
-            self.sum(|c| &c.resets),
-            self.sum(|c| &c.events_conflated),
-        );
-        let _ = write!(
-            s,
-            "\"redis\":{{\"configured\":{},\"subscribed_cores\":{},\"disconnects\":{},\"outage_seconds\":{:.3},\"dropped\":{},\"rejected_streams\":{},\"publish_failed\":{}}},",
-            self.broker == "redis",
-            self.sum(|c| &c.redis_up),
-            self.sum(|c| &c.redis_disconnects),
-            self.sum(|c| &c.redis_outage_ms) as f64 / 1000.0,
-            self.sum(|c| &c.redis_dropped),
-            self.sum(|c| &c.rejected_redis),
-            self.sum(|c| &c.publish_failed),
-        );
+        s.push_str("},");
+        for section in [Section::Events, Section::Top, Section::Redis] {
+            if let Some(name) = section.key() {
+                let _ = write!(s, "\"{name}\":{{");
+            }
+            if section == Section::Redis {
+                let _ = write!(s, "\"configured\":{},", self.broker == "redis");
+            }
+            for f in FIGURES
+                .iter()
+                .filter(|f| f.json.is_some_and(|(sec, _)| sec == section))
+            {
+                let Some((_, key)) = f.json else { continue };
+                let v = self.figure(f.source);
+                let _ = match f.json_unit {
+                    JsonUnit::Count => write!(s, "\"{key}\":{v},"),
+                    JsonUnit::MillisAsSeconds => write!(s, "\"{key}\":{:.3},", v as f64 / 1000.0),
+                };
+            }
+            if section.key().is_some() {
+                s.pop();
+                s.push_str("},");
+            }
+        }
         s.push_str("\"delivery_latency_ms\":{");
         for (i, name) in routes.iter().enumerate() {
             let h = self.latency(i);
@@ -333,41 +330,17 @@ impl Stats {
     /// `GET /metrics`: the same figures in Prometheus text exposition format.
     pub fn render_prometheus(&self, routes: &[&str], extra: &NodeGauges) -> String {
         let mut s = String::with_capacity(8192);
-        let counter = |s: &mut String, name: &str, help: &str, v: u64| {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
-        };
         let _ = writeln!(
             s,
             "# HELP sse_info Static facts about this node.\n# TYPE sse_info gauge\nsse_info{{driver=\"{}\",broker=\"{}\"}} 1",
             self.driver, self.broker
         );
-        for (name, help, kind, v) in [
-            (
-                "sse_redis_subscribed_cores",
-                "Cores whose Redis pattern subscription is live.",
-                "gauge",
-                self.sum(|c| &c.redis_up),
-            ),
-            (
-                "sse_redis_disconnects_total",
-                "Redis subscriptions lost.",
-                "counter",
-                self.sum(|c| &c.redis_disconnects),
-            ),
-            (
-                "sse_redis_outage_milliseconds_total",
-                "Core-milliseconds without a Redis subscription after having one.",
-                "counter",
-                self.sum(|c| &c.redis_outage_ms),
-            ),
-            (
-                "sse_redis_dropped_total",
-                "Messages from Redis dropped before delivery (size limits, malformed).",
-                "counter",
-                self.sum(|c| &c.redis_dropped),
-            ),
-        ] {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        for f in FIGURES {
+            if let Some((name, help, kind)) = f.prom {
+                let v = self.figure(f.source);
+                let kind = kind.name();
+                let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+            }
         }
         let _ = writeln!(
             s,
@@ -407,84 +380,6 @@ impl Stats {
             s,
             "# HELP sse_connection_limit Configured SSE_CONNECTION_LIMIT.\n# TYPE sse_connection_limit gauge\nsse_connection_limit {}",
             extra.connection_limit
-        );
-        counter(
-            &mut s,
-            "sse_accepted_total",
-            "TCP connections accepted.",
-            self.sum(|c| &c.accepted),
-        );
-        counter(
-            &mut s,
-            "sse_events_received_total",
-            "Messages received from the broker (counted once per core that receives them).",
-            self.sum(|c| &c.events_received),
-        );
-        counter(
-            &mut s,
-            "sse_events_delivered_total",
-            "Event frames written to client sockets.",
-            self.sum(|c| &c.events_delivered),
-        );
-        counter(
-            &mut s,
-            "sse_events_invalid_total",
-            "Messages dropped: payload failed validation.",
-            self.sum(|c| &c.events_invalid),
-        );
-        counter(
-            &mut s,
-            "sse_events_unrouted_total",
-            "Messages dropped: no route family claims the channel.",
-            self.sum(|c| &c.events_unrouted),
-        );
-        counter(
-            &mut s,
-            "sse_slow_consumers_cut_total",
-            "Streams cut for not reading.",
-            self.sum(|c| &c.slow_consumers_cut),
-        );
-        counter(
-            &mut s,
-            "sse_rejected_connection_limit_total",
-            "Stream requests refused at the connection limit.",
-            self.sum(|c| &c.rejected_limit),
-        );
-        counter(
-            &mut s,
-            "sse_head_timeouts_total",
-            "Connections closed for a slow request head.",
-            self.sum(|c| &c.head_timeouts),
-        );
-        counter(
-            &mut s,
-            "sse_http_errors_total",
-            "Requests answered 4xx/5xx.",
-            self.sum(|c| &c.http_errors),
-        );
-        counter(
-            &mut s,
-            "sse_events_conflated_total",
-            "Events that replaced a conflating stream's full queue.",
-            self.sum(|c| &c.events_conflated),
-        );
-        counter(
-            &mut s,
-            "sse_resumes_total",
-            "Reconnects whose missed events were replayed from history.",
-            self.sum(|c| &c.resumes),
-        );
-        counter(
-            &mut s,
-            "sse_resets_total",
-            "Reconnects told history no longer reaches their Last-Event-ID.",
-            self.sum(|c| &c.resets),
-        );
-        counter(
-            &mut s,
-            "sse_publishes_total",
-            "Events accepted by HTTP publish.",
-            self.sum(|c| &c.publishes),
         );
         let _ = writeln!(
             s,
@@ -528,6 +423,262 @@ impl Stats {
         s
     }
 }
+
+/// Where a figure sits in the stats JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Section {
+    /// `"events": {...}`
+    Events,
+    /// The top level.
+    Top,
+    /// `"redis": {...}`
+    Redis,
+}
+
+impl Section {
+    /// The object's key, `None` for the top level.
+    fn key(self) -> Option<&'static str> {
+        match self {
+            Section::Events => Some("events"),
+            Section::Top => None,
+            Section::Redis => Some("redis"),
+        }
+    }
+}
+
+/// How a figure is written in the stats JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JsonUnit {
+    /// As counted.
+    Count,
+    /// A count of milliseconds, written as seconds with three decimals.
+    MillisAsSeconds,
+}
+
+/// A Prometheus metric type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        }
+    }
+}
+
+/// The per-core counter(s) a figure sums over every core.
+#[derive(Clone, Copy)]
+enum Source {
+    /// One counter.
+    One(fn(&CoreStats) -> &AtomicU64),
+    /// The sum of two.
+    Sum(fn(&CoreStats) -> &AtomicU64, fn(&CoreStats) -> &AtomicU64),
+}
+
+/// One node-wide figure: where it comes from, and how the stats JSON and the Prometheus text
+/// show it (either may leave it out).
+struct Figure {
+    /// Section and key in the stats JSON.
+    json: Option<(Section, &'static str)>,
+    /// Its unit there.
+    json_unit: JsonUnit,
+    /// Name, help and type in Prometheus.
+    prom: Option<(&'static str, &'static str, Kind)>,
+    /// What it sums.
+    source: Source,
+}
+
+/// A figure shown as a count in both outputs (`json` and `prom` may be `None`).
+const fn figure(
+    json: Option<(Section, &'static str)>,
+    prom: Option<(&'static str, &'static str, Kind)>,
+    source: fn(&CoreStats) -> &AtomicU64,
+) -> Figure {
+    Figure {
+        json,
+        json_unit: JsonUnit::Count,
+        prom,
+        source: Source::One(source),
+    }
+}
+
+/// Every summed figure of the stats JSON and the Prometheus text, in JSON order: the one
+/// table both renderers read, so a counter cannot be added to one and forgotten in the other
+/// without it showing here.
+const FIGURES: &[Figure] = &[
+    figure(
+        Some((Section::Events, "received")),
+        Some((
+            "sse_events_received_total",
+            "Messages received from the broker (counted once per core that receives them).",
+            Kind::Counter,
+        )),
+        |c| &c.events_received,
+    ),
+    figure(
+        Some((Section::Events, "delivered")),
+        Some((
+            "sse_events_delivered_total",
+            "Event frames written to client sockets.",
+            Kind::Counter,
+        )),
+        |c| &c.events_delivered,
+    ),
+    Figure {
+        json: Some((Section::Events, "dropped")),
+        json_unit: JsonUnit::Count,
+        prom: None,
+        source: Source::Sum(|c| &c.events_invalid, |c| &c.events_unrouted),
+    },
+    figure(
+        Some((Section::Events, "invalid")),
+        Some((
+            "sse_events_invalid_total",
+            "Messages dropped: payload failed validation.",
+            Kind::Counter,
+        )),
+        |c| &c.events_invalid,
+    ),
+    figure(
+        Some((Section::Events, "unrouted")),
+        Some((
+            "sse_events_unrouted_total",
+            "Messages dropped: no route family claims the channel.",
+            Kind::Counter,
+        )),
+        |c| &c.events_unrouted,
+    ),
+    figure(
+        Some((Section::Events, "published_http")),
+        Some((
+            "sse_publishes_total",
+            "Events accepted by HTTP publish.",
+            Kind::Counter,
+        )),
+        |c| &c.publishes,
+    ),
+    figure(
+        Some((Section::Top, "slow_consumers_cut")),
+        Some((
+            "sse_slow_consumers_cut_total",
+            "Streams cut for not reading.",
+            Kind::Counter,
+        )),
+        |c| &c.slow_consumers_cut,
+    ),
+    figure(
+        Some((Section::Top, "rejected_connection_limit")),
+        Some((
+            "sse_rejected_connection_limit_total",
+            "Stream requests refused at the connection limit.",
+            Kind::Counter,
+        )),
+        |c| &c.rejected_limit,
+    ),
+    figure(
+        Some((Section::Top, "head_timeouts")),
+        Some((
+            "sse_head_timeouts_total",
+            "Connections closed for a slow request head.",
+            Kind::Counter,
+        )),
+        |c| &c.head_timeouts,
+    ),
+    figure(
+        Some((Section::Top, "accepted")),
+        Some((
+            "sse_accepted_total",
+            "TCP connections accepted.",
+            Kind::Counter,
+        )),
+        |c| &c.accepted,
+    ),
+    figure(Some((Section::Top, "handoffs")), None, |c| &c.handoffs_out),
+    figure(
+        Some((Section::Top, "http_errors")),
+        Some((
+            "sse_http_errors_total",
+            "Requests answered 4xx/5xx.",
+            Kind::Counter,
+        )),
+        |c| &c.http_errors,
+    ),
+    figure(
+        Some((Section::Top, "resumes")),
+        Some((
+            "sse_resumes_total",
+            "Reconnects whose missed events were replayed from history.",
+            Kind::Counter,
+        )),
+        |c| &c.resumes,
+    ),
+    figure(
+        Some((Section::Top, "resets")),
+        Some((
+            "sse_resets_total",
+            "Reconnects told history no longer reaches their Last-Event-ID.",
+            Kind::Counter,
+        )),
+        |c| &c.resets,
+    ),
+    figure(
+        Some((Section::Top, "conflated")),
+        Some((
+            "sse_events_conflated_total",
+            "Events that replaced a conflating stream's full queue.",
+            Kind::Counter,
+        )),
+        |c| &c.events_conflated,
+    ),
+    figure(
+        Some((Section::Redis, "subscribed_cores")),
+        Some((
+            "sse_redis_subscribed_cores",
+            "Cores whose Redis pattern subscription is live.",
+            Kind::Gauge,
+        )),
+        |c| &c.redis_up,
+    ),
+    figure(
+        Some((Section::Redis, "disconnects")),
+        Some((
+            "sse_redis_disconnects_total",
+            "Redis subscriptions lost.",
+            Kind::Counter,
+        )),
+        |c| &c.redis_disconnects,
+    ),
+    Figure {
+        json: Some((Section::Redis, "outage_seconds")),
+        json_unit: JsonUnit::MillisAsSeconds,
+        prom: Some((
+            "sse_redis_outage_milliseconds_total",
+            "Core-milliseconds without a Redis subscription after having one.",
+            Kind::Counter,
+        )),
+        source: Source::One(|c| &c.redis_outage_ms),
+    },
+    figure(
+        Some((Section::Redis, "dropped")),
+        Some((
+            "sse_redis_dropped_total",
+            "Messages from Redis dropped before delivery (size limits, malformed).",
+            Kind::Counter,
+        )),
+        |c| &c.redis_dropped,
+    ),
+    figure(Some((Section::Redis, "rejected_streams")), None, |c| {
+        &c.rejected_redis
+    }),
+    figure(Some((Section::Redis, "publish_failed")), None, |c| {
+        &c.publish_failed
+    }),
+];
 
 /// Node-wide gauges that live outside the per-core blocks.
 pub struct NodeGauges {
@@ -573,5 +724,62 @@ mod tests {
         let p99 = s.quantile_us(0.99);
         assert!((990..=1280).contains(&p99), "p99 {p99}");
         assert_eq!(s.count_le(u64::MAX), 1000);
+    }
+
+    #[test]
+    fn json_and_prometheus_show_the_same_figures() {
+        let stats = Stats::new(2, "io_uring", "redis");
+        bump(&stats.cores[0].events_invalid);
+        bump(&stats.cores[1].events_unrouted);
+        bump(&stats.cores[1].handoffs_out);
+        stats.cores[0].redis_outage_ms.fetch_add(1500, Relaxed);
+        stats.cores[1].redis_up.fetch_add(1, Relaxed);
+        stats.cores[0].streams_open[1].fetch_add(3, Relaxed);
+        let gauges = NodeGauges {
+            connection_limit: 9,
+            draining: false,
+            topics: vec![("a".into(), 2)],
+        };
+        let json: serde_json::Value =
+            serde_json::from_str(&stats.render_json(&["p", "q"], &gauges)).expect("valid JSON");
+        let at = |path: &str| path.split('.').fold(&json, |v, k| &v[k]).clone();
+        assert_eq!(at("events.dropped"), 2);
+        assert_eq!(at("events.invalid"), 1);
+        assert_eq!(at("handoffs"), 1);
+        assert_eq!(at("redis.configured"), true);
+        assert_eq!(at("redis.subscribed_cores"), 1);
+        assert_eq!(at("redis.outage_seconds"), 1.5);
+        assert_eq!(at("connections.total"), 3);
+        assert_eq!(at("connections.per_route.q"), 3);
+        assert_eq!(at("connections.limit"), 9);
+        assert_eq!(at("topics.a"), 2);
+        assert_eq!(at("delivery_latency_ms.p.count"), 0);
+        let prom = stats.render_prometheus(&["p", "q"], &gauges);
+        for line in [
+            "sse_events_invalid_total 1",
+            "sse_events_unrouted_total 1",
+            "sse_redis_subscribed_cores 1",
+            "# TYPE sse_redis_subscribed_cores gauge",
+            "sse_redis_outage_milliseconds_total 1500",
+            "sse_connections{route=\"q\"} 3",
+            "sse_topic_subscribers{topic=\"a\"} 2",
+            "sse_delivery_latency_seconds_count{route=\"p\"} 0",
+        ] {
+            assert!(prom.lines().any(|l| l == line), "{line} in\n{prom}");
+        }
+        // Every figure of the table is in the JSON; every exported one once in Prometheus.
+        for f in FIGURES {
+            if let Some((section, key)) = f.json {
+                let v = match section.key() {
+                    Some(obj) => &json[obj][key],
+                    None => &json[key],
+                };
+                assert!(!v.is_null(), "{key}");
+            }
+            if let Some((name, _, _)) = f.prom {
+                let samples = prom.lines().filter(|l| l.split(' ').next() == Some(name));
+                assert_eq!(samples.count(), 1, "{name}");
+            }
+        }
     }
 }
