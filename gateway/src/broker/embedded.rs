@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::broker::message::Message;
-use crate::broker::publish::PublishError;
+use crate::broker::message::PublishError;
 use crate::route::table::{owner_core, Placement, RouteTable};
 
 /// Messages that may wait in one core's inbox. Past it, publishes are refused (`503`) rather

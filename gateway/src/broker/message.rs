@@ -1,7 +1,9 @@
-//! The unit that flows from a broker to the cores, and the wire limits every path applies to
-//! it (HTTP publish and Redis alike).
-use bytes::Bytes;
+//! The unit that flows from a broker to the cores, the wire limits every path applies to it
+//! (HTTP publish and Redis alike), and why a publish can fail.
+use std::fmt;
 use std::time::Instant;
+
+use bytes::Bytes;
 
 /// Longest channel name accepted from a publisher (HTTP or Redis).
 pub const MAX_CHANNEL: usize = 1024;
@@ -21,3 +23,43 @@ pub struct Message {
     /// When it reached the gateway: the start of the delivery-latency measurement.
     pub arrived: Instant,
 }
+
+/// How long an HTTP publish waits for Redis's answer.
+pub const PUBLISH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Why a publish was not accepted (answered `503` with this text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishError {
+    /// The node is shutting down and its cores no longer take messages.
+    Closed,
+    /// A core's inbox is full: publishers are faster than it delivers.
+    Full,
+    /// Redis could not be reached: with why.
+    Unreachable(String),
+    /// A connect failed a moment ago; publishes are refused at once until the next try.
+    Backoff,
+    /// Redis did not answer in time; the link is given up.
+    Timeout,
+    /// Redis answered with an error.
+    Refused(String),
+    /// The link failed while the publish waited: with why.
+    Lost(String),
+}
+
+impl fmt::Display for PublishError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PublishError::Closed => f.write_str("the node is shutting down"),
+            PublishError::Full => f.write_str(
+                "publishers are outrunning delivery (a core's inbox is full); retry later",
+            ),
+            PublishError::Unreachable(why) => write!(f, "Redis is unreachable: {why}"),
+            PublishError::Backoff => f.write_str("Redis is unreachable (retrying)"),
+            PublishError::Timeout => write!(f, "Redis did not answer within {:?}", PUBLISH_TIMEOUT),
+            PublishError::Refused(why) => write!(f, "Redis refused the PUBLISH: {why}"),
+            PublishError::Lost(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for PublishError {}

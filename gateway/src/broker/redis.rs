@@ -29,8 +29,8 @@ use monoio::net::TcpStream;
 use redis_protocol::resp2::decode::decode_bytes_mut;
 use redis_protocol::resp2::types::BytesFrame;
 
-use crate::broker::message::{MAX_CHANNEL, MAX_PAYLOAD};
-use crate::broker::publish::PublishError;
+use crate::broker::message::PublishError;
+use crate::broker::message::{MAX_CHANNEL, MAX_PAYLOAD, PUBLISH_TIMEOUT};
 use crate::config::RedisTarget;
 use crate::util::jitter::{Backoff, Jitter};
 
@@ -44,8 +44,6 @@ pub const DEAD_AFTER: Duration = Duration::from_secs(4);
 pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// Cap of the reconnect delay.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// How long an HTTP publish waits for Redis's answer.
-pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest RESP frame the subscriber buffers: a frame that does not fit is a payload no client
 /// should get; the link is dropped (and counted) rather than buffering without bound.
 pub const MAX_FRAME: usize = 8 * 1024 * 1024;

@@ -1,8 +1,11 @@
-//! A finite HTTP answer as a value (status, headers, body), and its rendering into a write
-//! buffer. Every answer other than a stream leaves the gateway through [`Reply::render`].
+//! A finite HTTP answer as a value (status, headers, body), its rendering into a write
+//! buffer, and the bounded write every answer leaves the gateway with.
 use std::borrow::Cow;
+use std::time::Duration;
 
 use bytes::BytesMut;
+use monoio::io::AsyncWriteRentExt;
+use monoio::net::TcpStream;
 
 use crate::http::response::{write_response, Status};
 use crate::util::json::escape_json_into;
@@ -89,6 +92,20 @@ pub fn cors_headers(allow_origin: Option<&str>) -> Vec<(&'static str, &str)> {
         None => Vec::new(),
         Some("*") => vec![("Access-Control-Allow-Origin", "*")],
         Some(o) => vec![("Access-Control-Allow-Origin", o), ("Vary", "Origin")],
+    }
+}
+
+/// Writes a response unless the client stops reading for `limit`: a client that pipelines
+/// requests and never reads the answers would otherwise hold its socket (and megabytes of
+/// kernel buffers) forever. `None`: the write failed or timed out; close the connection.
+pub async fn write_within(
+    stream: &mut TcpStream,
+    out: BytesMut,
+    limit: Duration,
+) -> Option<BytesMut> {
+    match monoio::time::timeout(limit, stream.write_all(out)).await {
+        Ok((Ok(_), out)) => Some(out),
+        _ => None,
     }
 }
 

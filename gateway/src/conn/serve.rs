@@ -3,16 +3,15 @@
 //! their core.
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use bytes::BytesMut;
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::AsyncReadRent;
 use monoio::net::TcpStream;
 
 use crate::conn::api;
 use crate::conn::decide::{decide, Action, Context, Framing, MAX_PUBLISH_BODY};
-use crate::conn::reply::Reply;
+use crate::conn::reply::{write_within, Reply};
 use crate::conn::stream;
 use crate::core::shard::{Admission, Shard};
 use crate::core::stream::unix_now;
@@ -135,19 +134,5 @@ async fn answer(shard: &Shard, stream: &mut TcpStream, reply: &Reply, framing: &
             framing.keep_alive
         }
         None => false,
-    }
-}
-
-/// Writes a response unless the client stops reading for `limit`: a client that pipelines
-/// requests and never reads the answers would otherwise hold its socket (and megabytes of
-/// kernel buffers) forever. `None`: the write failed or timed out; close the connection.
-pub async fn write_within(
-    stream: &mut TcpStream,
-    out: BytesMut,
-    limit: Duration,
-) -> Option<BytesMut> {
-    match monoio::time::timeout(limit, stream.write_all(out)).await {
-        Ok((Ok(_), out)) => Some(out),
-        _ => None,
     }
 }

@@ -14,10 +14,10 @@ use monoio::io::{
 };
 use monoio::net::TcpStream;
 
-use crate::conn::reply::cors_headers;
-use crate::conn::serve::write_within;
+use crate::conn::reply::{cors_headers, write_within};
+use crate::core::refusal::Refusal;
 use crate::core::shard::Shard;
-use crate::core::stream::{Refusal, Registration};
+use crate::core::stream::Registration;
 use crate::core::subscriber::{State, Subscriber};
 use crate::http::response::write_stream_head;
 use crate::route::resolve::StreamSpec;

@@ -1,10 +1,7 @@
 //! A core's periodic work, as verbs the server's timer calls: keep-alives for every local
 //! stream, the sweep of idle channels, and closing streams for the drain.
 //!
-//! One timer per core, not one per connection: every tick writes keep-alives to the streams
-//! whose slot is due. Slots are handed out round-robin, so with a 15 s period and a 100 ms
-//! tick each tick touches 1/150 of the streams: 25,000 streams on a core cost about 170
-//! writes (about 2 ms of kernel time) per tick instead of a 300 ms burst every 15 s.
+//! One timer per core, not one per connection (see [`crate::core::wheel`]).
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -12,13 +9,10 @@ use bytes::{Bytes, BytesMut};
 use crate::core::shard::Shard;
 use crate::core::stream::unix_now;
 use crate::core::subscriber::{Frame, Pushed};
-use crate::route::table::{KeepaliveFormat, RouteTable};
+use crate::route::table::KeepaliveFormat;
 use crate::sse::encode::encode_retry;
 use crate::sse::system::{encode_heartbeat, encode_player_keepalive};
 use crate::stats::bump;
-
-/// Resolution of the keep-alive wheel.
-pub const TICK: Duration = Duration::from_millis(100);
 
 /// How often idle channels are swept.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(10);
@@ -31,40 +25,10 @@ pub fn encode_keepalive(format: KeepaliveFormat, now: u64, out: &mut BytesMut) {
     }
 }
 
-/// The keep-alive wheel of a core: its tick, and each family's period in ticks.
-#[derive(Debug)]
-pub struct Wheel {
-    /// How often [`Shard::keepalive_tick`] runs: [`TICK`], or the keep-alive setting when
-    /// that is shorter (tests use periods of a few milliseconds).
-    tick: Duration,
-    /// Per family: a stream gets a keep-alive every this many ticks.
-    every: Box<[u64]>,
-}
-
-impl Wheel {
-    /// The wheel for `routes`, with `setting` (`SSE_KEEPALIVE_PERIOD`) overriding every
-    /// family's own period.
-    pub fn new(routes: &RouteTable, setting: Option<Duration>) -> Wheel {
-        let tick = match setting {
-            Some(p) if p < TICK => p.max(Duration::from_millis(1)),
-            _ => TICK,
-        };
-        let every = routes
-            .families
-            .iter()
-            .map(|f| {
-                let period = setting.unwrap_or(f.keepalive_period);
-                (period.as_nanos() / tick.as_nanos()).max(1) as u64
-            })
-            .collect();
-        Wheel { tick, every }
-    }
-}
-
 impl Shard {
     /// How often [`Shard::keepalive_tick`] must run.
     pub fn tick_period(&self) -> Duration {
-        self.wheel.tick
+        self.wheel.tick()
     }
 
     /// One tick of the keep-alive wheel: queues a keep-alive on every stream whose slot is
@@ -78,7 +42,7 @@ impl Shard {
         let mut cut = 0;
         for (_, sub) in self.streams.borrow().iter() {
             let f = sub.family;
-            let every = self.wheel.every[f];
+            let every = self.wheel.every(f);
             if n % every != sub.slot as u64 % every {
                 continue;
             }

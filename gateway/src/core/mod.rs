@@ -7,6 +7,8 @@ pub mod event_id;
 pub mod housekeeping;
 pub mod hub;
 pub mod node;
+pub mod refusal;
 pub mod shard;
 pub mod stream;
 pub mod subscriber;
+pub mod wheel;

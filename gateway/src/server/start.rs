@@ -7,56 +7,17 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use monoio::{IoUringDriver, RuntimeBuilder};
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::broker::embedded::{EmbeddedBroker, INBOX};
 use crate::broker::message::Message;
-use crate::config::{Config, IoDriverChoice};
+use crate::config::Config;
 use crate::core::node::{Control, Node};
 use crate::error::StartError;
 use crate::route::table::RouteTable;
-use crate::server::worker::{self, BrokerStart, CoreStart};
+use crate::server::worker::{self, BrokerStart, CoreStart, Driver};
 use crate::stats::Stats;
 use crate::util::jitter::Jitter;
-
-/// The I/O driver a core runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Driver {
-    /// Linux io_uring: one ring per core.
-    IoUring,
-    /// epoll, where the kernel or a seccomp profile forbids io_uring.
-    Epoll,
-}
-
-impl Driver {
-    /// The name used in logs and stats.
-    pub fn name(self) -> &'static str {
-        match self {
-            Driver::IoUring => "io_uring",
-            Driver::Epoll => "epoll",
-        }
-    }
-
-    /// The driver for `choice`: `auto` is io_uring where a ring can actually be built
-    /// (detection can say yes where memlock limits or seccomp still refuse one), else epoll.
-    fn pick(choice: IoDriverChoice) -> Driver {
-        match choice {
-            IoDriverChoice::Epoll => Driver::Epoll,
-            IoDriverChoice::IoUring => Driver::IoUring,
-            IoDriverChoice::Auto => {
-                if !monoio::utils::detect_uring() {
-                    Driver::Epoll
-                } else if RuntimeBuilder::<IoUringDriver>::new().build().is_err() {
-                    warn!("io_uring is detected but unusable here; falling back to epoll");
-                    Driver::Epoll
-                } else {
-                    Driver::IoUring
-                }
-            }
-        }
-    }
-}
 
 /// A started node: its threads and actual listen address.
 pub struct Running {

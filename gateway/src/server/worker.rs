@@ -15,16 +15,53 @@ use crate::broker::embedded::EmbeddedBroker;
 use crate::broker::message::Message;
 use crate::broker::publish::Broker;
 use crate::broker::redis::{self, Publisher};
-use crate::config::RedisTarget;
+use crate::config::{IoDriverChoice, RedisTarget};
 use crate::conn;
 use crate::core::node::{Control, Node};
 use crate::core::shard::Shard;
 use crate::error::StartError;
 use crate::server::redis_sink::RedisSink;
-use crate::server::start::Driver;
 use crate::server::timer;
 use crate::stats::bump;
 use crate::task::{yield_now, DELIVER_BATCH};
+
+/// The I/O driver a core runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    /// Linux io_uring: one ring per core.
+    IoUring,
+    /// epoll, where the kernel or a seccomp profile forbids io_uring.
+    Epoll,
+}
+
+impl Driver {
+    /// The name used in logs and stats.
+    pub fn name(self) -> &'static str {
+        match self {
+            Driver::IoUring => "io_uring",
+            Driver::Epoll => "epoll",
+        }
+    }
+
+    /// The driver for `choice`: `auto` is io_uring where a ring can actually be built
+    /// (detection can say yes where memlock limits or seccomp still refuse one), else epoll.
+    pub fn pick(choice: IoDriverChoice) -> Driver {
+        match choice {
+            IoDriverChoice::Epoll => Driver::Epoll,
+            IoDriverChoice::IoUring => Driver::IoUring,
+            IoDriverChoice::Auto => {
+                if !monoio::utils::detect_uring() {
+                    Driver::Epoll
+                } else if RuntimeBuilder::<IoUringDriver>::new().build().is_err() {
+                    warn!("io_uring is detected but unusable here; falling back to epoll");
+                    Driver::Epoll
+                } else {
+                    Driver::IoUring
+                }
+            }
+        }
+    }
+}
 
 /// The broker a core starts with (what crosses to its thread; a Redis link is opened there).
 pub enum BrokerStart {
