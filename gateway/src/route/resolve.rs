@@ -303,3 +303,120 @@ pub fn resolve(
         allow_origin: None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::jwt::sign_hs256;
+    use crate::config::Secret;
+    use crate::http::request::{parse_head, Parsed};
+
+    const NOW: u64 = 1_761_143_445;
+
+    fn token(claims: &str) -> String {
+        sign_hs256(claims, b"k")
+    }
+
+    /// Resolves `GET target` (plus `headers`) against the built-in table as the connection
+    /// does: the family its path matches, then its rules. A summary: `family channels resume`
+    /// or `status message`.
+    fn run(target: &str, headers: &str, keys: &Keys<'_>) -> String {
+        let table = RouteTable::builtin();
+        let raw = format!("GET {target} HTTP/1.1\r\n{headers}\r\n");
+        let Ok(Parsed::Complete(head)) = parse_head(raw.as_bytes()) else {
+            panic!("{raw:?} parses");
+        };
+        let crate::route::table::Match::Found(crate::route::table::Endpoint::Stream(i)) =
+            table.lookup(head.method, head.path)
+        else {
+            return "no stream route".into();
+        };
+        match resolve(&table, i, &head, keys, NOW) {
+            Ok(spec) => {
+                let channels = match &spec.channels {
+                    Channels::One(c) => c.to_string(),
+                    Channels::Many(l) => l.join(","),
+                    Channels::All => "all".into(),
+                };
+                let resume = spec.last_event_id.as_deref().unwrap_or("-");
+                format!("{} {channels} {resume}", table.families[spec.family].name)
+            }
+            Err(r) => format!("{} {}", r.status.code(), r.message),
+        }
+    }
+
+    #[test]
+    fn resolve_table() {
+        let secret = Secret::new("k");
+        let api_keys = [Secret::new("key-1"), Secret::new("key-2")];
+        let on = Keys {
+            secret: Some(&secret),
+            api_keys: &api_keys,
+        };
+        let off = Keys {
+            secret: None,
+            api_keys: &[],
+        };
+        let exp = NOW + 60;
+        let player = token(&format!(r#"{{"brand_id":7,"player_id":9,"exp":{exp}}}"#));
+        let stale = token(&format!(
+            r#"{{"brand_id":7,"player_id":9,"exp":{}}}"#,
+            NOW - 1
+        ));
+        let no_ids = token(&format!(r#"{{"exp":{exp}}}"#));
+        let private = token(&format!(r#"{{"channels":["ws_user_a@b.c"],"exp":{exp}}}"#));
+        let many: Vec<String> = (0..=MAX_LISTED_CHANNELS).map(|i| format!("t{i}")).collect();
+        let too_many = format!("/api/v1/events?topics={}", many.join(","));
+        let bearer = format!("Authorization: Bearer {player}\r\n");
+        #[rustfmt::skip]
+        let cases: Vec<(String, String, &Keys, &str)> = vec![
+            // Player streams: a token (header or query) with integer brand_id and player_id.
+            (format!("/sse?token={player}"), "".into(), &on, "player SSE::7::9 -"),
+            ("/sse".into(), bearer.clone(), &on, "player SSE::7::9 -"),
+            ("/sse".into(), "".into(), &on, "401 missing token"),
+            (format!("/sse?token={player}"), "".into(), &off, "401 player streams are disabled: SSE_AUTH_SECRET is not set"),
+            (format!("/sse?token={stale}"), "".into(), &on, "401 token has expired"),
+            (format!("/sse?token={no_ids}"), "".into(), &on, "401 token lacks integer brand_id and player_id claims"),
+            ("/sse?token=a.b.c".into(), "".into(), &on, "401 token is malformed"),
+            // Resume: the header wins over the query; blanks are no id.
+            ("/sse?lastEventId=r.0.1".into(), bearer.clone(), &on, "player SSE::7::9 r.0.1"),
+            ("/sse?lastEventId=r.0.1".into(), format!("{bearer}Last-Event-ID:  r.1.2 \r\n"), &on, "player SSE::7::9 r.1.2"),
+            ("/sse?lastEventId=%20".into(), bearer.clone(), &on, "player SSE::7::9 -"),
+            ("/sse?lastEventId=%zz".into(), bearer.clone(), &on, "400 query string is not valid percent-encoding"),
+            // Game streams: path values, an API key from SSE_API_KEYS.
+            ("/sse/crash?api_key=key-2".into(), "".into(), &on, "game stream:crash -"),
+            ("/sse/type/multiplier?api_key=key-1".into(), "".into(), &on, "game_type stream:type:multiplier -"),
+            ("/sse/cr%61sh?api_key=key-1".into(), "".into(), &on, "game stream:crash -"),
+            ("/sse/a%2Fb?api_key=key-1".into(), "".into(), &on, "400 path value {game} must be 1 to 200 bytes of [A-Za-z0-9_.@:-]"),
+            ("/sse/%zz?api_key=key-1".into(), "".into(), &on, "400 path is not valid percent-encoding"),
+            ("/sse/crash?api_key=nope".into(), "".into(), &on, "401 invalid api_key"),
+            ("/sse/crash".into(), "".into(), &on, "401 missing api_key"),
+            ("/sse/crash?api_key=key-1".into(), "".into(), &off, "401 game streams are disabled: SSE_API_KEYS is not set"),
+            // Jackpot channels: the channel's shape picks the family; private ones need it in
+            // the token's channels claim.
+            ("/subscribe?channel=ws_broadcast_g1".into(), "".into(), &off, "jackpot ws_broadcast_g1 -"),
+            (format!("/subscribe?channel=ws_user_a@b.c&token={private}"), "".into(), &on, "jackpot_user ws_user_a@b.c -"),
+            (format!("/subscribe?channel=ws_user_x@y.z&token={private}"), "".into(), &on, "403 token's channels claim does not list this channel"),
+            ("/subscribe?channel=ws_user_a@b.c".into(), "".into(), &on, "401 missing token"),
+            ("/subscribe".into(), "".into(), &on, "400 missing channel query parameter"),
+            ("/subscribe?channel=a%20b".into(), "".into(), &on, "400 channel must be 1 to 200 bytes of [A-Za-z0-9_.@:-]"),
+            ("/subscribe?channel=plain".into(), "".into(), &on, "400 channel must be <workspace>_broadcast_<group> or <workspace>_user_<player>"),
+            ("/subscribe?channel=SSE::1::ws_broadcast_g".into(), "".into(), &on, "400 channel name also has the shape of another family's channels"),
+            // Topic streams: a list of topics (deduplicated, in order), or every topic.
+            ("/api/v1/events?topics=b,a,b".into(), "".into(), &off, "topic events:b,events:a -"),
+            ("/api/v1/events?topics=%20a%20,,".into(), "".into(), &off, "topic events:a -"),
+            ("/api/v1/events".into(), "".into(), &off, "topic all -"),
+            ("/api/v1/events?topics=a,all".into(), "".into(), &off, "topic all -"),
+            ("/api/v1/events?topics=a,b%20c".into(), "".into(), &off, "400 each of topics must be 1 to 200 bytes of [A-Za-z0-9_.@:-]"),
+            (too_many, "".into(), &off, "400 at most 64 topics per stream"),
+        ];
+        let wrong: Vec<String> = cases
+            .iter()
+            .filter_map(|(target, headers, keys, want)| {
+                let got = run(target, headers, keys);
+                (got != *want).then(|| format!("{target} {headers:?}\n  got  {got}\n  want {want}"))
+            })
+            .collect();
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+}
