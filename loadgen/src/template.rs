@@ -134,7 +134,8 @@ impl Template {
                         Var::Token => out.write_all(v.token),
                         Var::Payload => out.write_all(v.payload),
                         Var::PayloadEscaped => {
-                            json_escape(v.payload, out);
+                            let text = String::from_utf8_lossy(v.payload);
+                            gateway::util::json::escape_json_into(out, &text);
                             Ok(())
                         }
                     };
@@ -148,23 +149,6 @@ impl Template {
         let mut out = Vec::new();
         self.render(v, &mut out);
         String::from_utf8_lossy(&out).into_owned()
-    }
-}
-
-/// Appends `bytes` escaped for the inside of a JSON string.
-fn json_escape(bytes: &[u8], out: &mut Vec<u8>) {
-    for &b in bytes {
-        match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0..=0x1f => {
-                let _ = write!(out, "\\u{b:04x}");
-            }
-            _ => out.push(b),
-        }
     }
 }
 
