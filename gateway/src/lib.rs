@@ -25,6 +25,7 @@
 //! - [`stats`]: per-core counters and latency histograms, rendered as JSON and Prometheus text.
 //! - [`error`]: the boundary error type for start-up.
 //! - [`task`]: small helpers for tasks on a core's runtime.
+//! - [`util`]: leaf helpers that import nothing of the crate (duration text).
 #![warn(missing_docs)]
 
 pub mod auth;
@@ -38,6 +39,7 @@ pub mod route;
 pub mod sse;
 pub mod stats;
 pub mod task;
+pub mod util;
 
 /// Internals exposed for the `bench` crate only; not a stable API.
 #[doc(hidden)]
