@@ -45,7 +45,8 @@ pub mod util;
 #[doc(hidden)]
 pub mod internals {
     pub use crate::auth::jwt;
-    pub use crate::config::{Config, Secret};
+    pub use crate::auth::Secret;
+    pub use crate::config::Config;
     pub use crate::core::hub::Hub;
     pub use crate::core::subscriber::Subscriber;
     pub use crate::http::request::{parse_head, Parsed, RequestHead};

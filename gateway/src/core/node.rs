@@ -192,14 +192,7 @@ fn run_tag() -> String {
 /// Binds the listeners, spawns the cores and logs the start-up line.
 pub fn start(config: Config) -> Result<Running, StartError> {
     config.validate()?;
-    let routes = RouteTable::with_custom(config.routes_toml.as_ref()).map_err(|reason| {
-        StartError::Config(crate::config::ConfigError::Invalid {
-            setting: "SSE_CONFIG",
-            value: "[[routes]]".into(),
-            reason,
-        })
-    })?;
-    let routes = Arc::new(routes);
+    let routes = Arc::new(config.routes.clone());
     let cores = config.cores;
     let mut driver = pick_driver(config.io_driver);
     if driver == Driver::IoUring && config.io_driver == IoDriverChoice::Auto {
@@ -232,16 +225,6 @@ pub fn start(config: Config) -> Result<Running, StartError> {
             addr: local_addr,
             source,
         })?);
-    }
-    if routes.families.len() > crate::stats::ROUTE_SLOTS {
-        return Err(StartError::Config(crate::config::ConfigError::Invalid {
-            setting: "SSE_CONFIG",
-            value: format!("{} route families", routes.families.len()),
-            reason: format!(
-                "at most {} route families are supported",
-                crate::stats::ROUTE_SLOTS
-            ),
-        }));
     }
     let (msg_tx, msg_rx): (Vec<_>, Vec<_>) = (0..cores)
         .map(|_| flume::bounded::<Message>(crate::broker::embedded::INBOX))
