@@ -5,7 +5,7 @@ use std::hint::black_box;
 
 use gateway::internals::encode::{encode_event, Event};
 use gateway::internals::{jwt, parse_head, payload, resolve, Endpoint, Match, Parsed};
-use gateway::internals::{Channels, Keys, PayloadRule, RequestHead, RouteTable};
+use gateway::internals::{Channels, PayloadRule, RequestHead, RouteTable};
 
 use crate::fanout::Fanout;
 use crate::fixtures;
@@ -176,14 +176,6 @@ impl Request {
         }
     }
 
-    /// The secrets stream requests are checked against.
-    fn keys(&self) -> Keys<'_> {
-        Keys {
-            secret: self.config.auth_secret.as_ref(),
-            api_keys: &self.config.api_keys,
-        }
-    }
-
     /// Route matching: the family (or API endpoint) of the request's method and path.
     fn lookup(&self) -> Match {
         self.table
@@ -200,7 +192,7 @@ impl Request {
             &self.table,
             i,
             black_box(&self.head),
-            &self.keys(),
+            &self.config.keys(),
             fixtures::NOW_UNIX,
         )
         .map_or(0, |s| match &s.channels {
@@ -424,7 +416,7 @@ mod tests {
             let Match::Found(Endpoint::Stream(i)) = r.lookup() else {
                 panic!("{family}: no stream route");
             };
-            let spec = resolve(&r.table, i, &r.head, &r.keys(), fixtures::NOW_UNIX)
+            let spec = resolve(&r.table, i, &r.head, &r.config.keys(), fixtures::NOW_UNIX)
                 .unwrap_or_else(|e| panic!("{family}: {e:?}"));
             assert_eq!(r.table.families[spec.family].name, family);
             assert_eq!(spec.channels.one(), Some(channel));

@@ -25,6 +25,7 @@
 //! - [`stats`]: per-core counters and latency histograms, rendered as JSON and Prometheus text.
 //! - [`error`]: the boundary error type for start-up.
 //! - [`task`]: small helpers for tasks on a core's runtime.
+//! - [`util`]: leaf helpers that import nothing of the crate (duration text).
 #![warn(missing_docs)]
 
 pub mod auth;
@@ -44,9 +45,10 @@ pub mod util;
 /// Internals exposed for the `bench` crate only; not a stable API.
 #[doc(hidden)]
 pub mod internals {
-    pub use crate::auth::{jwt, Keys};
+    pub use crate::auth::jwt;
+    pub use crate::auth::Secret;
     pub use crate::broker::message::Message;
-    pub use crate::config::{Config, Secret};
+    pub use crate::config::Config;
     pub use crate::core::deliver::{deliver, Delivery, Dropped, Place};
     pub use crate::core::hub::Hub;
     pub use crate::core::subscriber::Subscriber;

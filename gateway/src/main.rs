@@ -10,6 +10,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let config = match Config::from_process() {
+        Ok(c) if c.check_config => {
+            println!("config OK: {}", c.summary());
+            return ExitCode::SUCCESS;
+        }
         Ok(c) => c,
         Err(ConfigError::Help) => {
             println!("{}", Config::usage());

@@ -70,6 +70,57 @@ fn a_bad_setting_stops_start_up_naming_it() {
 }
 
 #[test]
+fn check_config_validates_settings_file_and_routes_then_exits() {
+    let write = |name: &str, text: &str| {
+        let path = std::env::temp_dir().join(format!("gw-{}-{name}", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let good = write(
+        "good.toml",
+        "listen = \"127.0.0.1:0\"\ncores = 2\n\n[[routes]]\nname = \"orders\"\n\
+         path = \"/shops/{shop}/orders\"\nchannel = \"orders:{shop}\"\n",
+    );
+    let bad_setting = write("bad-setting.toml", "connection_limit = 0\n");
+    let bad_route = write(
+        "bad-route.toml",
+        "[[routes]]\nname = \"orders\"\npath = \"/o\"\nchannel = \"orders:{shop}\"\n",
+    );
+    let check = |file: &std::path::Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .env_clear()
+            .env("SSE_CONFIG", file)
+            .arg("--check-config")
+            .output()
+            .expect("run gateway");
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let (code, stdout, stderr) = check(&good);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        stdout,
+        "config OK: listen 127.0.0.1:0, 2 cores, 7 route families\n"
+    );
+    let (code, stdout, stderr) = check(&bad_setting);
+    assert_eq!(code, Some(2), "{stdout}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.starts_with("error: SSE_CONNECTION_LIMIT (flag --connection-limit"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = check(&bad_route);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("SSE_CONFIG") && stderr.contains("route \"orders\""),
+        "{stderr}"
+    );
+    for file in [good, bad_setting, bad_route] {
+        let _ = std::fs::remove_file(file);
+    }
+}
+
+#[test]
 fn flags_override_the_environment() {
     let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
         .env_clear()

@@ -1,6 +1,6 @@
 //! Where credentials are found in a request, what they are checked against, and
 //! constant-time comparison of shared secrets.
-use crate::config::Secret;
+use crate::auth::Secret;
 
 /// The secrets stream requests are checked against (borrowed from the settings).
 #[derive(Debug, Clone, Copy)]

@@ -2,7 +2,7 @@
 //! publish authorisation, CORS, body framing, refusals) is table-tested without a socket.
 use std::net::SocketAddr;
 
-use crate::auth::{credentials, Keys};
+use crate::auth::credentials;
 use crate::broker::message::MAX_PAYLOAD;
 use crate::config::{Config, CorsOrigins};
 use crate::conn::reply::Reply;
@@ -160,12 +160,8 @@ pub fn decide(ctx: &Context<'_>, buf: &[u8]) -> Option<Action> {
             Reply::json(Status::Ok, &b"{\"status\":\"ok\"}"[..]),
             framing,
         ),
-        Endpoint::Stream(i) => {
-            let keys = Keys {
-                secret: config.auth_secret.as_ref(),
-                api_keys: &config.api_keys,
-            };
-            Some(match resolve(ctx.routes, i, &head, &keys, ctx.now_unix) {
+        Endpoint::Stream(i) => Some(
+            match resolve(ctx.routes, i, &head, &config.keys(), ctx.now_unix) {
                 Ok(mut spec) => {
                     spec.allow_origin = framing.allow_origin;
                     Action::Stream(spec)
@@ -177,8 +173,8 @@ pub fn decide(ctx: &Context<'_>, buf: &[u8]) -> Option<Action> {
                         ..framing
                     },
                 },
-            })
-        }
+            },
+        ),
     }
 }
 
@@ -276,7 +272,7 @@ fn preflight(routes: &RouteTable, head: &RequestHead<'_>, framing: Framing) -> A
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
+    use crate::auth::Secret;
     use crate::route::resolve::Channels;
 
     const NOW: u64 = 1_761_143_445;

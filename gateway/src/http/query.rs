@@ -8,10 +8,15 @@
 use std::borrow::Cow;
 use std::fmt;
 
-/// A query value or path segment that cannot be decoded: a `%` not followed by two hex
-/// digits, or bytes that are not UTF-8 once decoded. Answered with 400.
+/// Why a query value or path segment cannot be decoded. Answered with 400; the variants let
+/// a caller that explains itself to a person (the Redis URL setting) say which.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BadEncoding;
+pub enum BadEncoding {
+    /// A `%` not followed by two hex digits.
+    Escape,
+    /// Bytes that are not UTF-8 once decoded.
+    Utf8,
+}
 
 impl fmt::Display for BadEncoding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -85,7 +90,7 @@ fn decode(s: &str, plus_is_space: bool) -> Result<Cow<'_, str>, BadEncoding> {
     }
     String::from_utf8(bytes)
         .map(Cow::Owned)
-        .map_err(|_| BadEncoding)
+        .map_err(|_| BadEncoding::Utf8)
 }
 
 /// Iterator over the decoded bytes of a percent-encoded string.
@@ -107,9 +112,9 @@ impl Iterator for Decoder<'_> {
                         self.rest = tail;
                         Ok(hi << 4 | lo)
                     }
-                    _ => Err(BadEncoding),
+                    _ => Err(BadEncoding::Escape),
                 },
-                _ => Err(BadEncoding),
+                _ => Err(BadEncoding::Escape),
             },
             b'+' if self.plus_is_space => Ok(b' '),
             b => Ok(b),
@@ -157,7 +162,7 @@ mod tests {
             ("a", "a", Ok(Some(("", true)))),
             ("b&a&c", "a", Ok(Some(("", true)))),
             ("a=1&a=2", "a", Ok(Some(("1", true)))),
-            ("a=%zz&a=2", "a", Err(BadEncoding)),
+            ("a=%zz&a=2", "a", Err(BadEncoding::Escape)),
             ("a=1&a=%zz", "a", Ok(Some(("1", true)))),
             ("a=x%2Cy", "a", Ok(Some(("x,y", false)))),
             ("a=x%2cy", "a", Ok(Some(("x,y", false)))),
@@ -166,11 +171,11 @@ mod tests {
             ("a=%20", "a", Ok(Some((" ", false)))),
             ("a=%C3%A9", "a", Ok(Some(("é", false)))),
             ("a=é", "a", Ok(Some(("é", true)))),
-            ("a=%zz", "a", Err(BadEncoding)),
-            ("a=%2", "a", Err(BadEncoding)),
-            ("a=%", "a", Err(BadEncoding)),
-            ("a=%ff", "a", Err(BadEncoding)),
-            ("a=%C3", "a", Err(BadEncoding)),
+            ("a=%zz", "a", Err(BadEncoding::Escape)),
+            ("a=%2", "a", Err(BadEncoding::Escape)),
+            ("a=%", "a", Err(BadEncoding::Escape)),
+            ("a=%ff", "a", Err(BadEncoding::Utf8)),
+            ("a=%C3", "a", Err(BadEncoding::Utf8)),
             ("b=%zz&a=1", "a", Ok(Some(("1", true)))),
             ("a=1&", "a", Ok(Some(("1", true)))),
             ("a=1&", "", Ok(None)),
@@ -209,12 +214,12 @@ mod tests {
             ("%2F", Ok(Some(("/", false)))),
             ("%00", Ok(Some(("\0", false)))),
             ("%e2%82%ac", Ok(Some(("€", false)))),
-            ("%zz", Err(BadEncoding)),
-            ("%g0", Err(BadEncoding)),
-            ("%0", Err(BadEncoding)),
-            ("a%", Err(BadEncoding)),
-            ("%ff", Err(BadEncoding)),
-            ("%e2%82", Err(BadEncoding)),
+            ("%zz", Err(BadEncoding::Escape)),
+            ("%g0", Err(BadEncoding::Escape)),
+            ("%0", Err(BadEncoding::Escape)),
+            ("a%", Err(BadEncoding::Escape)),
+            ("%ff", Err(BadEncoding::Utf8)),
+            ("%e2%82", Err(BadEncoding::Utf8)),
         ];
         for (input, want) in cases {
             let got = percent_decode(input).map(Some);
@@ -224,6 +229,8 @@ mod tests {
 
     #[test]
     fn bad_encoding_displays() {
-        assert_eq!(BadEncoding.to_string(), "invalid percent-encoding");
+        for e in [BadEncoding::Escape, BadEncoding::Utf8] {
+            assert_eq!(e.to_string(), "invalid percent-encoding");
+        }
     }
 }

@@ -196,7 +196,7 @@ fn check(table: &RouteTable, row: Row) -> Result<Family, String> {
     };
     let keepalive_period = match &row.keepalive_period {
         None => Duration::from_secs(15),
-        Some(t) => crate::config::parse_duration(t)
+        Some(t) => crate::util::duration::parse(t)
             .ok()
             .filter(|d| !d.is_zero())
             .ok_or("keepalive_period must be a positive duration such as 15s or 500ms")?,

@@ -308,7 +308,7 @@ pub fn resolve(
 mod tests {
     use super::*;
     use crate::auth::jwt::sign_hs256;
-    use crate::config::Secret;
+    use crate::auth::Secret;
     use crate::http::request::{parse_head, Parsed};
 
     const NOW: u64 = 1_761_143_445;

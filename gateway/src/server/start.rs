@@ -14,7 +14,6 @@ use crate::broker::message::Message;
 use crate::config::Config;
 use crate::core::node::{Control, Node};
 use crate::error::StartError;
-use crate::route::table::RouteTable;
 use crate::server::worker::{self, BrokerStart, CoreStart, Driver};
 use crate::stats::Stats;
 use crate::util::jitter::Jitter;
@@ -93,24 +92,7 @@ pub fn start_on(
 ) -> Result<Running, StartError> {
     config.cores = listeners.len();
     config.validate()?;
-    let routes = RouteTable::with_custom(config.routes_toml.as_ref()).map_err(|reason| {
-        StartError::Config(crate::config::ConfigError::Invalid {
-            setting: "SSE_CONFIG",
-            value: "[[routes]]".into(),
-            reason,
-        })
-    })?;
-    if routes.families.len() > crate::stats::ROUTE_SLOTS {
-        return Err(StartError::Config(crate::config::ConfigError::Invalid {
-            setting: "SSE_CONFIG",
-            value: format!("{} route families", routes.families.len()),
-            reason: format!(
-                "at most {} route families are supported",
-                crate::stats::ROUTE_SLOTS
-            ),
-        }));
-    }
-    let routes = Arc::new(routes);
+    let routes = Arc::new(config.routes.clone());
     let local_addr = listeners
         .first()
         .and_then(|l| l.local_addr().ok())

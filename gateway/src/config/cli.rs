@@ -1,0 +1,162 @@
+//! The layers as one command line for clap, and clap's errors as [`ConfigError`]s.
+//!
+//! The file's settings, then the environment's, then the real arguments are parsed as one
+//! command line in which each flag overrides itself, so the last layer naming a setting wins.
+//! clap's own reading of the environment is off: variables come from the lookup function, and
+//! one set to the empty string is unset (`FOO=` lines in env files are common). A value may
+//! not start with `-` in the `--name value` form (so `--cores --listen x` lacks a value);
+//! `--name=-value` takes any value.
+use std::error::Error as _;
+use std::sync::LazyLock;
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{Arg, Command, CommandFactory, FromArgMatches};
+
+use super::{error::invalid, file, redis, Config, ConfigError};
+use crate::route::table::RouteTable;
+
+/// Said after the flags in `--help`.
+pub(super) const AFTER_HELP: &str = "\
+Each setting is also an environment variable (empty: unset) and a key of the TOML file named
+by --config: the flag's name with _ for -, lists as a string or an array, durations as a string
+or an integer of seconds; the file may also hold [[routes]]. Precedence: defaults < file <
+environment < flags. Durations are 500ms, 10s, 2m, 1h or a number of seconds, at most 24h.";
+
+/// The settings as clap knows them, built once (errors name settings by `'static` strings).
+static COMMAND: LazyLock<Command> = LazyLock::new(Config::command);
+
+/// Parses file < environment < `args`; `-h`/`--help` anywhere wins over every other problem.
+pub(super) fn load(
+    args: &[String],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        return Err(ConfigError::Help);
+    }
+    let env_flag = |a: &Arg| {
+        let value = env(a.get_env()?.to_str()?).filter(|v| !v.is_empty())?;
+        Some(format!("--{}={value}", a.get_long()?))
+    };
+    let env_flags: Vec<String> = COMMAND.get_arguments().filter_map(env_flag).collect();
+    let layered = |file_flags: &[String]| {
+        let flags = file_flags.iter().chain(&env_flags).chain(args);
+        let mut config = parse(flags.map(String::as_str)).map_err(|e| clap_error(args, &e))?;
+        config.api_keys.retain(|k| !k.expose().is_empty());
+        Ok::<_, ConfigError>(config)
+    };
+    // The flags and the environment name the file; then it goes under them.
+    let config = layered(&[])?;
+    let Some(path) = &config.config_file else {
+        return Ok(config);
+    };
+    let (file_flags, routes) = file::read(path)?;
+    let mut config = layered(&file_flags)?;
+    let routes = RouteTable::with_custom(routes.as_ref());
+    config.routes = routes.map_err(|reason| invalid("SSE_CONFIG", "[[routes]]", reason))?;
+    Ok(config)
+}
+
+/// The defaults: a command line with nothing on it.
+pub(super) fn defaults() -> Config {
+    parse(std::iter::empty()).expect("the defaults parse")
+}
+
+/// Runs clap over `args` (after the program name), without its reading of the environment.
+fn parse<'a>(args: impl Iterator<Item = &'a str>) -> Result<Config, clap::Error> {
+    let command = COMMAND.clone().mut_args(|a| a.env(None::<&str>));
+    let matches = command.try_get_matches_from(std::iter::once("gateway").chain(args))?;
+    Config::from_arg_matches(&matches)
+}
+
+/// clap's error as ours: a bad value names its setting (a Redis URL's password redacted), a
+/// stray argument its position in `args`; anything else is clap's first line.
+fn clap_error(args: &[String], e: &clap::Error) -> ConfigError {
+    let context = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => s.as_str(),
+        _ => "",
+    };
+    let arg = context(ContextKind::InvalidArg);
+    let flag = arg.split(' ').next().unwrap_or_default();
+    match (e.kind(), flag.strip_prefix("--").and_then(env_of)) {
+        (ErrorKind::DisplayHelp, _) => ConfigError::Help,
+        (ErrorKind::ValueValidation, Some(setting)) => {
+            let mut value = context(ContextKind::InvalidValue).to_string();
+            if setting == "EVENTS_REDIS_STORAGE" {
+                value = redis::redact_url(&value);
+            }
+            invalid(
+                setting,
+                value,
+                e.source().map(ToString::to_string).unwrap_or_default(),
+            )
+        }
+        (ErrorKind::UnknownArgument, _) if !arg.starts_with('-') => {
+            let at = position(args, arg);
+            ConfigError::CommandLine(format!(
+                "unexpected argument {at} on the command line: settings are given as \
+                 --name value or --name=value (quote values with spaces)"
+            ))
+        }
+        _ => {
+            let message = e.to_string();
+            let first = message.lines().next().unwrap_or_default();
+            ConfigError::CommandLine(first.trim_start_matches("error: ").to_string())
+        }
+    }
+}
+
+/// Where the stray `text` stands in `args` (1-based), skipping an equal text that is a value.
+fn position(args: &[String], text: &str) -> usize {
+    // Every flag with an environment variable takes a value.
+    let takes_value = |flag: &str| match flag.strip_prefix("--") {
+        Some(long) if !long.contains('=') => env_of(long).is_some(),
+        _ => false,
+    };
+    let stray = |i: usize| args[i] == text && (i == 0 || !takes_value(&args[i - 1]));
+    (0..args.len()).find(|&i| stray(i)).map_or(0, |i| i + 1)
+}
+
+/// Every setting's environment variable.
+pub(super) fn env_names() -> impl Iterator<Item = &'static str> {
+    COMMAND
+        .get_arguments()
+        .filter_map(|a| a.get_env()?.to_str())
+}
+
+/// The environment variable of the setting whose flag is `--{long}`.
+pub(super) fn env_of(long: &str) -> Option<&'static str> {
+    let arg = COMMAND
+        .get_arguments()
+        .find(|a| a.get_long() == Some(long))?;
+    arg.get_env()?.to_str()
+}
+
+/// The flag (without `--`) and, but for the file's own path, the file key of a setting.
+pub(super) fn names(env: &str) -> Option<(&'static str, Option<String>)> {
+    let arg = COMMAND
+        .get_arguments()
+        .find(|a| a.get_env().is_some_and(|e| e == env))?;
+    let flag = arg.get_long()?;
+    Some((flag, (env != "SSE_CONFIG").then(|| flag.replace('-', "_"))))
+}
+
+/// The `--help` text. Environment values are never shown: some are secrets.
+pub(super) fn usage() -> String {
+    let mut command = COMMAND.clone().mut_args(|a| a.hide_env_values(true));
+    command.render_long_help().to_string()
+}
+
+#[cfg(test)]
+pub(super) mod testing {
+    //! What the config tests need to see of the clap definitions.
+    use super::COMMAND;
+
+    /// `(env, flag, help)` of every setting, in `--help` order.
+    pub fn rows() -> Vec<(&'static str, &'static str, String)> {
+        let rows = COMMAND.get_arguments().filter_map(|a| {
+            let env = a.get_env()?.to_str()?;
+            Some((env, a.get_long()?, a.get_help()?.to_string()))
+        });
+        rows.collect()
+    }
+}

@@ -1,0 +1,82 @@
+//! Why a configuration could not be built, in words that name what to fix.
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::auth::secret::REDACTED;
+
+/// Why the configuration could not be built. Each message names what to fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// `-h` or `--help` was given: print [`super::Config::usage`] and exit successfully.
+    Help,
+    /// A setting has a bad value.
+    Invalid {
+        /// The setting's environment variable, e.g. `"SSE_CORES"`.
+        setting: &'static str,
+        /// The value as given; `[redacted]` for secrets (and for a Redis URL's password).
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The command line is wrong: an unknown flag, a missing value, a stray argument (named
+    /// by position: it may be a secret).
+    CommandLine(String),
+    /// The config file cannot be read, is not TOML, or has an unknown key or a wrongly typed
+    /// value.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// A setting's bad value; a [`REDACTED`] value is shown bare, any other quoted.
+pub(super) fn invalid(
+    setting: &'static str,
+    value: impl fmt::Display,
+    reason: impl Into<String>,
+) -> ConfigError {
+    let (value, reason) = (value.to_string(), reason.into());
+    ConfigError::Invalid {
+        setting,
+        value,
+        reason,
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Help => f.write_str("help requested (see --help)"),
+            ConfigError::Invalid {
+                setting,
+                value,
+                reason,
+            } => {
+                f.write_str(setting)?;
+                match super::cli::names(setting) {
+                    Some((flag, Some(key))) => write!(f, " (flag --{flag}, file key `{key}`)")?,
+                    Some((flag, None)) => write!(f, " (flag --{flag})")?,
+                    None => {}
+                }
+                match value.as_str() {
+                    REDACTED => write!(f, " has an invalid value ({REDACTED}): {reason}"),
+                    _ => write!(f, " has an invalid value {value:?}: {reason}"),
+                }
+            }
+            ConfigError::CommandLine(reason) => {
+                write!(f, "{reason}; run with --help to list the settings")
+            }
+            ConfigError::File { path, reason } => {
+                write!(
+                    f,
+                    "config file {} (SSE_CONFIG / --config): {reason}",
+                    path.display()
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}

@@ -1,0 +1,247 @@
+//! The gateway's configuration: one [`Config`] from defaults < TOML file < environment <
+//! flags.
+//!
+//! `Config` is a `clap` command: each setting is a field with its flag, environment variable,
+//! default and value parser, and its doc comment is its `--help` text. The file (a `serde`
+//! struct with `deny_unknown_fields`, in `file.rs`) and the environment (read through a lookup
+//! function, so tests need no real one) are handed to clap as `--name=value` flags ahead of the
+//! real ones, so every value takes one path, clap's last-wins gives the precedence, and an
+//! error names the setting, its flag, its file key and the value; secrets show as
+//! `[redacted]`, there and in `Debug` output. See `cli.rs` for the decisions this implies.
+mod cli;
+mod error;
+mod file;
+mod redis;
+mod values;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+pub use error::ConfigError;
+pub use redis::RedisTarget;
+pub use values::{CorsOrigins, IoDriverChoice};
+
+use crate::auth::secret::{Secret, REDACTED};
+use crate::auth::Keys;
+use crate::route::table::RouteTable;
+use crate::util::duration;
+use error::invalid;
+
+/// Most worker threads [`Config::cores`] may ask for.
+const MAX_CORES: usize = 1024;
+/// Most events [`Config::event_buffer`] and [`Config::history`] may hold per stream/channel.
+const MAX_QUEUE: usize = 65_536;
+
+/// Everything the gateway is told at start-up. Build it with [`Config::from_process`] or
+/// [`Config::load`]; a hand-built one must pass [`Config::validate`] before use.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "gateway", about = "Server-Sent Events gateway", long_about = None)]
+#[command(args_override_self = true, after_long_help = cli::AFTER_HELP)]
+pub struct Config {
+    /// Address and port to listen on (IP:port, IPv6 as [::]:8080); port 0 picks a free port.
+    #[arg(long, env = "SSE_LISTEN", value_name = "ADDR", value_parser = values::listen)]
+    #[arg(default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Worker threads, one I/O ring and listener each: the node's parallelism (1-1024).
+    #[arg(long, env = "SSE_CORES", value_name = "N", value_parser = values::count)]
+    #[arg(default_value_t = default_cores())]
+    pub cores: usize,
+    /// Most concurrent SSE streams on this node (at least 1), so a surge degrades into polite
+    /// retries instead of memory exhaustion.
+    #[arg(long, env = "SSE_CONNECTION_LIMIT", value_name = "N", value_parser = values::count)]
+    #[arg(default_value = "50000")]
+    pub connection_limit: usize,
+    /// Redis to fan events out through, so many nodes share one event stream:
+    /// redis://[user:pass@]host:port[/db] or host:port; unset: the embedded in-process broker.
+    #[arg(long, env = "EVENTS_REDIS_STORAGE", value_name = "URL", value_parser = redis::parse)]
+    pub events_redis_storage: Option<RedisTarget>,
+    /// One keep-alive interval for every stream family (> 0), for proxies with short idle
+    /// timeouts; unset: each family's own (15s; topic stream 30s).
+    #[arg(long, env = "SSE_KEEPALIVE_PERIOD", value_name = "DURATION")]
+    #[arg(value_parser = duration::parse)]
+    pub keepalive_period: Option<Duration>,
+    /// On SIGTERM, streams are closed spread over this period, so their clients don't all
+    /// reconnect to the other nodes at once (0: at once).
+    #[arg(long, env = "SSE_DRAIN_PERIOD", value_name = "DURATION")]
+    #[arg(value_parser = duration::parse, default_value = "10s")]
+    pub drain_period: Duration,
+    /// Events queued per stream before it is cut as a slow consumer (1-65536), so one stalled
+    /// client can't hold memory or slow others.
+    #[arg(long, env = "SSE_EVENT_BUFFER", value_name = "N", value_parser = values::count)]
+    #[arg(default_value = "50")]
+    pub event_buffer: usize,
+    /// Events kept per channel, so a reconnecting client can resume with Last-Event-ID (0:
+    /// off; at most 65536).
+    #[arg(long, env = "SSE_HISTORY", value_name = "N", value_parser = values::count)]
+    #[arg(default_value = "64")]
+    pub history: usize,
+    /// HS256 secret for player and private-channel tokens; unset: those routes answer 401.
+    #[arg(long, env = "SSE_AUTH_SECRET", value_name = "SECRET", value_parser = values::secret)]
+    pub auth_secret: Option<Secret>,
+    /// API keys accepted on game streams, comma-separated; unset: those routes answer 401.
+    #[arg(long, env = "SSE_API_KEYS", value_name = "KEYS", value_parser = values::key)]
+    #[arg(value_delimiter = ',', action = clap::ArgAction::Set)]
+    pub api_keys: Vec<Secret>,
+    /// Bearer token the HTTP publish endpoints require; unset: they accept loopback only.
+    #[arg(long, env = "SSE_PUBLISH_TOKEN", value_name = "TOKEN", value_parser = values::secret)]
+    pub publish_token: Option<Secret>,
+    /// Origins that get CORS headers, for pages served from another origin: comma-separated
+    /// scheme://host[:port], or * for any; unset: none.
+    #[arg(long, env = "SSE_CORS_ORIGINS", value_name = "ORIGINS")]
+    #[arg(value_parser = CorsOrigins::parse, default_value = "", hide_default_value = true)]
+    pub cors_origins: CorsOrigins,
+    /// I/O driver: auto (io_uring, else epoll), io_uring or epoll, so operators and tests can
+    /// force the fallback.
+    #[arg(long, env = "SSE_IO_DRIVER", value_name = "DRIVER")]
+    #[arg(value_parser = IoDriverChoice::parse, default_value = "auto")]
+    pub io_driver: IoDriverChoice,
+    /// How long a client may take to send a complete request head (> 0), so idle sockets
+    /// can't pile up.
+    #[arg(long, env = "SSE_HEAD_TIMEOUT", value_name = "DURATION")]
+    #[arg(value_parser = duration::parse, default_value = "10s")]
+    pub head_timeout: Duration,
+    /// TOML file of settings (keys as the flags, with _ for -) and [[routes]]; named in the
+    /// start-up log.
+    #[arg(long = "config", env = "SSE_CONFIG", value_name = "PATH")]
+    pub config_file: Option<PathBuf>,
+    /// The built-in stream families and the file's `[[routes]]`, checked while loading so a
+    /// config that loads can start.
+    #[arg(skip = RouteTable::builtin())]
+    pub routes: RouteTable,
+    /// Check the settings, the file and its routes, print a summary and exit (0: valid, 2:
+    /// not), so a deploy can test a config before it is used.
+    #[arg(long)]
+    pub check_config: bool,
+}
+
+impl Default for Config {
+    /// The defaults written on the fields above, which `--help` shows.
+    fn default() -> Self {
+        cli::defaults()
+    }
+}
+
+fn default_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_CORES))
+}
+
+impl Config {
+    /// Load from the process: `std::env::args().skip(1)` and `std::env::var`.
+    ///
+    /// An argument or a setting's variable that is not valid UTF-8 is an error (rather than
+    /// being silently altered, which could change a secret).
+    pub fn from_process() -> Result<Config, ConfigError> {
+        let mut args = Vec::new();
+        for (i, arg) in std::env::args_os().skip(1).enumerate() {
+            let reason = format!("argument {} is not valid UTF-8", i + 1);
+            let arg = arg.into_string();
+            args.push(arg.map_err(|_| invalid("command line", REDACTED, reason))?);
+        }
+        for name in cli::env_names() {
+            if std::env::var_os(name).is_some_and(|v| v.to_str().is_none()) {
+                return Err(invalid(name, REDACTED, "is not valid UTF-8"));
+            }
+        }
+        Self::load(&args, &|name| std::env::var(name).ok())
+    }
+
+    /// Testable core: `args` are the CLI args after the program name; `env` looks up a variable.
+    /// The result has passed [`Config::validate`].
+    pub fn load(
+        args: &[String],
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let config = cli::load(args, env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value's range and form; the first bad one is returned, naming its setting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=MAX_CORES).contains(&self.cores) {
+            let reason = format!("must be from 1 to {MAX_CORES}");
+            return Err(invalid("SSE_CORES", self.cores, reason));
+        }
+        if self.connection_limit == 0 {
+            return Err(invalid("SSE_CONNECTION_LIMIT", 0, "must be at least 1"));
+        }
+        if let Some(redis) = &self.events_redis_storage {
+            let check = redis.check();
+            check.map_err(|r| invalid("EVENTS_REDIS_STORAGE", redis, r))?;
+        }
+        if let Some(period) = self.keepalive_period {
+            check_duration("SSE_KEEPALIVE_PERIOD", period, false)?;
+        }
+        check_duration("SSE_DRAIN_PERIOD", self.drain_period, true)?;
+        if !(1..=MAX_QUEUE).contains(&self.event_buffer) {
+            let reason = format!("must be from 1 to {MAX_QUEUE}");
+            return Err(invalid("SSE_EVENT_BUFFER", self.event_buffer, reason));
+        }
+        if self.history > MAX_QUEUE {
+            let reason = format!("must be from 0 (off) to {MAX_QUEUE}");
+            return Err(invalid("SSE_HISTORY", self.history, reason));
+        }
+        check_secret("SSE_AUTH_SECRET", self.auth_secret.as_ref())?;
+        if self.api_keys.iter().any(|k| k.expose().trim().is_empty()) {
+            let reason = "an API key must not be empty";
+            return Err(invalid("SSE_API_KEYS", REDACTED, reason));
+        }
+        check_secret("SSE_PUBLISH_TOKEN", self.publish_token.as_ref())?;
+        let cors = self.cors_origins.check();
+        cors.map_err(|(origin, r)| invalid("SSE_CORS_ORIGINS", origin, r))?;
+        check_duration("SSE_HEAD_TIMEOUT", self.head_timeout, false)?;
+        let (families, slots) = (self.routes.families.len(), crate::stats::ROUTE_SLOTS);
+        if families > slots {
+            let value = format!("{families} route families");
+            let reason = format!("at most {slots} route families are supported");
+            return Err(invalid("SSE_CONFIG", value, reason));
+        }
+        Ok(())
+    }
+
+    /// The `--help` text: every flag with its environment variable, default and meaning.
+    pub fn usage() -> String {
+        cli::usage()
+    }
+
+    /// The secrets stream requests are checked against.
+    pub fn keys(&self) -> Keys<'_> {
+        Keys {
+            secret: self.auth_secret.as_ref(),
+            api_keys: &self.api_keys,
+        }
+    }
+
+    /// One line for `--check-config`: what the node would serve.
+    pub fn summary(&self) -> String {
+        let (listen, cores, families) = (self.listen, self.cores, self.routes.families.len());
+        let s = if cores == 1 { "" } else { "s" };
+        format!("listen {listen}, {cores} core{s}, {families} route families")
+    }
+}
+
+/// A duration setting must be at most 24 h and, unless `zero_ok`, positive.
+fn check_duration(setting: &'static str, d: Duration, zero_ok: bool) -> Result<(), ConfigError> {
+    let reason = match d {
+        d if d.is_zero() && !zero_ok => "must be greater than 0",
+        d if d > duration::MAX => "must be at most 24h",
+        _ => return Ok(()),
+    };
+    Err(invalid(setting, duration::format(d), reason))
+}
+
+/// A secret must be non-empty and without surrounding whitespace (a copy-paste slip).
+fn check_secret(setting: &'static str, secret: Option<&Secret>) -> Result<(), ConfigError> {
+    let reason = match secret.map(Secret::expose) {
+        Some("") => "must not be empty",
+        Some(s) if s.trim() != s => "must not start or end with whitespace (a copy-paste slip?)",
+        _ => return Ok(()),
+    };
+    Err(invalid(setting, REDACTED, reason))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,315 @@
+//! `EVENTS_REDIS_STORAGE`: where the Redis broker lives, from a `redis://` URL or a bare
+//! `host:port`, shown with its password redacted.
+use std::fmt;
+use std::net::Ipv6Addr;
+
+use crate::auth::secret::{Secret, REDACTED};
+use crate::http::query::{percent_decode, BadEncoding};
+
+/// The forms an error message offers.
+const FORMS: &str = "expected redis://[user:pass@]host:port[/db] or host:port";
+
+/// Where the Redis broker lives, parsed from `EVENTS_REDIS_STORAGE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisTarget {
+    /// Host name or IP address (IPv6 without brackets).
+    pub host: String,
+    /// TCP port (6379 when a `redis://` URL names none).
+    pub port: u16,
+    /// ACL user name for `AUTH`, percent-decoded.
+    pub username: Option<String>,
+    /// Password for `AUTH`, percent-decoded.
+    pub password: Option<Secret>,
+    /// Database index for `SELECT` (0 when none is given).
+    pub db: u32,
+}
+
+impl fmt::Display for RedisTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let user = self.username.as_deref().unwrap_or_default();
+        match &self.password {
+            Some(_) => write!(f, "redis://{user}:{REDACTED}@")?,
+            None if !user.is_empty() => write!(f, "redis://{user}@")?,
+            None => f.write_str("redis://")?,
+        }
+        match self.host.contains(':') {
+            true => write!(f, "[{}]:{}/{}", self.host, self.port, self.db),
+            false => write!(f, "{}:{}/{}", self.host, self.port, self.db),
+        }
+    }
+}
+
+impl RedisTarget {
+    /// What a hand-built target can get wrong: the host's form and a zero port.
+    pub(super) fn check(&self) -> Result<(), String> {
+        match check_host(&self.host)? {
+            _ if self.port == 0 => Err("port must be from 1 to 65535".to_string()),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Parses `redis://[user:pass@]host[:port][/db]` or bare `host:port`.
+pub(super) fn parse(text: &str) -> Result<RedisTarget, String> {
+    let s = text.trim();
+    let (scheme, rest) = s.split_once("://").unwrap_or(("", s));
+    let reason = match scheme.to_ascii_lowercase().as_str() {
+        _ if s.is_empty() => format!("must not be empty; {FORMS}"),
+        "" if s.contains(['@', '/', '?', '#']) => {
+            format!("credentials and a database need the redis:// form; {FORMS}")
+        }
+        "" | "redis" => String::new(),
+        "rediss" => {
+            "TLS is not supported (rediss://); use redis:// to a TLS-terminating proxy".into()
+        }
+        _ => format!("unsupported scheme `{scheme}`; {FORMS}"),
+    };
+    if !reason.is_empty() {
+        return Err(reason);
+    }
+    // The last `@` ends the credentials, so an unencoded `@` or `/` in a password still works.
+    let (userinfo, host_path) = rest.rsplit_once('@').unwrap_or(("", rest));
+    if host_path.contains(['?', '#']) {
+        return Err(format!(
+            "query strings and fragments are not supported; {FORMS}"
+        ));
+    }
+    let (host_port, db) = host_path.split_once('/').unwrap_or((host_path, ""));
+    let (host, port) = parse_host_port(host_port)?;
+    let port = match (port, scheme) {
+        (None, "") => return Err(format!("missing port; {FORMS}")),
+        (port, _) => port.unwrap_or(6379),
+    };
+    let db = match db {
+        "" => 0,
+        db => db
+            .parse()
+            .map_err(|_| format!("database `{db}` must be a whole number"))?,
+    };
+    let (user, pass) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    let (user, pass) = (decode(user, "user name")?, decode(pass, "password")?);
+    let username = (!user.is_empty()).then_some(user);
+    let password = (!pass.is_empty()).then(|| Secret::new(pass));
+    Ok(RedisTarget {
+        host,
+        port,
+        username,
+        password,
+        db,
+    })
+}
+
+/// Percent-decodes a user name or password; the error says which and how it is broken.
+fn decode(text: &str, what: &str) -> Result<String, String> {
+    let reason = match percent_decode(text) {
+        Ok(text) => return Ok(text.into_owned()),
+        Err(BadEncoding::Escape) => "has a `%` not followed by two hex digits",
+        Err(BadEncoding::Utf8) => "is not UTF-8 once percent-decoded",
+    };
+    Err(format!("{what} {reason}"))
+}
+
+/// Splits `host[:port]` or `[ipv6][:port]`; the host comes back without brackets.
+pub(super) fn parse_host_port(text: &str) -> Result<(String, Option<u16>), String> {
+    let (host, port) = match text.strip_prefix('[') {
+        Some(rest) => {
+            let (host, after) = rest.split_once(']').unwrap_or((rest, "?"));
+            let port = if after.is_empty() {
+                Some(None)
+            } else {
+                after.strip_prefix(':').map(Some)
+            };
+            match (host.parse::<Ipv6Addr>(), port) {
+                (Ok(_), Some(port)) => (host, port),
+                _ => {
+                    return Err(format!(
+                        "`{text}` must be an IPv6 address in brackets, then :port"
+                    ))
+                }
+            }
+        }
+        None => match text.rsplit_once(':') {
+            Some((host, _)) if host.contains(':') => {
+                return Err("an IPv6 address must be written in brackets, as [::1]:6379".into())
+            }
+            Some((host, port)) => (check_host(host)?, Some(port)),
+            None => (check_host(text)?, None),
+        },
+    };
+    let port = match port.map(|p| (p, p.parse::<u16>())) {
+        None => None,
+        Some(("", _)) => return Err("missing port after `:`".into()),
+        Some((p, Ok(n))) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => Some(n),
+        Some((p, _)) => return Err(format!("port `{p}` must be a number from 1 to 65535")),
+    };
+    Ok((host.to_string(), port))
+}
+
+/// A host name or an IP address (IPv6 without brackets), given back.
+fn check_host(host: &str) -> Result<&str, String> {
+    let name_byte = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_');
+    match host {
+        "" => Err("missing host".to_string()),
+        _ if host.parse::<Ipv6Addr>().is_ok() || host.bytes().all(name_byte) => Ok(host),
+        _ => Err(format!(
+            "host `{host}` has characters a host name cannot have"
+        )),
+    }
+}
+
+/// The value as an error may show it: a URL's password (everything between the user name and
+/// the last `@`) becomes `[redacted]`; a value with `@` but no `://` loses all before the `@`.
+pub(super) fn redact_url(text: &str) -> String {
+    let (prefix, rest) = text.split_at(text.find("://").map_or(0, |i| i + 3));
+    match (rest.rsplit_once('@'), prefix) {
+        (None, _) => text.to_string(),
+        (Some((_, host)), "") => format!("{REDACTED}@{host}"),
+        (Some((info, host)), _) => match info.split_once(':') {
+            Some((user, _)) => format!("{prefix}{user}:{REDACTED}@{host}"),
+            None => text.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(
+        host: &str,
+        port: u16,
+        user: Option<&str>,
+        pass: Option<&str>,
+        db: u32,
+    ) -> RedisTarget {
+        RedisTarget {
+            host: host.into(),
+            port,
+            username: user.map(Into::into),
+            password: pass.map(Secret::new),
+            db,
+        }
+    }
+
+    #[test]
+    fn redis_url_forms() {
+        let ok: &[(&str, RedisTarget)] = &[
+            ("redis://r:6379", target("r", 6379, None, None, 0)),
+            ("redis://r", target("r", 6379, None, None, 0)),
+            ("redis://r/", target("r", 6379, None, None, 0)),
+            ("REDIS://r:1/15", target("r", 1, None, None, 15)),
+            (
+                "redis://u:p@r:7000/3",
+                target("r", 7000, Some("u"), Some("p"), 3),
+            ),
+            ("redis://:p@r", target("r", 6379, None, Some("p"), 0)),
+            ("redis://u@r", target("r", 6379, Some("u"), None, 0)),
+            ("redis://u:@r", target("r", 6379, Some("u"), None, 0)),
+            (
+                "redis://u:p%40ss%3Aw%2Fd@r:1",
+                target("r", 1, Some("u"), Some("p@ss:w/d"), 0),
+            ),
+            (
+                "redis://u:p@ss@r:1",
+                target("r", 1, Some("u"), Some("p@ss"), 0),
+            ),
+            (
+                "redis://u:p+s@r:1",
+                target("r", 1, Some("u"), Some("p+s"), 0),
+            ),
+            ("redis://[::1]:6380", target("::1", 6380, None, None, 0)),
+            ("10.0.0.5:6379", target("10.0.0.5", 6379, None, None, 0)),
+            (
+                " redis-main:6379 ",
+                target("redis-main", 6379, None, None, 0),
+            ),
+            ("[::1]:1", target("::1", 1, None, None, 0)),
+        ];
+        for (text, want) in ok {
+            assert_eq!(parse(text).as_ref(), Ok(want), "{text}");
+        }
+        let bad: &[(&str, &str)] = &[
+            ("redis-main", "missing port"),
+            ("redis-main:", "missing port"),
+            ("redis://r:", "missing port"),
+            ("r:0", "from 1 to 65535"),
+            ("r:65536", "from 1 to 65535"),
+            ("redis://r:http", "from 1 to 65535"),
+            ("redis://r:+1", "from 1 to 65535"),
+            ("rediss://r:6379", "TLS is not supported"),
+            ("http://r:6379", "unsupported scheme"),
+            ("redis://r/x", "database `x`"),
+            ("redis://r/-1", "database"),
+            ("redis://r?db=1", "query"),
+            ("redis://:6379", "missing host"),
+            ("redis://r r:1", "host"),
+            (
+                "redis://[::1:1",
+                "`[::1:1` must be an IPv6 address in brackets",
+            ),
+            (
+                "redis://[r]:1",
+                "`[r]:1` must be an IPv6 address in brackets",
+            ),
+            ("redis://[::1]x", "IPv6 address in brackets, then :port"),
+            ("redis://[::1]:", "missing port after"),
+            ("::1:6379", "brackets"),
+            ("u:p@r:1", "redis:// form"),
+            ("redis://u:%zz@r", "password has a `%`"),
+            ("redis://u:%ff@r", "password is not UTF-8"),
+            ("redis://%zz:p@r", "user name has a `%`"),
+            ("", "empty"),
+        ];
+        for (text, want) in bad {
+            let err = parse(text).unwrap_err();
+            assert!(err.contains(want), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn redis_target_display_hides_the_password() {
+        let mut t = parse("redis://u:hunter2@r:1/2").unwrap();
+        assert_eq!(t.to_string(), "redis://u:[redacted]@r:1/2");
+        assert!(!format!("{t:?}").contains("hunter2"));
+        t.username = None;
+        assert_eq!(t.to_string(), "redis://:[redacted]@r:1/2");
+        t.password = None;
+        assert_eq!(t.to_string(), "redis://r:1/2");
+        t.username = Some("u".into());
+        t.host = "::1".into();
+        assert_eq!(t.to_string(), "redis://u@[::1]:1/2");
+    }
+
+    #[test]
+    fn redact_url_forms() {
+        let cases = [
+            ("redis://u:p@h:1", "redis://u:[redacted]@h:1"),
+            ("redis://:p/q@h:1/0", "redis://:[redacted]@h:1/0"),
+            ("redis://u:p@q@h:1", "redis://u:[redacted]@h:1"),
+            ("redis://u@h:1", "redis://u@h:1"),
+            ("redis://h:1", "redis://h:1"),
+            ("p@h:1", "[redacted]@h:1"),
+            ("h:1", "h:1"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(redact_url(text), want);
+        }
+    }
+
+    #[test]
+    fn hand_built_targets_are_checked() {
+        assert!(target("r", 1, None, None, 0).check().is_ok());
+        assert!(target("", 1, None, None, 0)
+            .check()
+            .unwrap_err()
+            .contains("missing host"));
+        assert!(target("r", 0, None, None, 0)
+            .check()
+            .unwrap_err()
+            .contains("port"));
+        assert!(target("a b", 1, None, None, 0)
+            .check()
+            .unwrap_err()
+            .contains("host"));
+    }
+}
