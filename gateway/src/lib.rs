@@ -1,31 +1,42 @@
 //! # gateway: a Server-Sent Events gateway
 //!
 //! Browsers and apps hold long-lived `GET` streams (`text/event-stream`); backend services
-//! publish events (HTTP, or Redis `PUBLISH` in a later milestone); the gateway delivers each
-//! event to the right open streams within milliseconds.
+//! publish events (HTTP, or Redis `PUBLISH`); the gateway delivers each event to the right open
+//! streams within milliseconds.
 //!
-//! ## Map of the crate (data flows one way)
+//! ## Map of the crate (data flows one way, and so do the imports)
 //!
 //! ```text
-//! socket ─▶ conn ─▶ http (parse head) ─▶ route (family, auth, channel) ─▶ core::hub (subscription)
+//! server (composition root: start-up, per-core loops)
+//!   └▶ conn (bytes: head → decide → reply | stream writer)
+//!        └▶ core (per-core state behind verbs: admit, open_stream, deliver, publish)
+//!             └▶ error, config ─▶ broker (embedded | Redis) ─▶ route ─▶ auth
+//!                                  ─▶ leaves: http, sse, stats, task, util
+//!
+//! socket ─▶ conn ─▶ http (parse head) ─▶ route (family, auth, channel) ─▶ core::hub
 //!                                                                            ▲
-//!                                              broker (embedded | Redis) ────┘
+//!                                  publisher ─▶ broker (embedded | Redis) ───┘
 //! ```
 //!
+//! - [`server`]: binds the listeners, starts one pinned core per CPU with a start-up
+//!   handshake, and runs each core's loops (accept, inbox, control, timer, Redis subscription).
+//! - [`conn`]: one client connection: read a head, decide (a pure function), write replies,
+//!   run the SSE stream writer.
+//! - [`core`]: one shard per core and the node they share, as verbs over private state;
+//!   delivery as a plain function the benchmarks call too.
+//! - [`error`]: the boundary error type for start-up.
 //! - [`config`]: the one settings struct (defaults < TOML file < env < flags), validated.
-//! - [`http`]: pure request-head parser and response writer (bytes in, bytes out, no I/O).
-//! - [`sse`]: pure SSE framing: events encoded once into shared `Bytes`.
-//! - [`auth`]: HS256 JWT verification and API-key / publish-token checks.
-//! - [`route`]: the route table as data: which path is which stream family, how it is
-//!   authenticated, which channel it subscribes, how events are named.
 //! - [`broker`]: where published messages come from and go to: embedded cross-core channels,
 //!   or Redis (one pattern subscription and one publisher connection per core).
-//! - [`core`]: one shard per CPU core: its runtime, listener, channel hub, keep-alive timer.
-//! - [`conn`]: one client connection: request loop, API handlers, the SSE stream writer.
+//! - [`route`]: the route table as data: which path is which stream family, how it is
+//!   authenticated, which channel it subscribes, how events are named.
+//! - [`auth`]: HS256 JWT verification, secrets, API-key and publish-token checks.
+//! - [`http`]: pure request-head parser and response writer (bytes in, bytes out, no I/O).
+//! - [`sse`]: pure SSE framing: events encoded once into shared `Bytes`.
 //! - [`stats`]: per-core counters and latency histograms, rendered as JSON and Prometheus text.
-//! - [`error`]: the boundary error type for start-up.
 //! - [`task`]: small helpers for tasks on a core's runtime.
-//! - [`util`]: leaf helpers that import nothing of the crate (duration text).
+//! - [`util`]: one home each for small primitives (JSON escaping, decimals, durations,
+//!   jitter); imports nothing of the crate.
 #![warn(missing_docs)]
 
 pub mod auth;
