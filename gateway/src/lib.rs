@@ -13,13 +13,15 @@
 //! ```
 //!
 //! - [`config`]: the one settings struct (defaults < TOML file < env < flags), validated.
-//! - [`http`]: pure request-head parser and response writer (bytes in, bytes out, no I/O).
+//! - [`http`]: pure request-head parser and response writer (bytes in, bytes out, no I/O),
+//!   and which origins get CORS headers.
 //! - [`sse`]: pure SSE framing: events encoded once into shared `Bytes`.
 //! - [`auth`]: HS256 JWT verification and API-key / publish-token checks.
 //! - [`route`]: the route table as data: which path is which stream family, how it is
 //!   authenticated, which channel it subscribes, how events are named.
 //! - [`broker`]: where published messages come from and go to: embedded cross-core channels,
-//!   or Redis (one pattern subscription and one publisher connection per core).
+//!   or Redis (one pattern subscription and one publisher connection per core, to the
+//!   address `EVENTS_REDIS_STORAGE` names).
 //! - [`core`]: one shard per CPU core: its runtime, listener, channel hub, keep-alive timer.
 //! - [`conn`]: one client connection: request loop, API handlers, the SSE stream writer.
 //! - [`stats`]: per-core counters and latency histograms, rendered as JSON and Prometheus text.

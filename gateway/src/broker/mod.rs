@@ -5,3 +5,4 @@ pub mod embedded;
 pub mod message;
 pub mod publish;
 pub mod redis;
+pub mod target;

@@ -12,7 +12,8 @@ use std::sync::LazyLock;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Arg, Command, CommandFactory, FromArgMatches};
 
-use super::{error::invalid, file, redis, Config, ConfigError};
+use super::{error::invalid, file, Config, ConfigError};
+use crate::broker::target::redact_url;
 use crate::route::table::RouteTable;
 
 /// Said after the flags in `--help`.
@@ -82,7 +83,7 @@ fn clap_error(args: &[String], e: &clap::Error) -> ConfigError {
         (ErrorKind::ValueValidation, Some(setting)) => {
             let mut value = context(ContextKind::InvalidValue).to_string();
             if setting == "EVENTS_REDIS_STORAGE" {
-                value = redis::redact_url(&value);
+                value = redact_url(&value);
             }
             invalid(
                 setting,

@@ -11,7 +11,6 @@
 mod cli;
 mod error;
 mod file;
-mod redis;
 mod values;
 
 use std::net::SocketAddr;
@@ -21,11 +20,12 @@ use std::time::Duration;
 use clap::Parser;
 
 pub use error::ConfigError;
-pub use redis::RedisTarget;
-pub use values::{CorsOrigins, IoDriverChoice};
+pub use values::IoDriverChoice;
 
 use crate::auth::secret::{Secret, REDACTED};
 use crate::auth::Keys;
+use crate::broker::target::{self, RedisTarget};
+use crate::http::cors::CorsOrigins;
 use crate::route::table::RouteTable;
 use crate::util::duration;
 use error::invalid;
@@ -56,7 +56,7 @@ pub struct Config {
     pub connection_limit: usize,
     /// Redis to fan events out through, so many nodes share one event stream:
     /// redis://[user:pass@]host:port[/db] or host:port; unset: the embedded in-process broker.
-    #[arg(long, env = "EVENTS_REDIS_STORAGE", value_name = "URL", value_parser = redis::parse)]
+    #[arg(long, env = "EVENTS_REDIS_STORAGE", value_name = "URL", value_parser = target::parse)]
     pub events_redis_storage: Option<RedisTarget>,
     /// One keep-alive interval for every stream family (> 0), for proxies with short idle
     /// timeouts; unset: each family's own (15s; topic stream 30s).

@@ -1,5 +1,6 @@
 //! Loading through every layer, errors and validation. Parsers of single values are tested
-//! where they live (`redis.rs`, `values.rs`, `util::duration`, `auth::secret`).
+//! where they live (`broker::target`, `http::cors`, `values.rs`, `util::duration`,
+//! `auth::secret`).
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -335,9 +336,17 @@ fn invalid_values_name_their_setting() {
         ("SSE_EVENT_BUFFER", "0", "from 1 to 65536"),
         ("SSE_EVENT_BUFFER", "65537", "from 1 to 65536"),
         ("SSE_HISTORY", "65537", "65536"),
-        ("SSE_CORS_ORIGINS", "https://a.example/", "without a path"),
+        (
+            "SSE_CORS_ORIGINS",
+            "https://a.example/",
+            "must be written as browsers send it: https://a.example",
+        ),
         ("SSE_CORS_ORIGINS", "a.example", "scheme://host"),
-        ("SSE_CORS_ORIGINS", "https://A.example", "lower case"),
+        (
+            "SSE_CORS_ORIGINS",
+            "https://A.example",
+            "browsers send it: https://a.example",
+        ),
         ("SSE_CORS_ORIGINS", "*, https://a.example", "only entry"),
         ("SSE_IO_DRIVER", "uring", "auto, io_uring, epoll"),
         ("SSE_HEAD_TIMEOUT", "0s", "greater than 0"),
