@@ -87,6 +87,9 @@ pub fn parse(text: &str) -> Result<RedisTarget, String> {
     };
     // `url` takes `r:` for `r` and has no word for an unbracketed IPv6 address.
     let authority = host_path.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_text = authority
+        .rsplit_once(':')
+        .map_or(authority, |(host, _)| host);
     if authority.ends_with(':') {
         return Err("missing port after `:`".into());
     }
@@ -100,10 +103,7 @@ pub fn parse(text: &str) -> Result<RedisTarget, String> {
             format!("`{authority}` must be an IPv6 address in brackets, then :port")
         }
         ParseError::InvalidDomainCharacter => {
-            let host = authority
-                .rsplit_once(':')
-                .map_or(authority, |(host, _)| host);
-            check_host(host).err().unwrap_or_else(|| e.to_string())
+            check_host(host_text).err().unwrap_or_else(|| e.to_string())
         }
         e => format!("{e}; {FORMS}"),
     })?;
@@ -114,7 +114,8 @@ pub fn parse(text: &str) -> Result<RedisTarget, String> {
     }
     let host = match url.host() {
         Some(Host::Ipv6(ip)) => ip.to_string(),
-        Some(Host::Domain(name)) => check_host(name)?.to_string(),
+        // Checked as written: `url` percent-encodes what a host name cannot hold.
+        Some(Host::Domain(_)) => check_host(host_text)?.to_string(),
         _ => return Err("missing host".into()),
     };
     let port = match url.port() {
@@ -218,6 +219,10 @@ mod tests {
                 target("r", 1, Some("u"), Some("p@ss"), 0),
             ),
             (
+                "redis://u:p/w?x#y@r:1",
+                target("r", 1, Some("u"), Some("p/w?x#y"), 0),
+            ),
+            (
                 "redis://u:p+s@r:1",
                 target("r", 1, Some("u"), Some("p+s"), 0),
             ),
@@ -246,7 +251,9 @@ mod tests {
             ("redis://r/-1", "database"),
             ("redis://r?db=1", "query"),
             ("redis://:6379", "missing host"),
-            ("redis://r r:1", "host"),
+            ("redis://r r:1", "host `r r` has characters"),
+            ("redis://é:1", "host `é` has characters"),
+            ("redis://r!:1", "host `r!` has characters"),
             (
                 "redis://[::1:1",
                 "`[::1:1` must be an IPv6 address in brackets",
