@@ -1,5 +1,6 @@
 //! Which browser origins get CORS headers (`SSE_CORS_ORIGINS`): the list as configured, the
-//! check that each entry is written as browsers send it, and the exact match of an `Origin`.
+//! check that each entry is written as browsers send it (once, at start-up), and the exact
+//! match of a request's `Origin` (per request: a comparison, no allocation).
 use url::{Origin, Url};
 
 /// Which browser origins get CORS headers.
