@@ -10,7 +10,7 @@
 //! server (composition root: start-up, per-core loops)
 //!   └▶ conn (bytes: head → decide → reply | stream writer)
 //!        └▶ core (per-core state behind verbs: admit, open_stream, deliver, publish)
-//!             └▶ error, config ─▶ broker (embedded | Redis) ─▶ route ─▶ auth
+//!             └▶ error ─▶ config ─▶ broker (embedded | Redis) ─▶ route ─▶ auth
 //!                                  ─▶ leaves: http, sse, stats, task, util
 //!
 //! socket ─▶ conn ─▶ http (parse head) ─▶ route (family, auth, channel) ─▶ core::hub
@@ -27,11 +27,13 @@
 //! - [`error`]: the boundary error type for start-up.
 //! - [`config`]: the one settings struct (defaults < TOML file < env < flags), validated.
 //! - [`broker`]: where published messages come from and go to: embedded cross-core channels,
-//!   or Redis (one pattern subscription and one publisher connection per core).
+//!   or Redis (one pattern subscription and one publisher connection per core, to the
+//!   address `EVENTS_REDIS_STORAGE` names).
 //! - [`route`]: the route table as data: which path is which stream family, how it is
 //!   authenticated, which channel it subscribes, how events are named.
 //! - [`auth`]: HS256 JWT verification, secrets, API-key and publish-token checks.
-//! - [`http`]: pure request-head parser and response writer (bytes in, bytes out, no I/O).
+//! - [`http`]: pure request-head parser and response writer (bytes in, bytes out, no I/O),
+//!   and which origins get CORS headers.
 //! - [`sse`]: pure SSE framing: events encoded once into shared `Bytes`.
 //! - [`stats`]: per-core counters and latency histograms, rendered as JSON and Prometheus text.
 //! - [`task`]: small helpers for tasks on a core's runtime.

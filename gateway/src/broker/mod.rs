@@ -1,7 +1,9 @@
 //! Where published messages come from and how they reach the cores: [`publish::Broker`] is
 //! the one way in for HTTP publishes (embedded cross-core channels, or Redis), chosen once at
-//! start-up; with Redis, each core also holds a pattern subscription ([`redis`]).
+//! start-up; with Redis, each core also holds a pattern subscription ([`redis`]) to the
+//! address in [`target`].
 pub mod embedded;
 pub mod message;
 pub mod publish;
 pub mod redis;
+pub mod target;

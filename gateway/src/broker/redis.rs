@@ -31,7 +31,7 @@ use redis_protocol::resp2::types::BytesFrame;
 
 use crate::broker::message::PublishError;
 use crate::broker::message::{MAX_CHANNEL, MAX_PAYLOAD, PUBLISH_TIMEOUT};
-use crate::config::RedisTarget;
+use crate::broker::target::RedisTarget;
 use crate::util::jitter::{Backoff, Jitter};
 
 /// How long a connect (and its `AUTH`/`SELECT`/`PSUBSCRIBE` handshake) may take.

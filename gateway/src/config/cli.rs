@@ -10,9 +10,10 @@ use std::error::Error as _;
 use std::sync::LazyLock;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
-use clap::{Arg, Command, CommandFactory, FromArgMatches};
+use clap::{Command, CommandFactory, FromArgMatches};
 
-use super::{error::invalid, file, redis, Config, ConfigError};
+use super::{error::invalid, file, Config, ConfigError};
+use crate::broker::target::redact_url;
 use crate::route::table::RouteTable;
 
 /// Said after the flags in `--help`.
@@ -23,9 +24,18 @@ or an integer of seconds; the file may also hold [[routes]]. Precedence: default
 environment < flags. Durations are 500ms, 10s, 2m, 1h or a number of seconds, at most 24h.";
 
 /// The settings as clap knows them, built once (errors name settings by `'static` strings).
-static COMMAND: LazyLock<Command> = LazyLock::new(Config::command);
+pub(super) static COMMAND: LazyLock<Command> = LazyLock::new(Config::command);
 
-/// Parses file < environment < `args`; `-h`/`--help` anywhere wins over every other problem.
+/// Every setting as (environment variable, flag without `--`, value name), in `--help` order.
+pub(super) fn settings() -> impl Iterator<Item = (&'static str, &'static str, &'static str)> {
+    COMMAND.get_arguments().filter_map(|a| {
+        let value = a.get_value_names()?.first()?.as_str();
+        Some((a.get_env()?.to_str()?, a.get_long()?, value))
+    })
+}
+
+/// Parses file < environment < `args` and validates the result; `-h`/`--help` anywhere wins
+/// over every other problem.
 pub(super) fn load(
     args: &[String],
     env: &dyn Fn(&str) -> Option<String>,
@@ -33,11 +43,11 @@ pub(super) fn load(
     if args.iter().any(|a| a == "-h" || a == "--help") {
         return Err(ConfigError::Help);
     }
-    let env_flag = |a: &Arg| {
-        let value = env(a.get_env()?.to_str()?).filter(|v| !v.is_empty())?;
-        Some(format!("--{}={value}", a.get_long()?))
-    };
-    let env_flags: Vec<String> = COMMAND.get_arguments().filter_map(env_flag).collect();
+    let env_flags: Vec<String> = settings()
+        .filter_map(|(name, flag, _)| {
+            Some(format!("--{flag}={}", env(name).filter(|v| !v.is_empty())?))
+        })
+        .collect();
     let layered = |file_flags: &[String]| {
         let flags = file_flags.iter().chain(&env_flags).chain(args);
         let mut config = parse(flags.map(String::as_str)).map_err(|e| clap_error(args, &e))?;
@@ -45,24 +55,19 @@ pub(super) fn load(
         Ok::<_, ConfigError>(config)
     };
     // The flags and the environment name the file; then it goes under them.
-    let config = layered(&[])?;
-    let Some(path) = &config.config_file else {
-        return Ok(config);
-    };
-    let (file_flags, routes) = file::read(path)?;
-    let mut config = layered(&file_flags)?;
-    let routes = RouteTable::with_custom(routes.as_ref());
-    config.routes = routes.map_err(|reason| invalid("SSE_CONFIG", "[[routes]]", reason))?;
+    let mut config = layered(&[])?;
+    if let Some(path) = config.config_file.take() {
+        let (file_flags, routes) = file::read(&path)?;
+        config = layered(&file_flags)?;
+        let routes = RouteTable::with_custom(routes.as_ref());
+        config.routes = routes.map_err(|reason| invalid("SSE_CONFIG", "[[routes]]", reason))?;
+    }
+    config.validate()?;
     Ok(config)
 }
 
-/// The defaults: a command line with nothing on it.
-pub(super) fn defaults() -> Config {
-    parse(std::iter::empty()).expect("the defaults parse")
-}
-
 /// Runs clap over `args` (after the program name), without its reading of the environment.
-fn parse<'a>(args: impl Iterator<Item = &'a str>) -> Result<Config, clap::Error> {
+pub(super) fn parse<'a>(args: impl Iterator<Item = &'a str>) -> Result<Config, clap::Error> {
     let command = COMMAND.clone().mut_args(|a| a.env(None::<&str>));
     let matches = command.try_get_matches_from(std::iter::once("gateway").chain(args))?;
     Config::from_arg_matches(&matches)
@@ -76,19 +81,17 @@ fn clap_error(args: &[String], e: &clap::Error) -> ConfigError {
         _ => "",
     };
     let arg = context(ContextKind::InvalidArg);
-    let flag = arg.split(' ').next().unwrap_or_default();
-    match (e.kind(), flag.strip_prefix("--").and_then(env_of)) {
+    let flag = arg.split(' ').next().and_then(|f| f.strip_prefix("--"));
+    match (e.kind(), settings().find(|s| Some(s.1) == flag)) {
         (ErrorKind::DisplayHelp, _) => ConfigError::Help,
-        (ErrorKind::ValueValidation, Some(setting)) => {
-            let mut value = context(ContextKind::InvalidValue).to_string();
-            if setting == "EVENTS_REDIS_STORAGE" {
-                value = redis::redact_url(&value);
-            }
-            invalid(
-                setting,
-                value,
-                e.source().map(ToString::to_string).unwrap_or_default(),
-            )
+        (ErrorKind::ValueValidation, Some((setting, ..))) => {
+            let value = context(ContextKind::InvalidValue);
+            let value = match setting {
+                "EVENTS_REDIS_STORAGE" => redact_url(value),
+                _ => value.to_string(),
+            };
+            let reason = e.source().map(ToString::to_string).unwrap_or_default();
+            invalid(setting, value, reason)
         }
         (ErrorKind::UnknownArgument, _) if !arg.starts_with('-') => {
             let at = position(args, arg);
@@ -107,43 +110,10 @@ fn clap_error(args: &[String], e: &clap::Error) -> ConfigError {
 
 /// Where the stray `text` stands in `args` (1-based), skipping an equal text that is a value.
 fn position(args: &[String], text: &str) -> usize {
-    // Every flag with an environment variable takes a value.
-    let takes_value = |flag: &str| match flag.strip_prefix("--") {
-        Some(long) if !long.contains('=') => env_of(long).is_some(),
-        _ => false,
-    };
+    // Every flag of a setting takes a value.
+    let takes_value = |arg: &str| settings().any(|s| Some(s.1) == arg.strip_prefix("--"));
     let stray = |i: usize| args[i] == text && (i == 0 || !takes_value(&args[i - 1]));
     (0..args.len()).find(|&i| stray(i)).map_or(0, |i| i + 1)
-}
-
-/// Every setting's environment variable.
-pub(super) fn env_names() -> impl Iterator<Item = &'static str> {
-    COMMAND
-        .get_arguments()
-        .filter_map(|a| a.get_env()?.to_str())
-}
-
-/// The environment variable of the setting whose flag is `--{long}`.
-pub(super) fn env_of(long: &str) -> Option<&'static str> {
-    let arg = COMMAND
-        .get_arguments()
-        .find(|a| a.get_long() == Some(long))?;
-    arg.get_env()?.to_str()
-}
-
-/// The flag (without `--`) and, but for the file's own path, the file key of a setting.
-pub(super) fn names(env: &str) -> Option<(&'static str, Option<String>)> {
-    let arg = COMMAND
-        .get_arguments()
-        .find(|a| a.get_env().is_some_and(|e| e == env))?;
-    let flag = arg.get_long()?;
-    Some((flag, (env != "SSE_CONFIG").then(|| flag.replace('-', "_"))))
-}
-
-/// The `--help` text. Environment values are never shown: some are secrets.
-pub(super) fn usage() -> String {
-    let mut command = COMMAND.clone().mut_args(|a| a.hide_env_values(true));
-    command.render_long_help().to_string()
 }
 
 #[cfg(test)]

@@ -18,11 +18,9 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The command line is wrong: an unknown flag, a missing value, a stray argument (named
-    /// by position: it may be a secret).
+    /// An unknown flag, a missing value, a stray argument (named by position: it may be secret).
     CommandLine(String),
-    /// The config file cannot be read, is not TOML, or has an unknown key or a wrongly typed
-    /// value.
+    /// The config file cannot be read, is not TOML, or has an unknown key or a wrongly typed value.
     File {
         /// The file.
         path: PathBuf,
@@ -55,9 +53,12 @@ impl fmt::Display for ConfigError {
                 reason,
             } => {
                 f.write_str(setting)?;
-                match super::cli::names(setting) {
-                    Some((flag, Some(key))) => write!(f, " (flag --{flag}, file key `{key}`)")?,
-                    Some((flag, None)) => write!(f, " (flag --{flag})")?,
+                match super::cli::settings().find(|s| s.0 == *setting) {
+                    Some(("SSE_CONFIG", flag, _)) => write!(f, " (flag --{flag})")?,
+                    Some((_, flag, _)) => {
+                        let key = flag.replace('-', "_");
+                        write!(f, " (flag --{flag}, file key `{key}`)")?
+                    }
                     None => {}
                 }
                 match value.as_str() {
@@ -69,11 +70,8 @@ impl fmt::Display for ConfigError {
                 write!(f, "{reason}; run with --help to list the settings")
             }
             ConfigError::File { path, reason } => {
-                write!(
-                    f,
-                    "config file {} (SSE_CONFIG / --config): {reason}",
-                    path.display()
-                )
+                let path = path.display();
+                write!(f, "config file {path} (SSE_CONFIG / --config): {reason}")
             }
         }
     }

@@ -2,16 +2,14 @@
 //! flags.
 //!
 //! `Config` is a `clap` command: each setting is a field with its flag, environment variable,
-//! default and value parser, and its doc comment is its `--help` text. The file (a `serde`
-//! struct with `deny_unknown_fields`, in `file.rs`) and the environment (read through a lookup
-//! function, so tests need no real one) are handed to clap as `--name=value` flags ahead of the
-//! real ones, so every value takes one path, clap's last-wins gives the precedence, and an
-//! error names the setting, its flag, its file key and the value; secrets show as
-//! `[redacted]`, there and in `Debug` output. See `cli.rs` for the decisions this implies.
+//! default and value parser, and its doc comment is its `--help` text. The file (`file.rs`)
+//! and the environment (read through a lookup function, so tests need no real one) become
+//! `--name=value` flags ahead of the real ones (`cli.rs`), so every value takes one path and
+//! an error names the setting, its flag, its file key and the value; secrets show as
+//! `[redacted]`, there and in `Debug` output.
 mod cli;
 mod error;
 mod file;
-mod redis;
 mod values;
 
 use std::net::SocketAddr;
@@ -21,11 +19,12 @@ use std::time::Duration;
 use clap::Parser;
 
 pub use error::ConfigError;
-pub use redis::RedisTarget;
-pub use values::{CorsOrigins, IoDriverChoice};
+pub use values::IoDriverChoice;
 
 use crate::auth::secret::{Secret, REDACTED};
 use crate::auth::Keys;
+use crate::broker::target::{self, RedisTarget};
+use crate::http::cors::CorsOrigins;
 use crate::route::table::RouteTable;
 use crate::util::duration;
 use error::invalid;
@@ -49,14 +48,13 @@ pub struct Config {
     #[arg(long, env = "SSE_CORES", value_name = "N", value_parser = values::count)]
     #[arg(default_value_t = default_cores())]
     pub cores: usize,
-    /// Most concurrent SSE streams on this node (at least 1), so a surge degrades into polite
-    /// retries instead of memory exhaustion.
+    /// Most concurrent SSE streams (at least 1), so a surge gets polite retries, not an OOM.
     #[arg(long, env = "SSE_CONNECTION_LIMIT", value_name = "N", value_parser = values::count)]
     #[arg(default_value = "50000")]
     pub connection_limit: usize,
     /// Redis to fan events out through, so many nodes share one event stream:
     /// redis://[user:pass@]host:port[/db] or host:port; unset: the embedded in-process broker.
-    #[arg(long, env = "EVENTS_REDIS_STORAGE", value_name = "URL", value_parser = redis::parse)]
+    #[arg(long, env = "EVENTS_REDIS_STORAGE", value_name = "URL", value_parser = target::parse)]
     pub events_redis_storage: Option<RedisTarget>,
     /// One keep-alive interval for every stream family (> 0), for proxies with short idle
     /// timeouts; unset: each family's own (15s; topic stream 30s).
@@ -68,13 +66,11 @@ pub struct Config {
     #[arg(long, env = "SSE_DRAIN_PERIOD", value_name = "DURATION")]
     #[arg(value_parser = duration::parse, default_value = "10s")]
     pub drain_period: Duration,
-    /// Events queued per stream before it is cut as a slow consumer (1-65536), so one stalled
-    /// client can't hold memory or slow others.
+    /// Events a stream may queue before it is cut as too slow (1-65536), so none hogs memory.
     #[arg(long, env = "SSE_EVENT_BUFFER", value_name = "N", value_parser = values::count)]
     #[arg(default_value = "50")]
     pub event_buffer: usize,
-    /// Events kept per channel, so a reconnecting client can resume with Last-Event-ID (0:
-    /// off; at most 65536).
+    /// Events kept per channel for clients resuming with Last-Event-ID (0: off; at most 65536).
     #[arg(long, env = "SSE_HISTORY", value_name = "N", value_parser = values::count)]
     #[arg(default_value = "64")]
     pub history: usize,
@@ -93,22 +89,18 @@ pub struct Config {
     #[arg(long, env = "SSE_CORS_ORIGINS", value_name = "ORIGINS")]
     #[arg(value_parser = CorsOrigins::parse, default_value = "", hide_default_value = true)]
     pub cors_origins: CorsOrigins,
-    /// I/O driver: auto (io_uring, else epoll), io_uring or epoll, so operators and tests can
-    /// force the fallback.
+    /// I/O driver: auto (io_uring, else epoll), io_uring or epoll (to force the fallback).
     #[arg(long, env = "SSE_IO_DRIVER", value_name = "DRIVER")]
     #[arg(value_parser = IoDriverChoice::parse, default_value = "auto")]
     pub io_driver: IoDriverChoice,
-    /// How long a client may take to send a complete request head (> 0), so idle sockets
-    /// can't pile up.
+    /// Time a client has to send a whole request head (> 0), so idle sockets can't pile up.
     #[arg(long, env = "SSE_HEAD_TIMEOUT", value_name = "DURATION")]
     #[arg(value_parser = duration::parse, default_value = "10s")]
     pub head_timeout: Duration,
-    /// TOML file of settings (keys as the flags, with _ for -) and [[routes]]; named in the
-    /// start-up log.
+    /// TOML file of settings and [[routes]] (see below); named in the start-up log.
     #[arg(long = "config", env = "SSE_CONFIG", value_name = "PATH")]
     pub config_file: Option<PathBuf>,
-    /// The built-in stream families and the file's `[[routes]]`, checked while loading so a
-    /// config that loads can start.
+    /// The built-in stream families and the file's `[[routes]]`, checked so a loaded config starts.
     #[arg(skip = RouteTable::builtin())]
     pub routes: RouteTable,
     /// Check the settings, the file and its routes, print a summary and exit (0: valid, 2:
@@ -118,9 +110,9 @@ pub struct Config {
 }
 
 impl Default for Config {
-    /// The defaults written on the fields above, which `--help` shows.
+    /// The defaults written on the fields above, which `--help` shows: an empty command line.
     fn default() -> Self {
-        cli::defaults()
+        cli::parse(std::iter::empty()).expect("the defaults parse")
     }
 }
 
@@ -129,21 +121,18 @@ fn default_cores() -> usize {
 }
 
 impl Config {
-    /// Load from the process: `std::env::args().skip(1)` and `std::env::var`.
-    ///
-    /// An argument or a setting's variable that is not valid UTF-8 is an error (rather than
-    /// being silently altered, which could change a secret).
+    /// Loads from the process's arguments and environment; one not valid UTF-8 is an error
+    /// (rather than being silently altered, which could change a secret).
     pub fn from_process() -> Result<Config, ConfigError> {
-        let mut args = Vec::new();
-        for (i, arg) in std::env::args_os().skip(1).enumerate() {
+        let args = std::env::args_os().skip(1).enumerate().map(|(i, arg)| {
             let reason = format!("argument {} is not valid UTF-8", i + 1);
-            let arg = arg.into_string();
-            args.push(arg.map_err(|_| invalid("command line", REDACTED, reason))?);
-        }
-        for name in cli::env_names() {
-            if std::env::var_os(name).is_some_and(|v| v.to_str().is_none()) {
-                return Err(invalid(name, REDACTED, "is not valid UTF-8"));
-            }
+            arg.into_string()
+                .map_err(|_| invalid("command line", REDACTED, reason))
+        });
+        let args: Vec<String> = args.collect::<Result<_, _>>()?;
+        let not_utf8 = |name: &str| std::env::var_os(name).is_some_and(|v| v.to_str().is_none());
+        if let Some((name, ..)) = cli::settings().find(|s| not_utf8(s.0)) {
+            return Err(invalid(name, REDACTED, "is not valid UTF-8"));
         }
         Self::load(&args, &|name| std::env::var(name).ok())
     }
@@ -154,9 +143,7 @@ impl Config {
         args: &[String],
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let config = cli::load(args, env)?;
-        config.validate()?;
-        Ok(config)
+        cli::load(args, env)
     }
 
     /// Checks every value's range and form; the first bad one is returned, naming its setting.
@@ -202,9 +189,11 @@ impl Config {
         Ok(())
     }
 
-    /// The `--help` text: every flag with its environment variable, default and meaning.
+    /// The `--help` text: every flag with its environment variable (never its value: some are
+    /// secrets), default and meaning.
     pub fn usage() -> String {
-        cli::usage()
+        let mut command = cli::COMMAND.clone().mut_args(|a| a.hide_env_values(true));
+        command.render_long_help().to_string()
     }
 
     /// The secrets stream requests are checked against.

@@ -4,8 +4,9 @@ use std::net::SocketAddr;
 
 use crate::auth::credentials;
 use crate::broker::message::MAX_PAYLOAD;
-use crate::config::{Config, CorsOrigins};
+use crate::config::Config;
 use crate::conn::reply::Reply;
+use crate::http::cors::CorsOrigins;
 use crate::http::request::{parse_head, BodyKind, Method, Parsed, RequestHead};
 use crate::http::response::Status;
 use crate::route::resolve::{resolve, StreamSpec};

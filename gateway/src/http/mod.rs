@@ -1,4 +1,6 @@
-//! HTTP/1.1, hand-rolled on `httparse`: pure parsing and response writing, no I/O.
+//! HTTP/1.1, hand-rolled on `httparse`: pure parsing and response writing, no I/O; and which
+//! origins get CORS headers.
+pub mod cors;
 pub mod query;
 pub mod request;
 pub mod response;

@@ -1,7 +1,9 @@
-//! `EVENTS_REDIS_STORAGE`: where the Redis broker lives, from a `redis://` URL or a bare
-//! `host:port`, shown with its password redacted.
+//! The Redis broker's address (`EVENTS_REDIS_STORAGE`): a `redis://` URL or a bare
+//! `host:port`, read with the `url` crate and shown with its password redacted.
 use std::fmt;
 use std::net::Ipv6Addr;
+
+use url::{Host, ParseError, Url};
 
 use crate::auth::secret::{Secret, REDACTED};
 use crate::http::query::{percent_decode, BadEncoding};
@@ -41,16 +43,20 @@ impl fmt::Display for RedisTarget {
 
 impl RedisTarget {
     /// What a hand-built target can get wrong: the host's form and a zero port.
-    pub(super) fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), String> {
         match check_host(&self.host)? {
-            _ if self.port == 0 => Err("port must be from 1 to 65535".to_string()),
+            _ if self.port == 0 => Err(PORT.to_string()),
             _ => Ok(()),
         }
     }
 }
 
-/// Parses `redis://[user:pass@]host[:port][/db]` or bare `host:port`.
-pub(super) fn parse(text: &str) -> Result<RedisTarget, String> {
+/// Why a port is refused.
+const PORT: &str = "port must be from 1 to 65535";
+
+/// Parses `redis://[user:pass@]host[:port][/db]` or bare `host:port` (read as `redis://`
+/// after checking it holds neither credentials nor a database).
+pub fn parse(text: &str) -> Result<RedisTarget, String> {
     let s = text.trim();
     let (scheme, rest) = s.split_once("://").unwrap_or(("", s));
     let reason = match scheme.to_ascii_lowercase().as_str() {
@@ -67,34 +73,69 @@ pub(super) fn parse(text: &str) -> Result<RedisTarget, String> {
     if !reason.is_empty() {
         return Err(reason);
     }
-    // The last `@` ends the credentials, so an unencoded `@` or `/` in a password still works.
-    let (userinfo, host_path) = rest.rsplit_once('@').unwrap_or(("", rest));
-    if host_path.contains(['?', '#']) {
+    // The last `@` ends the credentials, so an unencoded `@`, `/`, `?` or `#` in a password
+    // still works: they are encoded before `url` reads the text.
+    let (userinfo, host_path) = match rest.rsplit_once('@') {
+        Some((info, host_path)) => {
+            let info = info
+                .replace('/', "%2F")
+                .replace('?', "%3F")
+                .replace('#', "%23");
+            (format!("{info}@"), host_path)
+        }
+        None => (String::new(), rest),
+    };
+    // `url` takes `r:` for `r` and has no word for an unbracketed IPv6 address.
+    let authority = host_path.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_text = authority
+        .rsplit_once(':')
+        .map_or(authority, |(host, _)| host);
+    if authority.ends_with(':') {
+        return Err("missing port after `:`".into());
+    }
+    if !authority.starts_with('[') && authority.matches(':').count() > 1 {
+        return Err("an IPv6 address must be written in brackets, as [::1]:6379".into());
+    }
+    let url = Url::parse(&format!("redis://{userinfo}{host_path}")).map_err(|e| match e {
+        ParseError::EmptyHost => "missing host".to_string(),
+        ParseError::InvalidPort => PORT.to_string(),
+        ParseError::InvalidIpv6Address => {
+            format!("`{authority}` must be an IPv6 address in brackets, then :port")
+        }
+        ParseError::InvalidDomainCharacter => {
+            check_host(host_text).err().unwrap_or_else(|| e.to_string())
+        }
+        e => format!("{e}; {FORMS}"),
+    })?;
+    if url.query().is_some() || url.fragment().is_some() {
         return Err(format!(
             "query strings and fragments are not supported; {FORMS}"
         ));
     }
-    let (host_port, db) = host_path.split_once('/').unwrap_or((host_path, ""));
-    let (host, port) = parse_host_port(host_port)?;
-    let port = match (port, scheme) {
-        (None, "") => return Err(format!("missing port; {FORMS}")),
-        (port, _) => port.unwrap_or(6379),
+    let host = match url.host() {
+        Some(Host::Ipv6(ip)) => ip.to_string(),
+        // Checked as written: `url` percent-encodes what a host name cannot hold.
+        Some(Host::Domain(_)) => check_host(host_text)?.to_string(),
+        _ => return Err("missing host".into()),
     };
-    let db = match db {
+    let port = match url.port() {
+        Some(0) => return Err(PORT.into()),
+        None if scheme.is_empty() => return Err(format!("missing port; {FORMS}")),
+        port => port.unwrap_or(6379),
+    };
+    let db = match url.path().trim_start_matches('/') {
         "" => 0,
         db => db
             .parse()
             .map_err(|_| format!("database `{db}` must be a whole number"))?,
     };
-    let (user, pass) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-    let (user, pass) = (decode(user, "user name")?, decode(pass, "password")?);
-    let username = (!user.is_empty()).then_some(user);
-    let password = (!pass.is_empty()).then(|| Secret::new(pass));
+    let user = decode(url.username(), "user name")?;
+    let pass = decode(url.password().unwrap_or_default(), "password")?;
     Ok(RedisTarget {
         host,
         port,
-        username,
-        password,
+        username: (!user.is_empty()).then_some(user),
+        password: (!pass.is_empty()).then(|| Secret::new(pass)),
         db,
     })
 }
@@ -107,42 +148,6 @@ fn decode(text: &str, what: &str) -> Result<String, String> {
         Err(BadEncoding::Utf8) => "is not UTF-8 once percent-decoded",
     };
     Err(format!("{what} {reason}"))
-}
-
-/// Splits `host[:port]` or `[ipv6][:port]`; the host comes back without brackets.
-pub(super) fn parse_host_port(text: &str) -> Result<(String, Option<u16>), String> {
-    let (host, port) = match text.strip_prefix('[') {
-        Some(rest) => {
-            let (host, after) = rest.split_once(']').unwrap_or((rest, "?"));
-            let port = if after.is_empty() {
-                Some(None)
-            } else {
-                after.strip_prefix(':').map(Some)
-            };
-            match (host.parse::<Ipv6Addr>(), port) {
-                (Ok(_), Some(port)) => (host, port),
-                _ => {
-                    return Err(format!(
-                        "`{text}` must be an IPv6 address in brackets, then :port"
-                    ))
-                }
-            }
-        }
-        None => match text.rsplit_once(':') {
-            Some((host, _)) if host.contains(':') => {
-                return Err("an IPv6 address must be written in brackets, as [::1]:6379".into())
-            }
-            Some((host, port)) => (check_host(host)?, Some(port)),
-            None => (check_host(text)?, None),
-        },
-    };
-    let port = match port.map(|p| (p, p.parse::<u16>())) {
-        None => None,
-        Some(("", _)) => return Err("missing port after `:`".into()),
-        Some((p, Ok(n))) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => Some(n),
-        Some((p, _)) => return Err(format!("port `{p}` must be a number from 1 to 65535")),
-    };
-    Ok((host.to_string(), port))
 }
 
 /// A host name or an IP address (IPv6 without brackets), given back.
@@ -159,7 +164,7 @@ fn check_host(host: &str) -> Result<&str, String> {
 
 /// The value as an error may show it: a URL's password (everything between the user name and
 /// the last `@`) becomes `[redacted]`; a value with `@` but no `://` loses all before the `@`.
-pub(super) fn redact_url(text: &str) -> String {
+pub fn redact_url(text: &str) -> String {
     let (prefix, rest) = text.split_at(text.find("://").map_or(0, |i| i + 3));
     match (rest.rsplit_once('@'), prefix) {
         (None, _) => text.to_string(),
@@ -214,6 +219,10 @@ mod tests {
                 target("r", 1, Some("u"), Some("p@ss"), 0),
             ),
             (
+                "redis://u:p/w?x#y@r:1",
+                target("r", 1, Some("u"), Some("p/w?x#y"), 0),
+            ),
+            (
                 "redis://u:p+s@r:1",
                 target("r", 1, Some("u"), Some("p+s"), 0),
             ),
@@ -242,7 +251,9 @@ mod tests {
             ("redis://r/-1", "database"),
             ("redis://r?db=1", "query"),
             ("redis://:6379", "missing host"),
-            ("redis://r r:1", "host"),
+            ("redis://r r:1", "host `r r` has characters"),
+            ("redis://é:1", "host `é` has characters"),
+            ("redis://r!:1", "host `r!` has characters"),
             (
                 "redis://[::1:1",
                 "`[::1:1` must be an IPv6 address in brackets",
