@@ -90,6 +90,7 @@ impl Subscriber {
         self.state.get()
     }
 
+    #[inline]
     fn wake(&self) {
         // Take the waker out first: no borrow is held while waking.
         let w = self.waker.borrow_mut().take();
@@ -99,6 +100,7 @@ impl Subscriber {
     }
 
     /// Queues a frame, or cuts the stream when `capacity` frames already wait.
+    #[inline]
     pub fn push(&self, frame: Frame) -> Pushed {
         if self.state.get() != State::Open {
             return Pushed::Queued;
