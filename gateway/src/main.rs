@@ -11,12 +11,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let config = match Config::from_process() {
         Ok(c) if c.check_config => {
-            println!("config OK: {}", c.summary());
+            print_out(&format!("config OK: {}", c.summary()));
             return ExitCode::SUCCESS;
         }
         Ok(c) => c,
         Err(ConfigError::Help) => {
-            println!("{}", Config::usage());
+            print_out(&Config::usage());
             return ExitCode::SUCCESS;
         }
         Err(e) => {
@@ -77,4 +77,10 @@ fn main() -> ExitCode {
     running.wait();
     tracing::info!("drained; exiting");
     ExitCode::SUCCESS
+}
+
+/// Prints a line to stdout; a closed pipe (`gateway --help | head`) is not an error.
+fn print_out(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{text}");
 }
