@@ -1,12 +1,11 @@
 //! Every "Bad input" row of CONTRACT.md for the player stream and the HTTP API: real gateway,
 //! real sockets. Each test fails if the behaviour changes.
-mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const SEC: Duration = Duration::from_secs(1);
 

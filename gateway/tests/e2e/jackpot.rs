@@ -1,10 +1,9 @@
 //! Jackpot channels (seed 003): `GET /subscribe?channel=<ws>_broadcast_<group>` (public) and
 //! `<ws>_user_<player>` (private: a token whose `channels` claim lists it), unnamed events.
-mod common;
 
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 const SEC: Duration = Duration::from_secs(1);
 const BROADCAST: &str = "8mQhEnuznUe01IsGOE4mPw_broadcast_fce39b15-9fc1-42bb-8d96-e65c1d17feac";

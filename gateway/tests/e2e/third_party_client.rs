@@ -1,7 +1,6 @@
 //! A client library nobody here wrote (the `eventsource` npm package, run by Node.js) receives
 //! published events across reconnects. The connection is cut by a TCP proxy in the test, so
 //! the library's own reconnect logic is what brings the stream back.
-mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -9,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// A loopback proxy whose live connections the test can sever.
 struct Proxy {

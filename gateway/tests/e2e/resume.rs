@@ -1,10 +1,9 @@
 //! Last-Event-ID resume on the player stream: missed events exactly once and in order, then
 //! live; a reset when history does not reach back or the id is not this run's.
-mod common;
 
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 const SEC: Duration = Duration::from_secs(1);
 

@@ -1,11 +1,10 @@
 //! Game streams (seed 002): `GET /sse/{game}` and `GET /sse/type/{type}` with `api_key`,
 //! `event: initial` with the latest result, `event: message`, `: heartbeat <unix>` comments.
-mod common;
 
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 const SEC: Duration = Duration::from_secs(1);
 const KEY: &str = "sk_live_xxxxx";

@@ -1,8 +1,7 @@
 //! CORS (`SSE_CORS_ORIGINS`): preflights answered, `Access-Control-Allow-Origin` on streams
 //! for allowed origins, and no `Access-Control-*` header at all when unset.
-mod common;
 
-use common::*;
+use crate::common::*;
 
 fn stream_head(gw: &Gateway, origin: &str) -> Response {
     let s = Sse::open(

@@ -1,12 +1,11 @@
 //! Topic stream (seed 004): `GET /api/v1/events?topics=a,b` (none or `all`: every topic),
 //! events named by their type, `POST /api/v1/events/broadcast`, per-topic stats, resume over
 //! several channels merged in id order.
-mod common;
 
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 const SEC: Duration = Duration::from_secs(1);
 

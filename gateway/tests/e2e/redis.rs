@@ -2,11 +2,10 @@
 //! pattern subscription per core, plain `redis-cli PUBLISH` reaching every family, several
 //! nodes on one Redis, and the faults: `kill -9` and restart, a silent (stopped) server, the
 //! pub/sub output-buffer limit, malformed and oversized payloads, AUTH and SELECT.
-mod common;
 
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 const SEC: Duration = Duration::from_secs(1);
 const KEY: &str = "sk_live_xxxxx";

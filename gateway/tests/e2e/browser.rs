@@ -5,7 +5,6 @@
 //!
 //! Needs `node`, `/usr/bin/chromium` and `tests-js/node_modules/playwright-core`: run
 //! `scripts/install-deps`. Without them the test fails; it never skips.
-mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -14,7 +13,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const CHROMIUM: &str = "/usr/bin/chromium";

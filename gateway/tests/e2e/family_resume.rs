@@ -1,11 +1,10 @@
 //! Resume on every broadcast-style family (game, jackpot broadcast, jackpot private, topic):
 //! missed events exactly once and in order, then live; a named `reset` when history no longer
 //! reaches back; and an id from before a restart gets a reset, never wrong events.
-mod common;
 
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 const SEC: Duration = Duration::from_secs(1);
 const KEY: &str = "k1";

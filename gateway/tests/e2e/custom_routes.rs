@@ -1,11 +1,10 @@
 //! A route family defined only in the TOML config file (`SSE_CONFIG`, `[[routes]]`) is served
 //! like a built-in one; a bad row stops start-up naming the row and what is wrong.
-mod common;
 
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 const SEC: Duration = Duration::from_secs(1);
 

@@ -1,7 +1,6 @@
 //! Process lifecycle: SIGTERM drain, start-up errors, the epoll fallback, and the server as a
 //! library (`start_on` with listeners the caller bound, and its start-up handshake). Tests
 //! here signal the gateway process, so they live in their own file.
-mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -12,7 +11,7 @@ use gateway::config::Config;
 use gateway::error::StartError;
 use gateway::server::start::{bind, start_on};
 
-use common::*;
+use crate::common::*;
 
 const SEC: Duration = Duration::from_secs(1);
 

@@ -1,10 +1,9 @@
 //! The player stream (`GET /sse`, seeds 000/001) end to end: real gateway, real sockets, curl.
-mod common;
 
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -64,7 +63,7 @@ fn stream_headers_and_bearer_header_auth() {
         &format!("Authorization: Bearer {}\r\n", player_token(1, 2)),
     );
     assert_eq!(s.status(), 200, "{}", s.head);
-    let h = common::parse_response(format!("{}\r\n\r\n", s.head).as_bytes()).unwrap();
+    let h = crate::common::parse_response(format!("{}\r\n\r\n", s.head).as_bytes()).unwrap();
     assert_eq!(
         h.header("content-type").as_deref(),
         Some("text/event-stream")

@@ -1,0 +1,20 @@
+//! The end-to-end tests: real gateway processes (or, in `lifecycle`, the server as a
+//! library), real `redis-server`s, real sockets and real SSE clients. One test binary with a
+//! module per area, so CI links one binary instead of one per file; tests that signal the
+//! gateway process live in their own module (`lifecycle`).
+mod common;
+
+mod bad_input;
+mod browser;
+mod cors;
+mod custom_routes;
+mod family_resume;
+mod game_stream;
+mod jackpot;
+mod layering;
+mod lifecycle;
+mod player_stream;
+mod redis;
+mod resume;
+mod third_party_client;
+mod topic_stream;
