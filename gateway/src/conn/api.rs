@@ -19,27 +19,18 @@ use crate::stats::NodeGauges;
 
 /// Answers a query of the node's state: stats, metrics or readiness.
 pub async fn query(shard: &Shard, api: Api) -> Reply {
+    if api == Api::Readyz {
+        return readyz(shard);
+    }
+    let gauges = gauges(shard).await;
+    let names = shard.routes().names();
+    let stats = shard.node().stats();
     match api {
-        Api::Readyz => readyz(shard),
-        Api::Metrics => {
-            let gauges = gauges(shard).await;
-            let names = shard.routes().names();
-            Reply {
-                content_type: Some("text/plain; version=0.0.4"),
-                ..Reply::json(
-                    Status::Ok,
-                    shard.node().stats().render_prometheus(&names, &gauges),
-                )
-            }
-        }
-        _ => {
-            let gauges = gauges(shard).await;
-            let names = shard.routes().names();
-            Reply::json(
-                Status::Ok,
-                shard.node().stats().render_json(&names, &gauges),
-            )
-        }
+        Api::Metrics => Reply {
+            content_type: Some("text/plain; version=0.0.4"),
+            ..Reply::json(Status::Ok, stats.render_prometheus(&names, &gauges))
+        },
+        _ => Reply::json(Status::Ok, stats.render_json(&names, &gauges)),
     }
 }
 

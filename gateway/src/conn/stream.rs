@@ -28,11 +28,11 @@ use crate::route::resolve::StreamSpec;
 /// Setup is synchronous on purpose: the spawned task then holds each piece of state once
 /// (an async fn would keep its arguments and everything it moved on in its own state), which
 /// keeps an idle stream's task at a few hundred bytes.
-pub fn start(shard: Rc<Shard>, stream: TcpStream, spec: StreamSpec) {
+pub fn start(shard: Rc<Shard>, stream: TcpStream, mut spec: StreamSpec) {
     let _ = stream.set_nodelay(true);
     let mut b = shard.pool().take();
-    write_stream_head(&mut b, &cors_headers(spec.allow_origin.as_deref()));
-    let allow_origin = spec.allow_origin.clone();
+    let allow_origin = spec.allow_origin.take();
+    write_stream_head(&mut b, &cors_headers(allow_origin.as_deref()));
     match shard.open_stream(spec, &mut b) {
         Ok(reg) => {
             let prelude = Bytes::copy_from_slice(&b);

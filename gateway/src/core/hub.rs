@@ -141,12 +141,7 @@ impl Hub {
 
     /// The id of this core's event `seq`.
     fn id(&self, seq: u64) -> String {
-        EventId {
-            run: &self.run,
-            core: self.core,
-            seq,
-        }
-        .to_string()
+        id_of(&self.run, self.core, seq)
     }
 
     fn entry(&mut self, channel: &str, family: usize) -> &mut Channel {
@@ -302,12 +297,8 @@ impl Hub {
         let ch = self.channels.get_mut(channel)?;
         self.next_seq += 1;
         let seq = self.next_seq;
-        let id = EventId {
-            run: &self.run,
-            core: self.core,
-            seq,
-        }
-        .to_string();
+        // Not `self.id`: `ch` borrows the channel map mutably meanwhile.
+        let id = id_of(&self.run, self.core, seq);
         scratch.clear();
         encode(&id, scratch);
         // An exact-size copy, not a split of the scratch buffer: a split would share (and so
@@ -488,6 +479,11 @@ impl Hub {
             keep
         });
     }
+}
+
+/// The id of event `seq` of `core` in run `run`.
+fn id_of(run: &str, core: usize, seq: u64) -> String {
+    EventId { run, core, seq }.to_string()
 }
 
 #[cfg(test)]

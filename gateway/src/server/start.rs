@@ -78,7 +78,6 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 
 /// Binds `config.listen` with one listener per core and starts the node on them.
 pub fn start(config: Config) -> Result<Running, StartError> {
-    config.validate()?;
     let listeners = bind(config.listen, config.cores)?;
     start_on(listeners, config)
 }

@@ -231,14 +231,7 @@ impl Browser {
     /// exit; returns its exit code.
     fn finish(&mut self, within: Duration) -> Option<i32> {
         drop(self.stdin.take());
-        let end = Instant::now() + within;
-        while Instant::now() < end {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return st.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        wait_child(&mut self.child, within)
     }
 }
 

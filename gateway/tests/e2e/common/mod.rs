@@ -97,14 +97,7 @@ impl Gateway {
 
     /// Waits (bounded) for the process to exit; returns its exit code.
     pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
-        let end = Instant::now() + within;
-        while Instant::now() < end {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                return st.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        wait_child(&mut self.child, within)
     }
 
     /// The log so far, joined.
@@ -163,6 +156,18 @@ impl Drop for Gateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Waits (bounded) for `child` to exit; returns its exit code.
+pub fn wait_child(child: &mut Child, within: Duration) -> Option<i32> {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if let Ok(Some(st)) = child.try_wait() {
+            return st.code();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
 }
 
 fn field(line: &str, key: &str) -> Option<String> {
