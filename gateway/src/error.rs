@@ -11,6 +11,8 @@ pub enum StartError {
     Bind {
         /// The address we tried.
         addr: std::net::SocketAddr,
+        /// The setting that named it, as `SSE_LISTEN / --listen`.
+        setting: &'static str,
         /// The OS error.
         source: std::io::Error,
     },
@@ -37,10 +39,11 @@ impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StartError::Config(e) => write!(f, "{e}"),
-            StartError::Bind { addr, source } => write!(
-                f,
-                "cannot listen on {addr} (SSE_LISTEN / --listen): {source}"
-            ),
+            StartError::Bind {
+                addr,
+                setting,
+                source,
+            } => write!(f, "cannot listen on {addr} ({setting}): {source}"),
             StartError::Runtime { core, source } => write!(
                 f,
                 "core {core}: cannot build the I/O runtime: {source} (try SSE_IO_DRIVER=epoll)"

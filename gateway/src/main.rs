@@ -11,6 +11,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let config = match Config::from_process() {
         Ok(c) if c.check_config => {
+            if let Some(warning) = c.exposure_warning() {
+                eprintln!("warning: {warning}");
+            }
             print_out(&format!("config OK: {}", c.summary()));
             return ExitCode::SUCCESS;
         }

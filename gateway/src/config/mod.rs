@@ -84,6 +84,10 @@ pub struct Config {
     /// Bearer token the HTTP publish endpoints require; unset: they accept loopback only.
     #[arg(long, env = "SSE_PUBLISH_TOKEN", value_name = "TOKEN", value_parser = values::secret)]
     pub publish_token: Option<Secret>,
+    /// A second address (IP:port) for publish, stats and metrics, which the public listener
+    /// then answers 404; it serves those and the health probes only. Unset: all on SSE_LISTEN.
+    #[arg(long, env = "SSE_ADMIN_LISTEN", value_name = "ADDR", value_parser = values::listen)]
+    pub admin_listen: Option<SocketAddr>,
     /// Origins that get CORS headers, for pages served from another origin: comma-separated
     /// scheme://host[:port], or * for any; unset: none.
     #[arg(long, env = "SSE_CORS_ORIGINS", value_name = "ORIGINS")]
@@ -177,6 +181,12 @@ impl Config {
             return Err(invalid("SSE_API_KEYS", REDACTED, reason));
         }
         check_secret("SSE_PUBLISH_TOKEN", self.publish_token.as_ref())?;
+        if let Some(admin) = self.admin_listen {
+            if admin == self.listen && admin.port() != 0 {
+                let reason = "must differ from SSE_LISTEN (the admin API gets its own port)";
+                return Err(invalid("SSE_ADMIN_LISTEN", admin, reason));
+            }
+        }
         let cors = self.cors_origins.check();
         cors.map_err(|(origin, r)| invalid("SSE_CORS_ORIGINS", origin, r))?;
         check_duration("SSE_HEAD_TIMEOUT", self.head_timeout, false)?;
@@ -202,6 +212,35 @@ impl Config {
             secret: self.auth_secret.as_ref(),
             api_keys: &self.api_keys,
         }
+    }
+
+    /// The start-up warning for a publish API open beyond loopback without a token, naming
+    /// the address and the settings; `None` when there is nothing to warn about. Loopback
+    /// trust is only as good as the host: a same-host proxy or forwarder (nginx, an Envoy
+    /// sidecar, `kubectl port-forward`, socat) makes every internet client a loopback peer.
+    pub fn exposure_warning(&self) -> Option<String> {
+        self.exposure_warning_at(self.listen, self.admin_listen)
+    }
+
+    /// [`Config::exposure_warning`] for the addresses actually bound (port 0 resolved).
+    pub fn exposure_warning_at(
+        &self,
+        listen: SocketAddr,
+        admin: Option<SocketAddr>,
+    ) -> Option<String> {
+        if self.publish_token.is_some() {
+            return None;
+        }
+        let (addr, setting) = match admin {
+            Some(a) => (a, "SSE_ADMIN_LISTEN"),
+            None => (listen, "SSE_LISTEN"),
+        };
+        if addr.ip().to_canonical().is_loopback() {
+            return None;
+        }
+        Some(format!(
+            "publish is served on {addr} ({setting}), beyond loopback, without              SSE_PUBLISH_TOKEN: every loopback peer may publish, and behind a same-host              proxy or TCP forwarder every internet client is a loopback peer. Set              SSE_PUBLISH_TOKEN, or SSE_ADMIN_LISTEN to a loopback address"
+        ))
     }
 
     /// One line for `--check-config`: what the node would serve.

@@ -149,6 +149,12 @@ const CASES: &[Case] = &[
         check: |c| c.publish_token == Some(Secret::new("tok")),
     },
     Case {
+        env: "SSE_ADMIN_LISTEN",
+        text: "127.0.0.1:9090",
+        toml: r#"admin_listen = "127.0.0.1:9090""#,
+        check: |c| c.admin_listen == Some(SocketAddr::from(([127, 0, 0, 1], 9090))),
+    },
+    Case {
         env: "SSE_CORS_ORIGINS",
         text: "https://a.example, http://b.example:8080",
         toml: r#"cors_origins = ["https://a.example", "http://b.example:8080"]"#,
@@ -817,6 +823,13 @@ fn validate_checks_hand_built_configs() {
         ),
         (
             Config {
+                admin_listen: Some(SocketAddr::from(([0, 0, 0, 0], 8080))),
+                ..Config::default()
+            },
+            "SSE_ADMIN_LISTEN",
+        ),
+        (
+            Config {
                 cors_origins: CorsOrigins::List(vec!["nope".into()]),
                 ..Config::default()
             },
@@ -910,4 +923,41 @@ fn error_is_a_std_error() {
         "SSE_AUTH_SECRET (flag --auth-secret, file key `auth_secret`) has an invalid value \
          ([redacted]): is not valid UTF-8"
     );
+}
+
+#[test]
+fn publish_beyond_loopback_without_a_token_is_warned_about() {
+    let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+    let token = Some(Secret::new("t"));
+    #[rustfmt::skip]
+    let cases: &[(&str, Option<&str>, bool, Option<&str>)] = &[
+        ("0.0.0.0:8080", None, false, Some("0.0.0.0:8080 (SSE_LISTEN)")),
+        ("[::]:8080", None, false, Some("[::]:8080 (SSE_LISTEN)")),
+        ("10.1.2.3:8080", None, false, Some("10.1.2.3:8080 (SSE_LISTEN)")),
+        ("0.0.0.0:8080", None, true, None),
+        ("127.0.0.1:8080", None, false, None),
+        ("[::1]:8080", None, false, None),
+        ("[::ffff:127.0.0.1]:8080", None, false, None),
+        // With an admin listener, publish is there: that address is what counts.
+        ("0.0.0.0:8080", Some("127.0.0.1:9090"), false, None),
+        ("127.0.0.1:8080", Some("0.0.0.0:9090"), false, Some("0.0.0.0:9090 (SSE_ADMIN_LISTEN)")),
+        ("127.0.0.1:8080", Some("0.0.0.0:9090"), true, None),
+    ];
+    for (listen, admin, with_token, want) in cases {
+        let c = Config {
+            listen: addr(listen),
+            admin_listen: admin.map(addr),
+            publish_token: if *with_token { token.clone() } else { None },
+            ..Config::default()
+        };
+        let got = c.exposure_warning();
+        match want {
+            None => assert_eq!(got, None, "{listen} {admin:?}"),
+            Some(w) => {
+                let got = got.unwrap_or_default();
+                assert!(got.contains(w), "{listen} {admin:?}: {got}");
+                assert!(got.contains("SSE_PUBLISH_TOKEN"), "{got}");
+            }
+        }
+    }
 }

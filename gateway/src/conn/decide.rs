@@ -10,7 +10,7 @@ use crate::http::cors::CorsOrigins;
 use crate::http::request::{parse_head, BodyKind, Method, Parsed, RequestHead};
 use crate::http::response::Status;
 use crate::route::resolve::{resolve, StreamSpec};
-use crate::route::table::{Api, Endpoint, Match, RouteTable};
+use crate::route::table::{api_of_path, Api, Endpoint, Match, RouteTable};
 
 /// Largest accepted publish body (CONTRACT: `413` over 64 KiB).
 pub const MAX_PUBLISH_BODY: usize = MAX_PAYLOAD;
@@ -73,6 +73,15 @@ impl Framing {
     }
 }
 
+/// Which listener a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// `SSE_LISTEN`: streams, and everything else unless `SSE_ADMIN_LISTEN` is set.
+    Public,
+    /// `SSE_ADMIN_LISTEN`: publish, stats and metrics (and the health probes), no streams.
+    Admin,
+}
+
 /// What [`decide`] reads besides the request.
 #[derive(Debug, Clone, Copy)]
 pub struct Context<'a> {
@@ -82,6 +91,8 @@ pub struct Context<'a> {
     pub config: &'a Config,
     /// The client's address (publishing without a token is for loopback only).
     pub peer: SocketAddr,
+    /// The listener the connection came in on.
+    pub listener: Listener,
     /// Seconds since the Unix epoch (token expiry).
     pub now_unix: u64,
 }
@@ -128,6 +139,15 @@ pub fn decide(ctx: &Context<'_>, buf: &[u8]) -> Option<Action> {
         head_only: head.method == Method::Head,
         consumed: head.head_len,
     };
+    if !serves(ctx, head.path) {
+        // Answered exactly like a path that does not exist, preflights included: the public
+        // port does not even confirm that the admin API exists.
+        let framing = Framing {
+            head_only: false,
+            ..framing
+        };
+        return answer(Reply::error(Status::NotFound, "no such path"), framing);
+    }
     if head.method == Method::Options && config.cors_origins != CorsOrigins::None {
         return Some(preflight(ctx.routes, &head, framing));
     }
@@ -179,9 +199,43 @@ pub fn decide(ctx: &Context<'_>, buf: &[u8]) -> Option<Action> {
     }
 }
 
-/// A publish request: authorised by `SSE_PUBLISH_TOKEN` (or, while it is unset, from
-/// loopback only), with a `Content-Length` body of at most [`MAX_PUBLISH_BODY`]. Refusals
-/// close the connection (the body is not read).
+/// Whether the connection's listener serves `path`. Without `SSE_ADMIN_LISTEN` the public
+/// listener serves everything; with it, publish, stats and metrics are served only on the
+/// admin listener, which serves nothing but the fixed API (no streams).
+fn serves(ctx: &Context<'_>, path: &str) -> bool {
+    if ctx.config.admin_listen.is_none() {
+        return true;
+    }
+    let api = api_of_path(path);
+    match ctx.listener {
+        Listener::Public => !api.is_some_and(Api::admin_only),
+        Listener::Admin => api.is_some(),
+    }
+}
+
+/// Whether a `Content-Type` value is JSON: `application/json`, any case, parameters such as
+/// `; charset=utf-8` allowed. A browser page can POST cross-site without a CORS preflight only
+/// as `text/plain`, `application/x-www-form-urlencoded` or `multipart/form-data`; asking for
+/// JSON makes such a "simple request" fail here instead of publishing.
+fn is_json(content_type: Option<&[u8]>) -> bool {
+    content_type.is_some_and(|v| {
+        let essence = v.split(|&b| b == b';').next().unwrap_or_default();
+        essence
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"application/json")
+    })
+}
+
+/// A publish request: authorised by `SSE_PUBLISH_TOKEN` (or, while it is unset, from a
+/// loopback peer that no proxy relayed), declared `application/json`, with a
+/// `Content-Length` body of at most [`MAX_PUBLISH_BODY`]. Refusals close the connection (the
+/// body is not read).
+///
+/// Loopback trust ends at a proxy: behind a same-host nginx, Envoy sidecar or `kubectl
+/// port-forward` every request arrives from loopback, so a request that says it was
+/// forwarded (`Forwarded`, `X-Forwarded-For`, `X-Real-IP`, whatever the value) is never
+/// trusted by address. A plain TCP forwarder adds no header; the start-up warning and
+/// `SSE_ADMIN_LISTEN` are for that case.
 fn publish(
     ctx: &Context<'_>,
     head: &RequestHead<'_>,
@@ -193,7 +247,7 @@ fn publish(
     let authorized = match token {
         Some(token) => credentials::bearer(head.authorization).is_some_and(|t| token.matches(t)),
         // `::ffff:127.0.0.1` on a dual-stack listener is loopback too.
-        None => ctx.peer.ip().to_canonical().is_loopback(),
+        None => !head.forwarded && ctx.peer.ip().to_canonical().is_loopback(),
     };
     let refuse = |status, why| Action::Answer {
         reply: Reply::error(status, why),
@@ -202,6 +256,8 @@ fn publish(
     if !authorized {
         let why = if token.is_some() {
             "publish needs Authorization: Bearer <SSE_PUBLISH_TOKEN>"
+        } else if head.forwarded {
+            "publish through a proxy (Forwarded, X-Forwarded-For or X-Real-IP) needs SSE_PUBLISH_TOKEN"
         } else {
             "publish is accepted from loopback only while SSE_PUBLISH_TOKEN is unset"
         };
@@ -215,6 +271,12 @@ fn publish(
     }
     if body_len > MAX_PUBLISH_BODY {
         return refuse(Status::PayloadTooLarge, "publish body over 64 KiB");
+    }
+    if !is_json(head.content_type) {
+        return refuse(
+            Status::UnsupportedMediaType,
+            "publish needs Content-Type: application/json",
+        );
     }
     Action::Publish {
         api,
@@ -367,9 +429,15 @@ mod tests {
             r#"{{"brand_id":1,"player_id":2,"exp":{}}}"#,
             NOW - 60
         ));
+        // A publish-shaped POST: JSON unless `extra` sets another Content-Type.
         let body = |path: &str, len: usize, extra: &str| {
             let body = "b".repeat(len);
-            format!("POST {path} HTTP/1.1\r\nContent-Length: {len}\r\n{extra}\r\n{body}")
+            let json = if extra.contains("Content-Type") {
+                ""
+            } else {
+                "Content-Type: application/json\r\n"
+            };
+            format!("POST {path} HTTP/1.1\r\nContent-Length: {len}\r\n{json}{extra}\r\n{body}")
         };
         let get = |path: &str, extra: &str| format!("GET {path} HTTP/1.1\r\n{extra}\r\n");
         let over = MAX_PUBLISH_BODY + 1;
@@ -401,6 +469,19 @@ mod tests {
             (&guarded, remote, body("/api/v1/publish", 2, "Authorization: Bearer pub-token\r\n"), "publish Publish body=2 keep all".into()),
             (&open, loopback, "POST /api/v1/publish HTTP/1.1\r\n\r\n".into(), "411 close".into()),
             (&open, loopback, body("/api/v1/publish", over, ""), "413 close".into()),
+            // Loopback trust ends at a proxy: any forwarding header, any value, even empty.
+            (&open, loopback, body("/api/v1/publish", 2, "X-Forwarded-For: 127.0.0.1\r\n"), "401 close".into()),
+            (&open, loopback, body("/api/v1/publish", 2, "Forwarded: for=127.0.0.1\r\n"), "401 close".into()),
+            (&open, mapped, body("/api/v1/events/broadcast", 2, "X-Real-IP:\r\n"), "401 close".into()),
+            (&guarded, loopback, body("/api/v1/publish", 2, "X-Forwarded-For: 1.2.3.4\r\nAuthorization: Bearer pub-token\r\n"), "publish Publish body=2 keep all".into()),
+            // Publish bodies are JSON: no simple cross-site POST gets through.
+            (&open, loopback, body("/api/v1/publish", 2, "Content-Type: application/json; charset=utf-8\r\n"), "publish Publish body=2 keep all".into()),
+            (&open, loopback, body("/api/v1/publish", 2, "Content-Type: Application/JSON\r\n"), "publish Publish body=2 keep all".into()),
+            (&open, loopback, body("/api/v1/publish", 2, "Content-Type: text/plain\r\n"), "415 close".into()),
+            (&open, loopback, body("/api/v1/events/broadcast", 2, "Content-Type: application/x-www-form-urlencoded\r\n"), "415 close".into()),
+            (&open, loopback, body("/api/v1/publish", 2, "Content-Type: application/jsonx\r\n"), "415 close".into()),
+            (&open, loopback, "POST /api/v1/publish HTTP/1.1\r\nContent-Length: 2\r\n\r\nbb".into(), "415 close".into()),
+            (&open, remote, body("/api/v1/publish", 2, "Content-Type: text/plain\r\n"), "401 close".into()),
             (&guarded, remote, body("/api/v1/publish", 2, "Origin: https://a.example\r\n"), "401 close cors=https://a.example".into()),
             // Streams: resolved, or refused with the route's status.
             (&open, loopback, get("/sse", ""), "401 keep all".into()),
@@ -432,10 +513,70 @@ mod tests {
                 routes: &routes,
                 config,
                 peer: *peer,
+                listener: Listener::Public,
                 now_unix: NOW,
             };
             let got = summary(decide(&ctx, request.as_bytes()), request.len());
             assert_eq!(&got, want, "{request:?}");
+        }
+    }
+
+    /// With `SSE_ADMIN_LISTEN`, publish, stats and metrics are the admin listener's only, and
+    /// it serves nothing else but the health probes; the public one answers them as unknown.
+    #[test]
+    fn decide_listeners_table() {
+        use Listener::{Admin, Public};
+        let routes = RouteTable::builtin();
+        let single = Config::default();
+        let split = Config {
+            admin_listen: Some("127.0.0.1:9090".parse().unwrap()),
+            cors_origins: CorsOrigins::Any,
+            ..Config::default()
+        };
+        let loopback: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let publish = |path: &str| {
+            format!("POST {path} HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\nbb")
+        };
+        let get = |path: &str| format!("GET {path} HTTP/1.1\r\n\r\n");
+        #[rustfmt::skip]
+        let cases: Vec<(&Config, Listener, String, &str)> = vec![
+            // One listener: it serves everything.
+            (&single, Public, publish("/api/v1/publish"), "publish Publish body=2 keep all"),
+            (&single, Public, get("/metrics"), "query Metrics keep all"),
+            // Split, public side: the admin API is not there at all, whatever the method.
+            (&split, Public, publish("/api/v1/publish"), "404 close"),
+            (&split, Public, publish("/api/v1/events/broadcast"), "404 close"),
+            (&split, Public, get("/api/v1/events/stats"), "404 keep all"),
+            (&split, Public, get("/metrics"), "404 keep all"),
+            (&split, Public, "HEAD /metrics HTTP/1.1\r\n\r\n".into(), "404 keep all"),
+            (&split, Public, get("/api/v1/publish"), "404 keep all"),
+            (&split, Public, "OPTIONS /api/v1/publish HTTP/1.1\r\nOrigin: https://x.example\r\n\r\n".into(), "404 keep cors=* all"),
+            (&split, Public, get("/healthz"), "200 keep all"),
+            (&split, Public, get("/readyz"), "query Readyz keep all"),
+            (&split, Public, get("/api/v1/events?topics=a"), "stream 5 events:a resume=None cors=None"),
+            // Split, admin side: the fixed API only.
+            (&split, Admin, publish("/api/v1/publish"), "publish Publish body=2 keep all"),
+            (&split, Admin, publish("/api/v1/events/broadcast"), "publish Broadcast body=2 keep all"),
+            (&split, Admin, get("/api/v1/events/stats"), "query Stats keep all"),
+            (&split, Admin, get("/metrics"), "query Metrics keep all"),
+            (&split, Admin, get("/healthz"), "200 keep all"),
+            (&split, Admin, get("/readyz"), "query Readyz keep all"),
+            (&split, Admin, get("/api/v1/publish"), "405 keep all Allow=POST"),
+            (&split, Admin, get("/api/v1/events?topics=a"), "404 keep all"),
+            (&split, Admin, get("/subscribe?channel=ws_broadcast_g"), "404 keep all"),
+            (&split, Admin, get("/sse"), "404 keep all"),
+            (&split, Admin, get("/nope"), "404 keep all"),
+        ];
+        for (config, listener, request, want) in &cases {
+            let ctx = Context {
+                routes: &routes,
+                config,
+                peer: loopback,
+                listener: *listener,
+                now_unix: NOW,
+            };
+            let got = summary(decide(&ctx, request.as_bytes()), request.len());
+            assert_eq!(got, *want, "{listener:?} {request:?}");
         }
     }
 }

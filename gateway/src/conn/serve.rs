@@ -10,7 +10,7 @@ use monoio::io::AsyncReadRent;
 use monoio::net::TcpStream;
 
 use crate::conn::api;
-use crate::conn::decide::{decide, Action, Context, Framing, MAX_PUBLISH_BODY};
+use crate::conn::decide::{decide, Action, Context, Framing, Listener, MAX_PUBLISH_BODY};
 use crate::conn::reply::{write_within, Reply};
 use crate::conn::stream;
 use crate::core::shard::{Admission, Shard};
@@ -27,8 +27,8 @@ enum ReadEnd {
     TimedOut,
 }
 
-/// Serves one connection until it closes or becomes a stream.
-pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
+/// Serves one connection, accepted on `listener`, until it closes or becomes a stream.
+pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, listener: Listener) {
     let _ = stream.set_nodelay(true);
     let head_timeout = shard.config().head_timeout;
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
@@ -39,6 +39,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
                 routes: shard.routes(),
                 config: shard.config(),
                 peer,
+                listener,
                 now_unix: unix_now(),
             };
             if let Some(a) = decide(&ctx, &buf) {

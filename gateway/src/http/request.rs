@@ -123,6 +123,11 @@ pub struct RequestHead<'b> {
     pub access_control_request_method: Option<&'b [u8]>,
     /// The `Access-Control-Request-Headers` value of a CORS preflight.
     pub access_control_request_headers: Option<&'b [u8]>,
+    /// The `Content-Type` value (publish bodies must be JSON).
+    pub content_type: Option<&'b [u8]>,
+    /// Whether the request carries `Forwarded`, `X-Forwarded-For` or `X-Real-IP` (any value):
+    /// a proxy relayed it, so the peer address is the proxy's, not the client's.
+    pub forwarded: bool,
     /// Bytes of the buffer taken by the head, leading blank lines included; the body, if
     /// any, starts at this offset.
     pub head_len: usize,
@@ -192,6 +197,8 @@ pub fn parse_head(buf: &[u8]) -> Result<Parsed<RequestHead<'_>>, HttpError> {
         origin: None,
         access_control_request_method: None,
         access_control_request_headers: None,
+        content_type: None,
+        forwarded: false,
         head_len,
     };
     let mut content_length: Option<usize> = None;
@@ -240,6 +247,13 @@ pub fn parse_head(buf: &[u8]) -> Result<Parsed<RequestHead<'_>>, HttpError> {
             head.access_control_request_method.get_or_insert(value);
         } else if name.eq_ignore_ascii_case(b"access-control-request-headers") {
             head.access_control_request_headers.get_or_insert(value);
+        } else if name.eq_ignore_ascii_case(b"content-type") {
+            head.content_type.get_or_insert(value);
+        } else if name.eq_ignore_ascii_case(b"forwarded")
+            || name.eq_ignore_ascii_case(b"x-forwarded-for")
+            || name.eq_ignore_ascii_case(b"x-real-ip")
+        {
+            head.forwarded = true;
         }
     }
 
@@ -305,6 +319,8 @@ mod tests {
         origin: None,
         access_control_request_method: None,
         access_control_request_headers: None,
+        content_type: None,
+        forwarded: false,
         head_len: 0,
     };
     const POST: RequestHead<'static> = RequestHead {
@@ -428,6 +444,11 @@ mod tests {
             ("empty value", b"GET / HTTP/1.1\r\nLast-Event-ID:\r\n\r\n", ok(RequestHead { last_event_id: Some(b""), ..GET })),
             ("obs-text value", b"GET / HTTP/1.1\r\nOrigin: \xe9\r\n\r\n", ok(RequestHead { origin: Some(b"\xe9"), ..GET })),
             ("first last-event-id wins", b"GET / HTTP/1.1\r\nLast-Event-ID: 1\r\nLast-Event-ID: 2\r\n\r\n", ok(RequestHead { last_event_id: Some(b"1"), ..GET })),
+            ("content-type", b"POST / HTTP/1.1\r\nContent-Type: application/json; charset=utf-8\r\nContent-type: text/plain\r\n\r\n", ok(RequestHead { content_type: Some(b"application/json; charset=utf-8"), ..POST })),
+            ("forwarded", b"GET / HTTP/1.1\r\nForwarded: for=192.0.2.1\r\n\r\n", ok(RequestHead { forwarded: true, ..GET })),
+            ("x-forwarded-for", b"GET / HTTP/1.1\r\nX-FORWARDED-FOR: 192.0.2.1\r\n\r\n", ok(RequestHead { forwarded: true, ..GET })),
+            ("x-real-ip, empty value", b"GET / HTTP/1.1\r\nx-real-ip:\r\n\r\n", ok(RequestHead { forwarded: true, ..GET })),
+            ("x-forwarded-host is not forwarded-for", b"GET / HTTP/1.1\r\nX-Forwarded-Host: a\r\n\r\n", ok(GET)),
             ("two authorizations", b"GET / HTTP/1.1\r\nAuthorization: a\r\nAuthorization: a\r\n\r\n", Err(Malformed)),
             // malformed request lines
             ("garbage", b"GARBAGE\r\n\r\n", Err(Malformed)),

@@ -34,6 +34,8 @@ pub enum Status {
     LengthRequired,
     /// 413: a body larger than the configured limit.
     PayloadTooLarge,
+    /// 415: a publish body that is not declared `application/json`.
+    UnsupportedMediaType,
     /// 431: a request head over the size or header-count limit.
     HeaderFieldsTooLarge,
     /// 500: a bug or unexpected failure in the gateway.
@@ -43,7 +45,7 @@ pub enum Status {
 }
 
 /// Every [`Status`], for reverse lookup.
-const ALL_STATUSES: [Status; 14] = [
+const ALL_STATUSES: [Status; 15] = [
     Status::Ok,
     Status::Accepted,
     Status::NoContent,
@@ -55,6 +57,7 @@ const ALL_STATUSES: [Status; 14] = [
     Status::RequestTimeout,
     Status::LengthRequired,
     Status::PayloadTooLarge,
+    Status::UnsupportedMediaType,
     Status::HeaderFieldsTooLarge,
     Status::InternalServerError,
     Status::ServiceUnavailable,
@@ -75,6 +78,7 @@ impl Status {
             Status::RequestTimeout => 408,
             Status::LengthRequired => 411,
             Status::PayloadTooLarge => 413,
+            Status::UnsupportedMediaType => 415,
             Status::HeaderFieldsTooLarge => 431,
             Status::InternalServerError => 500,
             Status::ServiceUnavailable => 503,
@@ -95,6 +99,7 @@ impl Status {
             Status::RequestTimeout => "Request Timeout",
             Status::LengthRequired => "Length Required",
             Status::PayloadTooLarge => "Payload Too Large",
+            Status::UnsupportedMediaType => "Unsupported Media Type",
             Status::HeaderFieldsTooLarge => "Request Header Fields Too Large",
             Status::InternalServerError => "Internal Server Error",
             Status::ServiceUnavailable => "Service Unavailable",
@@ -281,6 +286,7 @@ mod tests {
             (Status::RequestTimeout, 408, "Request Timeout"),
             (Status::LengthRequired, 411, "Length Required"),
             (Status::PayloadTooLarge, 413, "Payload Too Large"),
+            (Status::UnsupportedMediaType, 415, "Unsupported Media Type"),
             (Status::HeaderFieldsTooLarge, 431, "Request Header Fields Too Large"),
             (Status::InternalServerError, 500, "Internal Server Error"),
             (Status::ServiceUnavailable, 503, "Service Unavailable"),

@@ -304,6 +304,23 @@ pub enum Api {
     Readyz,
 }
 
+impl Api {
+    /// Whether this endpoint moves to the admin listener when `SSE_ADMIN_LISTEN` is set:
+    /// publishing, and what the node's state tells about its clients. `/healthz` and
+    /// `/readyz` stay on both (a balancer probes the public port).
+    pub fn admin_only(self) -> bool {
+        matches!(
+            self,
+            Api::Publish | Api::Broadcast | Api::Stats | Api::Metrics
+        )
+    }
+}
+
+/// The fixed API endpoint at `path` (whatever the method), if any.
+pub fn api_of_path(path: &str) -> Option<Api> {
+    APIS.iter().find(|(p, _, _)| *p == path).map(|(_, _, a)| *a)
+}
+
 /// Where a request goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {

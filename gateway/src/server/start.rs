@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::broker::embedded::{EmbeddedBroker, INBOX};
 use crate::broker::message::Message;
@@ -24,6 +24,8 @@ pub struct Running {
     node: Arc<Node>,
     /// The address actually bound (port 0 resolved).
     local_addr: SocketAddr,
+    /// The admin listener's address, when `SSE_ADMIN_LISTEN` is set (port 0 resolved).
+    admin_addr: Option<SocketAddr>,
     /// One thread per core.
     threads: Vec<JoinHandle<()>>,
 }
@@ -39,6 +41,11 @@ impl Running {
         self.local_addr
     }
 
+    /// The address of the admin listener, when there is one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
     /// Waits for every core to finish (after a drain).
     pub fn wait(self) {
         for t in self.threads {
@@ -50,7 +57,20 @@ impl Running {
 /// Binds `cores` listeners on `addr` with `SO_REUSEPORT` (the kernel spreads connections
 /// over them), all on the port the first one got when `addr`'s port is 0.
 pub fn bind(addr: SocketAddr, cores: usize) -> Result<Vec<std::net::TcpListener>, StartError> {
-    let bind_error = |addr, source| StartError::Bind { addr, source };
+    bind_for(addr, cores, "SSE_LISTEN / --listen")
+}
+
+/// [`bind`], naming `setting` in its error.
+fn bind_for(
+    addr: SocketAddr,
+    cores: usize,
+    setting: &'static str,
+) -> Result<Vec<std::net::TcpListener>, StartError> {
+    let bind_error = |addr, source| StartError::Bind {
+        addr,
+        setting,
+        source,
+    };
     if addr.port() != 0 {
         // SO_REUSEPORT would let a second gateway share a port another one already serves;
         // a plain bind first turns that into a clear "address in use".
@@ -83,8 +103,10 @@ pub fn start(config: Config) -> Result<Running, StartError> {
 }
 
 /// Starts the node on `listeners`, one per core (their number overrides `config.cores`):
-/// tests pass listeners bound to port 0. Returns once every core is up, or with the first
-/// core's [`StartError`] after stopping the others.
+/// tests pass listeners bound to port 0. With `SSE_ADMIN_LISTEN` set, binds its listeners
+/// here too, one per core like the public ones (see docs/ARCHITECTURE.md, "The admin
+/// listener"). Returns once every core is up, or with the first core's [`StartError`] after
+/// stopping the others.
 pub fn start_on(
     listeners: Vec<std::net::TcpListener>,
     mut config: Config,
@@ -103,6 +125,12 @@ pub fn start_on(
             })
         })?;
     let cores = config.cores;
+    let admin = match config.admin_listen {
+        Some(addr) => bind_for(addr, cores, "SSE_ADMIN_LISTEN / --admin-listen")?,
+        None => Vec::new(),
+    };
+    let admin_addr = admin.first().and_then(|l| l.local_addr().ok());
+    let mut admin = admin.into_iter();
     let driver = Driver::pick(config.io_driver);
     let redis = config.events_redis_storage.clone();
     // Without Redis, HTTP publishes reach the cores through bounded inboxes; with Redis,
@@ -138,6 +166,7 @@ pub fn start_on(
             node: node.clone(),
             id,
             listener,
+            admin: admin.next(),
             inbox,
             control,
             broker,
@@ -165,6 +194,7 @@ pub fn start_on(
     }
     info!(
         listen = %local_addr,
+        admin_listen = %admin_addr.map_or_else(|| "-".to_string(), |a| a.to_string()),
         cores,
         connection_limit = node.config().connection_limit,
         broker = %node
@@ -176,9 +206,13 @@ pub fn start_on(
         run = %node.run_id(),
         "gateway started"
     );
+    if let Some(warning) = node.config().exposure_warning_at(local_addr, admin_addr) {
+        warn!("{warning}");
+    }
     Ok(Running {
         node,
         local_addr,
+        admin_addr,
         threads,
     })
 }

@@ -18,6 +18,7 @@ use crate::broker::redis::{self, Publisher};
 use crate::broker::target::RedisTarget;
 use crate::config::IoDriverChoice;
 use crate::conn;
+use crate::conn::decide::Listener;
 use crate::core::node::{Control, Node};
 use crate::core::shard::Shard;
 use crate::error::StartError;
@@ -80,6 +81,8 @@ pub struct CoreStart {
     pub id: usize,
     /// This core's `SO_REUSEPORT` listener.
     pub listener: std::net::TcpListener,
+    /// This core's admin listener (`SSE_ADMIN_LISTEN`), also `SO_REUSEPORT`.
+    pub admin: Option<std::net::TcpListener>,
     /// Published messages for this core (embedded broker only).
     pub inbox: Option<flume::Receiver<Message>>,
     /// Handoffs, drain, counts.
@@ -121,12 +124,15 @@ async fn run(start: CoreStart) {
         node,
         id,
         listener,
+        admin,
         inbox,
         control,
         broker,
         ready,
     } = start;
-    let listener = match take_listener(listener) {
+    let listeners =
+        take_listener(listener).and_then(|l| Ok((l, admin.map(take_listener).transpose()?)));
+    let (listener, admin) = match listeners {
         Ok(l) => l,
         Err(source) => {
             let _ = ready.send(Err(StartError::Listener { core: id, source }));
@@ -150,9 +156,13 @@ async fn run(start: CoreStart) {
     let drain_period = Rc::new(Cell::new(Duration::ZERO));
     monoio::spawn(control_loop(shard.clone(), control, drain_period.clone()));
     monoio::spawn(timer::keepalive_loop(shard.clone()));
+    if let Some(admin) = admin {
+        let shard = shard.clone();
+        monoio::spawn(async move { accept_loop(&shard, admin, Listener::Admin).await });
+    }
     let _ = ready.send(Ok(()));
     drop(ready);
-    accept_loop(&shard, listener).await;
+    accept_loop(&shard, listener, Listener::Public).await;
     timer::drain(&shard, drain_period.get()).await;
 }
 
@@ -168,13 +178,15 @@ fn take_listener(listener: std::net::TcpListener) -> std::io::Result<TcpListener
     TcpListener::from_std(listener)
 }
 
-async fn accept_loop(shard: &Rc<Shard>, listener: TcpListener) {
+/// Accepts connections on `listener` until the drain starts; `kind` says which of the
+/// node's listeners it is (the admin one serves only the admin API).
+async fn accept_loop(shard: &Rc<Shard>, listener: TcpListener, kind: Listener) {
     loop {
         monoio::select! {
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
                     bump(&shard.stats().accepted);
-                    monoio::spawn(conn::serve::serve(shard.clone(), stream, peer));
+                    monoio::spawn(conn::serve::serve(shard.clone(), stream, peer, kind));
                 }
                 Err(e) => {
                     // EMFILE and friends: back off briefly instead of spinning.

@@ -282,7 +282,7 @@ fn post(gw: &Gateway, headers: &str, body: &str) -> Response {
     request(
         gw.addr,
         format!(
-            "POST /api/v1/publish HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n{headers}\r\n{body}",
+            "POST /api/v1/publish HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{headers}\r\n{body}",
             body.len()
         )
         .as_bytes(),
@@ -366,7 +366,7 @@ fn publishers_reuse_a_keep_alive_connection() {
         player_event(1, 2, 3)
     );
     let req = format!(
-        "POST /api/v1/publish HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /api/v1/publish HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     // Two requests pipelined in one write, then a third after the answers.

@@ -18,3 +18,4 @@ mod redis;
 mod resume;
 mod third_party_client;
 mod topic_stream;
+mod trust;

@@ -100,6 +100,13 @@ impl Gateway {
         wait_child(&mut self.child, within)
     }
 
+    /// The admin listener's address (`SSE_ADMIN_LISTEN`), from the start-up line.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        let log = self.log.lock().unwrap();
+        let line = log.iter().find(|l| l.contains("gateway started"))?;
+        field(line, "admin_listen=")?.parse().ok()
+    }
+
     /// The log so far, joined.
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
