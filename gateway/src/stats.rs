@@ -156,6 +156,8 @@ pub struct CoreStats {
     pub events_unrouted: AtomicU64,
     /// Slow consumers cut because their queue reached `SSE_EVENT_BUFFER`.
     pub slow_consumers_cut: AtomicU64,
+    /// Streams cut because one write to them took longer than `SSE_WRITE_TIMEOUT`.
+    pub write_timeouts: AtomicU64,
     /// Events that replaced a conflating stream's full queue (its older events dropped).
     pub events_conflated: AtomicU64,
     /// Stream requests refused because the node was at `SSE_CONNECTION_LIMIT`.
@@ -170,6 +172,8 @@ pub struct CoreStats {
     pub resumes: AtomicU64,
     /// Reconnects with `Last-Event-ID` that got a reset (history did not reach back).
     pub resets: AtomicU64,
+    /// Of `resets`: those because the replay would have exceeded `SSE_REPLAY_LIMIT`.
+    pub resets_replay_limit: AtomicU64,
     /// 1 while this core's Redis subscription is live (gauge).
     pub redis_up: AtomicU64,
     /// Times this core's Redis subscription was lost.
@@ -572,6 +576,15 @@ const FIGURES: &[Figure] = &[
         |c| &c.slow_consumers_cut,
     ),
     figure(
+        Some((Section::Top, "write_timeouts")),
+        Some((
+            "sse_write_timeouts_total",
+            "Streams cut because a write took longer than SSE_WRITE_TIMEOUT.",
+            Kind::Counter,
+        )),
+        |c| &c.write_timeouts,
+    ),
+    figure(
         Some((Section::Top, "rejected_connection_limit")),
         Some((
             "sse_rejected_connection_limit_total",
@@ -625,6 +638,15 @@ const FIGURES: &[Figure] = &[
             Kind::Counter,
         )),
         |c| &c.resets,
+    ),
+    figure(
+        Some((Section::Top, "resets_replay_limit")),
+        Some((
+            "sse_resets_replay_limit_total",
+            "Resets (counted in sse_resets_total too) because the replay would exceed SSE_REPLAY_LIMIT.",
+            Kind::Counter,
+        )),
+        |c| &c.resets_replay_limit,
     ),
     figure(
         Some((Section::Top, "conflated")),

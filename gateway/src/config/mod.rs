@@ -33,6 +33,8 @@ use error::invalid;
 const MAX_CORES: usize = 1024;
 /// Most events [`Config::event_buffer`] and [`Config::history`] may hold per stream/channel.
 const MAX_QUEUE: usize = 65_536;
+/// Least [`Config::replay_limit`]: below a kilobyte not even one typical event would replay.
+const MIN_REPLAY: usize = 1024;
 
 /// Everything the gateway is told at start-up. Build it with [`Config::from_process`] or
 /// [`Config::load`]; a hand-built one must pass [`Config::validate`] before use.
@@ -74,6 +76,16 @@ pub struct Config {
     #[arg(long, env = "SSE_HISTORY", value_name = "N", value_parser = values::count)]
     #[arg(default_value = "64")]
     pub history: usize,
+    /// Most bytes a resume may replay (at least 1024); a client that missed more gets a reset,
+    /// so one request cannot make the gateway write megabytes of history to it.
+    #[arg(long, env = "SSE_REPLAY_LIMIT", value_name = "N", value_parser = values::count)]
+    #[arg(default_value = "1048576")]
+    pub replay_limit: usize,
+    /// Time every write to a stream (prelude, events, keep-alives) may take (> 0) before the
+    /// stream is cut, so a client that stops reading frees what it holds.
+    #[arg(long, env = "SSE_WRITE_TIMEOUT", value_name = "DURATION")]
+    #[arg(value_parser = duration::parse, default_value = "30s")]
+    pub write_timeout: Duration,
     /// HS256 secret for player and private-channel tokens; unset: those routes answer 401.
     #[arg(long, env = "SSE_AUTH_SECRET", value_name = "SECRET", value_parser = values::secret)]
     pub auth_secret: Option<Secret>,
@@ -175,6 +187,11 @@ impl Config {
             let reason = format!("must be from 0 (off) to {MAX_QUEUE}");
             return Err(invalid("SSE_HISTORY", self.history, reason));
         }
+        if self.replay_limit < MIN_REPLAY {
+            let reason = format!("must be at least {MIN_REPLAY} (bytes)");
+            return Err(invalid("SSE_REPLAY_LIMIT", self.replay_limit, reason));
+        }
+        check_duration("SSE_WRITE_TIMEOUT", self.write_timeout, false)?;
         check_secret("SSE_AUTH_SECRET", self.auth_secret.as_ref())?;
         if self.api_keys.iter().any(|k| k.expose().trim().is_empty()) {
             let reason = "an API key must not be empty";

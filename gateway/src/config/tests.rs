@@ -131,6 +131,18 @@ const CASES: &[Case] = &[
         check: |c| c.history == 0,
     },
     Case {
+        env: "SSE_REPLAY_LIMIT",
+        text: "65536",
+        toml: "replay_limit = 65536",
+        check: |c| c.replay_limit == 65536,
+    },
+    Case {
+        env: "SSE_WRITE_TIMEOUT",
+        text: "5s",
+        toml: r#"write_timeout = "5s""#,
+        check: |c| c.write_timeout == Duration::from_secs(5),
+    },
+    Case {
         env: "SSE_AUTH_SECRET",
         text: "s3cret",
         toml: r#"auth_secret = "s3cret""#,
@@ -343,6 +355,8 @@ fn invalid_values_name_their_setting() {
         ("SSE_EVENT_BUFFER", "0", "from 1 to 65536"),
         ("SSE_EVENT_BUFFER", "65537", "from 1 to 65536"),
         ("SSE_HISTORY", "65537", "65536"),
+        ("SSE_REPLAY_LIMIT", "1023", "at least 1024"),
+        ("SSE_WRITE_TIMEOUT", "0s", "greater than 0"),
         (
             "SSE_CORS_ORIGINS",
             "https://a.example/",

@@ -4,11 +4,20 @@
 //! Memory: an idle stream holds its `Subscriber` (an empty queue), this task's state and a
 //! 16-byte read buffer for noticing that the client left; no write buffer (taken from the
 //! core's pool only for the duration of a write) and no request buffer.
+//!
+//! Every write (the prelude and replay, each wake-up's events, keep-alives) is marked on the
+//! stream's `Subscriber`; the core's timer cuts a stream whose write has taken longer than
+//! `SSE_WRITE_TIMEOUT`, and the cut abandons the write. Abandoning an in-flight io_uring
+//! write is safe: the buffer is owned by the operation, which monoio keeps until the kernel
+//! completes it, and with monoio's `async-cancel` feature (on in the workspace) dropping it
+//! submits an `IORING_OP_ASYNC_CANCEL`, so the kernel lets go of the buffer and of the
+//! socket at once instead of when the client reads again (which a stalled client never
+//! does).
 use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use monoio::buf::IoBuf;
+use monoio::buf::{IoBuf, IoVecBuf};
 use monoio::io::{
     AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable,
 };
@@ -18,7 +27,7 @@ use crate::conn::reply::{cors_headers, write_within};
 use crate::core::refusal::Refusal;
 use crate::core::shard::Shard;
 use crate::core::stream::Registration;
-use crate::core::subscriber::{State, Subscriber};
+use crate::core::subscriber::State;
 use crate::http::response::write_stream_head;
 use crate::route::resolve::StreamSpec;
 
@@ -34,11 +43,11 @@ pub fn start(shard: Rc<Shard>, stream: TcpStream, mut spec: StreamSpec) {
     let allow_origin = spec.allow_origin.take();
     write_stream_head(&mut b, &cors_headers(allow_origin.as_deref()));
     match shard.open_stream(spec, &mut b) {
-        Ok(reg) => {
+        Ok((reg, replay)) => {
             let prelude = Bytes::copy_from_slice(&b);
             shard.pool().give(b);
             let (rd, wr) = stream.into_split();
-            monoio::spawn(write_loop(reg, rd, wr, prelude));
+            monoio::spawn(write_loop(reg, rd, wr, Frames::new(prelude, replay)));
         }
         Err(why) => {
             shard.pool().give(b);
@@ -69,7 +78,7 @@ async fn write_loop(
     reg: Registration,
     mut rd: OwnedReadHalf<TcpStream>,
     mut wr: OwnedWriteHalf<TcpStream>,
-    prelude: Bytes,
+    prelude: Frames,
 ) {
     let shard = reg.shard();
     let sub = reg.sub();
@@ -86,7 +95,7 @@ async fn write_loop(
             }
         }
     });
-    if Box::pin(write(&mut wr, prelude, sub, &mut gone))
+    if Box::pin(write_frames(&mut wr, prelude, &reg, &mut gone))
         .await
         .is_none()
     {
@@ -105,7 +114,7 @@ async fn write_loop(
             if let Some(t) = f.arrived {
                 arrivals.push(t);
             }
-            Box::pin(write(&mut wr, f.bytes, sub, &mut gone))
+            Box::pin(write(&mut wr, f.bytes, &reg, &mut gone))
                 .await
                 .is_some()
         } else {
@@ -117,7 +126,7 @@ async fn write_loop(
                 }
                 continue;
             }
-            match Box::pin(write(&mut wr, b, sub, &mut gone)).await {
+            match Box::pin(write(&mut wr, b, &reg, &mut gone)).await {
                 Some(b) => {
                     shard.pool().give(b);
                     true
@@ -136,17 +145,150 @@ async fn write_loop(
     }
 }
 
-/// Writes all of `buf` unless the stream is cut or the client leaves first; gives the
-/// buffer back on success.
+/// Writes all of `buf` unless the stream is cut (its queue overflowed, or this write took
+/// longer than `SSE_WRITE_TIMEOUT`) or the client leaves first; gives the buffer back on
+/// success.
 async fn write<T: IoBuf + 'static, G: std::future::Future<Output = ()> + Unpin>(
     wr: &mut OwnedWriteHalf<TcpStream>,
     buf: T,
-    sub: &Subscriber,
+    reg: &Registration,
     gone: &mut G,
 ) -> Option<T> {
-    monoio::select! {
+    let sub = reg.sub();
+    sub.writing(reg.shard().now_tick());
+    let out = monoio::select! {
         (res, buf) = wr.write_all(buf) => res.ok().map(|_| buf),
         _ = sub.cut() => None,
         _ = gone => None,
+    };
+    sub.written();
+    out
+}
+
+/// [`write`] for the prelude: its head and the replayed history frames, gathered into as
+/// few `writev` calls as the socket allows, without copying the frames.
+async fn write_frames<G: std::future::Future<Output = ()> + Unpin>(
+    wr: &mut OwnedWriteHalf<TcpStream>,
+    mut frames: Frames,
+    reg: &Registration,
+    gone: &mut G,
+) -> Option<()> {
+    let sub = reg.sub();
+    sub.writing(reg.shard().now_tick());
+    let all = async {
+        while !frames.is_empty() {
+            let (res, back) = wr.writev(frames).await;
+            frames = back;
+            match res {
+                Ok(0) => return None,
+                Ok(n) => frames.advance(n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return None,
+            }
+        }
+        Some(())
+    };
+    let out = monoio::select! {
+        r = all => r,
+        _ = sub.cut() => None,
+        _ = gone => None,
+    };
+    sub.written();
+    out
+}
+
+/// Most `iovec`s one `writev` takes (Linux's `IOV_MAX`); more are written by the next call.
+const IOV_MAX: usize = 1024;
+
+/// Frames to write with `writev`: the shared `Bytes` themselves and one `iovec` per frame
+/// pointing into them. The whole value is handed to each `writev` operation, so the frames
+/// live as long as the kernel may read them, even when the write is abandoned.
+struct Frames {
+    /// The frames, kept alive for the `iovec`s that point into them.
+    _parts: Vec<Bytes>,
+    /// One per frame; the first `first` are written, the one at `first` maybe in part.
+    iov: Vec<libc::iovec>,
+    /// Index of the first `iovec` not completely written.
+    first: usize,
+}
+
+impl Frames {
+    /// `head` (the response head and prelude), then `rest` (replayed history frames).
+    fn new(head: Bytes, rest: Vec<Bytes>) -> Frames {
+        let mut parts = Vec::with_capacity(rest.len() + 1);
+        parts.push(head);
+        parts.extend(rest.into_iter().filter(|b| !b.is_empty()));
+        let iov = parts
+            .iter()
+            .map(|b| libc::iovec {
+                iov_base: b.as_ptr() as *mut libc::c_void,
+                iov_len: b.len(),
+            })
+            .collect();
+        Frames {
+            _parts: parts,
+            iov,
+            first: 0,
+        }
+    }
+
+    /// Whether everything is written.
+    fn is_empty(&self) -> bool {
+        self.iov[self.first..].iter().all(|v| v.iov_len == 0)
+    }
+
+    /// Records that the kernel took `n` more bytes.
+    fn advance(&mut self, mut n: usize) {
+        while n > 0 && self.first < self.iov.len() {
+            let v = &mut self.iov[self.first];
+            let k = n.min(v.iov_len);
+            // Moves within the frame `v` points into (k <= its remaining length).
+            v.iov_base = (v.iov_base as *mut u8).wrapping_add(k) as *mut libc::c_void;
+            v.iov_len -= k;
+            n -= k;
+            if v.iov_len == 0 {
+                self.first += 1;
+            }
+        }
+    }
+}
+
+// SAFETY: the `iovec`s point into `_parts`, whose `Bytes` are owned by `self` and whose
+// data does not move when `self` (or the `Bytes` handles) move; the `iov` vector is never
+// resized after construction, so the pointer returned stays valid and unchanged while the
+// runtime owns `self`, and it addresses `read_iovec_len()` initialised `iovec`s.
+unsafe impl IoVecBuf for Frames {
+    fn read_iovec_ptr(&self) -> *const libc::iovec {
+        self.iov[self.first.min(self.iov.len())..].as_ptr()
+    }
+
+    fn read_iovec_len(&self) -> usize {
+        (self.iov.len() - self.first).min(IOV_MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_advance_across_and_within_parts() {
+        let mut f = Frames::new(
+            Bytes::from_static(b"head"),
+            vec![
+                Bytes::from_static(b"ab"),
+                Bytes::new(),
+                Bytes::from_static(b"cde"),
+            ],
+        );
+        assert_eq!(f.read_iovec_len(), 3, "empty frames are left out");
+        f.advance(5);
+        assert_eq!((f.first, f.iov[1].iov_len), (1, 1));
+        // SAFETY (test): the iovec points into the live frame "ab", one byte in.
+        assert_eq!(unsafe { *(f.iov[1].iov_base as *const u8) }, b'b');
+        assert!(!f.is_empty());
+        f.advance(4);
+        assert!(f.is_empty());
+        assert_eq!(f.read_iovec_len(), 0);
     }
 }

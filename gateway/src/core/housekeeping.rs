@@ -25,14 +25,30 @@ pub fn encode_keepalive(format: KeepaliveFormat, now: u64, out: &mut BytesMut) {
     }
 }
 
+/// `SSE_WRITE_TIMEOUT` in keep-alive ticks, rounded up (at least one).
+fn write_limit_ticks(timeout: Duration, tick: Duration) -> u64 {
+    (timeout.as_nanos().div_ceil(tick.as_nanos().max(1)) as u64).max(1)
+}
+
 impl Shard {
     /// How often [`Shard::keepalive_tick`] must run.
     pub fn tick_period(&self) -> Duration {
         self.wheel.tick()
     }
 
-    /// One tick of the keep-alive wheel: queues a keep-alive on every stream whose slot is
-    /// due (each family's block encoded once per tick); a stream whose queue is full is cut.
+    /// The keep-alive ticks so far: the coarse clock a stream's write is timed by.
+    pub fn now_tick(&self) -> u64 {
+        self.ticks.get()
+    }
+
+    /// One tick of the keep-alive wheel: cuts every stream whose write has taken longer than
+    /// `SSE_WRITE_TIMEOUT`, and queues a keep-alive on every stream whose slot is due (each
+    /// family's block encoded once per tick); a stream whose queue is full is cut.
+    ///
+    /// The write deadline is checked here rather than by a timer per write: this loop walks
+    /// every stream anyway, and a write then costs one store to mark it instead of a timer
+    /// set and cancelled per write on the delivery path. The deadline is kept within one tick
+    /// (100 ms), which is nothing against a 30 s limit.
     pub fn keepalive_tick(&self) {
         let n = self.ticks.get() + 1;
         self.ticks.set(n);
@@ -40,7 +56,13 @@ impl Shard {
         let now = unix_now();
         let mut frames: Vec<Option<Bytes>> = vec![None; families];
         let mut cut = 0;
+        let mut stalled = 0;
+        let limit = write_limit_ticks(self.config().write_timeout, self.wheel.tick());
         for (_, sub) in self.streams.borrow().iter() {
+            if sub.cut_if_stalled(n, limit) {
+                stalled += 1;
+                continue;
+            }
             let f = sub.family;
             let every = self.wheel.every(f);
             if n % every != sub.slot as u64 % every {
@@ -63,6 +85,9 @@ impl Shard {
         }
         for _ in 0..cut {
             bump(&self.stats().slow_consumers_cut);
+        }
+        for _ in 0..stalled {
+            bump(&self.stats().write_timeouts);
         }
     }
 

@@ -50,11 +50,22 @@ pub struct Channel {
     latest: Option<(u64, Bytes)>,
 }
 
+/// The reason a reset gives when what the client missed exceeds the replay limit.
+pub const OVER_REPLAY_LIMIT: &str = "missed events exceed the replay limit (SSE_REPLAY_LIMIT)";
+
+/// What one replayed event costs against the replay limit beyond its bytes: the `Bytes`
+/// handle (32 bytes) and the `iovec` (16 bytes) the writer holds for it until it is written.
+/// Without it, a limit of 1 MiB of 20-byte events would let one resume hold 2.4 MiB of
+/// handles.
+pub const REPLAY_PART_COST: usize = 48;
+
 /// What a reconnecting client with a `Last-Event-ID` gets before going live.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resume {
-    /// Every event it missed, in order, as one frame (empty when it missed nothing).
-    Replay(Bytes),
+    /// Every event it missed, in order (empty when it missed nothing): the history's own
+    /// shared `Bytes`, never a copy, so a hundred resumers of the same history cost a hundred
+    /// lists of handles, not a hundred copies of the events.
+    Replay(Vec<Bytes>),
     /// History does not reach back to its id (or the id is not this run's and core's): it
     /// gets a reset carrying the id of the channel's newest event, if there is one.
     Reset {
@@ -115,6 +126,9 @@ pub struct Hub {
     gap_upto: u64,
     /// `SSE_HISTORY`.
     history: usize,
+    /// `SSE_REPLAY_LIMIT`: most bytes (events plus [`REPLAY_PART_COST`] each) one resume
+    /// replays; beyond it, a reset.
+    replay_limit: usize,
     /// This run's tag, the first part of every id given out here.
     run: Box<str>,
     /// This core's index, the second part.
@@ -133,10 +147,16 @@ impl Hub {
             lost_upto: HashMap::new(),
             gap_upto: 0,
             history,
+            replay_limit: usize::MAX,
             run: run.into(),
             core,
             next_seq: 0,
         }
+    }
+
+    /// Bounds what one resume may replay (`SSE_REPLAY_LIMIT`, in bytes); unbounded until set.
+    pub fn limit_replay(&mut self, bytes: usize) {
+        self.replay_limit = bytes;
     }
 
     /// The id of this core's event `seq`.
@@ -432,12 +452,13 @@ impl Hub {
         if gone {
             return reset("history does not reach back to Last-Event-ID");
         }
-        parts.sort_unstable_by_key(|(s, _)| *s);
-        let mut out = BytesMut::with_capacity(parts.iter().map(|(_, b)| b.len()).sum());
-        for (_, b) in parts {
-            out.extend_from_slice(b);
+        // Weighed before anything is cloned: an over-limit resume costs a scan, not a copy.
+        let cost: usize = parts.iter().map(|(_, b)| b.len() + REPLAY_PART_COST).sum();
+        if cost > self.replay_limit {
+            return reset(OVER_REPLAY_LIMIT);
         }
-        Resume::Replay(out.freeze())
+        parts.sort_unstable_by_key(|(s, _)| *s);
+        Resume::Replay(parts.into_iter().map(|(_, b)| b.clone()).collect())
     }
 
     /// Subscriber counts of `family`'s channels here (`(channel, n)`), and of its wildcard.
@@ -554,10 +575,7 @@ mod tests {
             hub.publish("c", &Bytes::new(), Instant::now(), &mut scratch, enc);
         }
         // history holds 3, 4, 5
-        let mut replay = |id: &str| match hub.resume(&one("c"), 0, id) {
-            Resume::Replay(b) => String::from_utf8(b.to_vec()).unwrap(),
-            Resume::Reset { newest_id, .. } => format!("reset {newest_id:?}"),
-        };
+        let mut replay = |id: &str| text(hub.resume(&one("c"), 0, id));
         let cases: &[(&str, &str)] = &[
             ("r.1.5", ""),
             ("r.1.4", "id: r.1.5\n\n"),
@@ -576,7 +594,7 @@ mod tests {
         // A channel unknown here missed nothing unless a message of the family was dropped.
         assert_eq!(
             hub.resume(&one("other"), 0, "r.1.4"),
-            Resume::Replay(Bytes::new())
+            Resume::Replay(Vec::new())
         );
         hub.note_dropped(0);
         assert_eq!(
@@ -590,6 +608,36 @@ mod tests {
     }
 
     #[test]
+    fn a_replay_over_the_limit_is_a_reset_and_a_replay_shares_the_history() {
+        let mut hub = Hub::new("r", 0, 8);
+        hub.subscribe(one("c"), 0, Rc::new(Subscriber::new(0, 0, 10)));
+        for _ in 0..5 {
+            publish(&mut hub, "c"); // "id: r.0.N\n\n": 11 bytes each
+        }
+        let per = 11 + REPLAY_PART_COST;
+        hub.limit_replay(3 * per);
+        let Resume::Replay(parts) = hub.resume(&one("c"), 0, "r.0.2") else {
+            panic!("three events fit the limit");
+        };
+        let kept = &hub.channels.get("c").unwrap().history;
+        assert!(
+            parts
+                .iter()
+                .zip(kept.iter().skip(2))
+                .all(|(p, (_, h))| p.as_ptr() == h.as_ptr()),
+            "the replay is the history's own bytes, not a copy"
+        );
+        assert_eq!(
+            hub.resume(&one("c"), 0, "r.0.1"),
+            Resume::Reset {
+                newest_id: Some("r.0.5".into()),
+                reason: OVER_REPLAY_LIMIT,
+            },
+            "four do not"
+        );
+    }
+
+    #[test]
     fn resume_without_history_only_accepts_the_newest_id() {
         let mut hub = Hub::new("r", 0, 0);
         let a = Rc::new(Subscriber::new(0, 0, 10));
@@ -598,7 +646,7 @@ mod tests {
         publish(&mut hub, "c");
         assert_eq!(
             hub.resume(&one("c"), 0, "r.0.2"),
-            Resume::Replay(Bytes::new())
+            Resume::Replay(Vec::new())
         );
         assert!(matches!(
             hub.resume(&one("c"), 0, "r.0.1"),
@@ -667,7 +715,7 @@ mod tests {
 
     fn text(r: Resume) -> String {
         match r {
-            Resume::Replay(b) => String::from_utf8(b.to_vec()).unwrap(),
+            Resume::Replay(parts) => String::from_utf8(parts.concat()).unwrap(),
             Resume::Reset { newest_id, .. } => format!("reset {newest_id:?}"),
         }
     }

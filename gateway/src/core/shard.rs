@@ -108,9 +108,11 @@ impl Shard {
     /// Core `id` of `node`, publishing through `broker`.
     pub fn new(id: usize, node: Arc<Node>, broker: Broker) -> Shard {
         let with_redis = node.config().events_redis_storage.is_some();
+        let mut hub = Hub::new(node.run_id(), id, node.config().history);
+        hub.limit_replay(node.config().replay_limit);
         Shard {
             id,
-            hub: RefCell::new(Hub::new(node.run_id(), id, node.config().history)),
+            hub: RefCell::new(hub),
             streams: RefCell::new(Slab::new()),
             pool: BufPool::default(),
             draining: Flag::default(),

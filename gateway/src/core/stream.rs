@@ -6,9 +6,9 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
-use crate::core::hub::{Membership, Resume};
+use crate::core::hub::{Membership, Resume, OVER_REPLAY_LIMIT};
 use crate::core::refusal::{Refusal, RETRY_MS};
 use crate::core::shard::Shard;
 use crate::core::subscriber::Subscriber;
@@ -81,17 +81,19 @@ impl Drop for Registration {
 
 impl Shard {
     /// Opens an admitted stream on this core: appends its prelude to `out` (after the head
-    /// the caller wrote) and registers it. A refusal writes nothing and releases the stream's
-    /// place in the node's count.
+    /// the caller wrote), registers it, and returns what a resuming client missed, to be
+    /// written after `out`. A refusal writes nothing and releases the stream's place in the
+    /// node's count.
     ///
     /// Prelude and subscription happen in this one synchronous call: nothing published in
     /// between can be missed or delivered twice. The prelude is returned rather than queued,
-    /// so no cut or conflation of the queue can drop it, whatever its size.
+    /// so no cut or conflation of the queue can drop it. The replay is the history's own
+    /// shared frames (at most `SSE_REPLAY_LIMIT` bytes), never a copy of them.
     pub fn open_stream(
         self: &Rc<Self>,
         spec: StreamSpec,
         out: &mut BytesMut,
-    ) -> Result<Registration, Refusal> {
+    ) -> Result<(Registration, Vec<Bytes>), Refusal> {
         let family = spec.family;
         let fam = self.family(family);
         let refusal = if self.draining.is_set() {
@@ -112,7 +114,7 @@ impl Shard {
             Subscriber::new(family, self.take_slot(), self.config().event_buffer)
                 .conflating(fam.slow == SlowPolicy::Conflate),
         );
-        self.encode_prelude(&spec, out);
+        let replay = self.encode_prelude(&spec, out);
         let membership = {
             let mut hub = self.hub.borrow_mut();
             if let (Greeting::Latest, Some(channel)) = (fam.greeting, spec.channels.one()) {
@@ -124,12 +126,13 @@ impl Shard {
         };
         let stream_key = self.streams.borrow_mut().insert(sub.clone());
         self.stats().streams_open[family].fetch_add(1, Relaxed);
-        Ok(Registration {
+        let reg = Registration {
             shard: self.clone(),
             sub,
             membership,
             stream_key,
-        })
+        };
+        Ok((reg, replay))
     }
 
     /// A keep-alive slot for a new stream: consecutive streams get consecutive slots, so one
@@ -140,11 +143,12 @@ impl Shard {
         s
     }
 
-    /// `retry:`, then the family's greeting and, for a client with `Last-Event-ID`, the
-    /// events it missed or a reset. A family that greets with the latest message sends it as
-    /// `initial` unless the client resumed (it would be a duplicate of a replayed or already
-    /// seen event, and after a reset "no partial history follows").
-    fn encode_prelude(&self, spec: &StreamSpec, out: &mut BytesMut) {
+    /// `retry:`, then the family's greeting and, for a client with `Last-Event-ID`, a reset
+    /// or the events it missed (returned, to be written after `out`). A family that greets
+    /// with the latest message sends it as `initial` unless the client resumed (it would be a
+    /// duplicate of a replayed or already seen event, and after a reset "no partial history
+    /// follows").
+    fn encode_prelude(&self, spec: &StreamSpec, out: &mut BytesMut) -> Vec<Bytes> {
         let family = self.family(spec.family);
         encode_retry(RETRY_MS, out);
         if family.greeting == Greeting::Connected {
@@ -152,15 +156,19 @@ impl Shard {
         }
         let mut hub = self.hub.borrow_mut();
         let mut resumed = false;
+        let mut replay = Vec::new();
         if let Some(last) = &spec.last_event_id {
             resumed = true;
             match hub.resume(&spec.channels, spec.family, last) {
                 Resume::Replay(missed) => {
                     bump(&self.stats().resumes);
-                    out.extend_from_slice(&missed);
+                    replay = missed;
                 }
                 Resume::Reset { newest_id, reason } => {
                     bump(&self.stats().resets);
+                    if reason == OVER_REPLAY_LIMIT {
+                        bump(&self.stats().resets_replay_limit);
+                    }
                     encode_reset(
                         newest_id.as_deref(),
                         family.named_system_events,
@@ -183,5 +191,6 @@ impl Shard {
                 );
             }
         }
+        replay
     }
 }

@@ -63,6 +63,10 @@ pub struct Subscriber {
     /// On a full queue keep only the newest frame instead of cutting (value streams, where
     /// only the latest value matters).
     conflate: bool,
+    /// The core's keep-alive tick when the write in progress began, plus one (0: no write in
+    /// progress). The tick, not a clock: marking a write costs a store, no clock read and no
+    /// timer, and the timer that checks it already walks every stream each tick.
+    write_since: Cell<u64>,
 }
 
 impl Subscriber {
@@ -76,6 +80,7 @@ impl Subscriber {
             waker: RefCell::new(None),
             state: Cell::new(State::Open),
             conflate: false,
+            write_since: Cell::new(0),
         }
     }
 
@@ -149,6 +154,29 @@ impl Subscriber {
             }
             self.wake();
         }
+    }
+
+    /// Marks the start of a write at keep-alive tick `tick`.
+    #[inline]
+    pub fn writing(&self, tick: u64) {
+        self.write_since.set(tick + 1);
+    }
+
+    /// Marks the end of a write.
+    #[inline]
+    pub fn written(&self) {
+        self.write_since.set(0);
+    }
+
+    /// At tick `now`, whether a write has been in progress for more than `limit` ticks; if so
+    /// the stream is cut (the writer abandons the write) and `true` is returned, once.
+    pub fn cut_if_stalled(&self, now: u64, limit: u64) -> bool {
+        let since = self.write_since.get();
+        if since == 0 || now + 1 - since <= limit || self.state.get() != State::Open {
+            return false;
+        }
+        self.end(State::Cut);
+        true
     }
 
     /// Waits until a frame is queued or the stream is ending.
@@ -289,5 +317,21 @@ mod tests {
         let mut out = BytesMut::new();
         s.take_into(&mut out, &mut Vec::new());
         assert_eq!(&out[..], b"ar");
+    }
+
+    #[test]
+    fn a_write_stalled_past_its_limit_cuts_the_stream_once() {
+        let s = Subscriber::new(0, 0, 4).conflating(true);
+        assert!(!s.cut_if_stalled(100, 3), "no write in progress");
+        s.writing(10);
+        assert!(!s.cut_if_stalled(13, 3), "3 ticks: within the limit");
+        s.written();
+        assert!(!s.cut_if_stalled(20, 3), "finished writes are not timed");
+        s.writing(20);
+        s.push(frame("a"));
+        assert!(s.cut_if_stalled(24, 3), "4 ticks: cut");
+        assert_eq!(s.state(), State::Cut);
+        assert!(!s.has_queued(), "its queue is freed");
+        assert!(!s.cut_if_stalled(30, 3), "counted once");
     }
 }

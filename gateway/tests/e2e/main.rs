@@ -10,6 +10,7 @@ mod cors;
 mod custom_routes;
 mod family_resume;
 mod game_stream;
+mod hostile_memory;
 mod jackpot;
 mod layering;
 mod lifecycle;

@@ -1,0 +1,198 @@
+//! Hostile clients against the gateway's memory (issue 13, items 1 and 2): resumers that
+//! never read, replays over the limit, floods of channels. Each test attacks a real gateway
+//! process and checks what it holds (its counters, its open streams, its RSS).
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use crate::common::*;
+
+const SEC: Duration = Duration::from_secs(1);
+
+/// 60 KiB of JSON string: a large but valid event (payloads are at most 64 KiB).
+fn big(n: u64) -> String {
+    format!("\"{n:06}{}\"", "x".repeat(60 * 1024))
+}
+
+fn broadcast(gw: &Gateway, topic: &str, data: &str) {
+    let r = gw.post(
+        "/api/v1/events/broadcast",
+        &format!("{{\"topic\":\"{topic}\",\"type\":\"t\",\"data\":{data}}}"),
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+}
+
+/// The gateway's resident set in KiB, from `/proc/<pid>/status`.
+fn rss_kib(gw: &Gateway) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", gw.pid())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// A client that sends `GET path` with `headers` and then never reads, with a 4 KiB receive
+/// buffer so the kernel cannot absorb what the gateway writes.
+fn non_reader(gw: &Gateway, path: &str, headers: &str) -> TcpStream {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&gw.addr.into()).unwrap();
+    let mut s: TcpStream = sock.into();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: t\r\n{headers}\r\n").unwrap();
+    s
+}
+
+/// A reading topic stream on `topics` that has seen one marker event: returns the stream and
+/// the marker's id (a resume point that predates everything published after it).
+fn watcher_with_marker(gw: &Gateway, topics: &str) -> (Sse, String) {
+    let mut w = Sse::open(gw.addr, &format!("/api/v1/events?topics={topics}"), "");
+    assert_eq!(w.status(), 200, "{}", w.head);
+    assert!(eventually(5 * SEC, || gw.stat("connections.total") == 1));
+    let first = topics.split(',').next().unwrap();
+    broadcast(gw, first, "\"marker\"");
+    let marker = w.next_app_event(5 * SEC).expect("marker");
+    assert_eq!(marker.data, "\"marker\"");
+    (w, marker.id)
+}
+
+#[test]
+fn non_reading_resumers_of_every_topic_are_cut_by_the_write_deadline_and_memory_stays_bounded() {
+    let gw = Gateway::start(&[
+        ("SSE_WRITE_TIMEOUT", "1s"),
+        // Large enough that the replay is written, not reset: the deadline is what is tested.
+        ("SSE_REPLAY_LIMIT", "16777216"),
+    ]);
+    let (mut w, marker) = watcher_with_marker(&gw, "t0,t1,t2,t3");
+    // 96 events of 60 KiB (about 6 MiB of history on the watcher's core), read by the
+    // watcher: more than the kernel's socket buffers take (4 MiB here), so a write to a
+    // client that does not read blocks.
+    for n in 0..96 {
+        broadcast(&gw, &format!("t{}", n % 4), &big(n));
+        let ev = w.next_app_event(5 * SEC).expect("watcher gets every event");
+        assert!(ev.data == big(n), "watcher gets event {n} in order");
+    }
+    let before = rss_kib(&gw);
+    // 20 clients resume every topic from the marker and never read: each is owed 6 MiB.
+    let resumers: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            non_reader(
+                &gw,
+                "/api/v1/events?topics=all",
+                &format!("Last-Event-ID: {marker}\r\n"),
+            )
+        })
+        .collect();
+    assert!(
+        eventually(10 * SEC, || gw.stat("resumes") == 20),
+        "every resumer got its replay"
+    );
+    let during = rss_kib(&gw);
+    eprintln!("RSS KiB: before {before}, with 20 resumers {during}");
+    assert!(
+        eventually(10 * SEC, || gw.stat("connections.total") == 1),
+        "every non-reading resumer is cut within the write deadline (1 s), the watcher is not"
+    );
+    assert_eq!(gw.stat("write_timeouts"), 20);
+    let after = rss_kib(&gw);
+    // Replays share the history's bytes: 20 resumers cost their handles, not 20 x 6 MiB
+    // copies (the unfixed gateway grew by more than 120 MiB here and kept it).
+    let grown = during.max(after).saturating_sub(before);
+    eprintln!("RSS KiB: after the cuts {after}");
+    assert!(
+        grown < 24 * 1024,
+        "RSS grew by {grown} KiB (from {before} KiB)"
+    );
+    // The honest watcher still gets every event, in order.
+    broadcast(&gw, "t1", "\"after\"");
+    let ev = w.next_app_event(5 * SEC).expect("watcher still served");
+    assert_eq!(ev.data, "\"after\"");
+    drop(resumers);
+}
+
+#[test]
+fn non_reading_streams_of_a_conflating_broadcast_channel_are_cut_by_the_write_deadline() {
+    const CHANNEL: &str = "ws_broadcast_hostile";
+    let gw = Gateway::start(&[("SSE_WRITE_TIMEOUT", "1s"), ("SSE_EVENT_BUFFER", "5")]);
+    let stalled: Vec<TcpStream> = (0..20)
+        .map(|_| non_reader(&gw, &format!("/subscribe?channel={CHANNEL}"), ""))
+        .collect();
+    let mut honest = Sse::open(gw.addr, &format!("/subscribe?channel={CHANNEL}"), "");
+    assert_eq!(honest.status(), 200);
+    assert!(eventually(5 * SEC, || gw
+        .stat("connections.per_route.jackpot")
+        == 21));
+    let value = |n: u64| format!("{{\"reason\":\"jackpot_value\",\"value\":{}}}", big(n));
+    // 120 values of 60 KiB: more than the kernel's socket buffers take (4 MiB here).
+    for n in 0..120 {
+        assert_eq!(gw.publish(CHANNEL, &value(n)).status, 202);
+        let ev = honest
+            .next_app_event(5 * SEC)
+            .expect("honest reader served");
+        assert!(ev.data == value(n), "honest reader gets value {n}");
+    }
+    assert!(
+        eventually(10 * SEC, || gw.stat("connections.per_route.jackpot") == 1),
+        "conflating streams that stopped reading are cut too"
+    );
+    assert_eq!(gw.stat("write_timeouts"), 20);
+    assert_eq!(
+        gw.stat("slow_consumers_cut"),
+        0,
+        "cut by time, not by queue"
+    );
+    assert_eq!(gw.publish(CHANNEL, &value(120)).status, 202);
+    let ev = honest
+        .next_app_event(5 * SEC)
+        .expect("honest reader still served");
+    assert!(ev.data == value(120), "newest value");
+    drop(stalled);
+}
+
+#[test]
+fn a_resume_over_the_replay_limit_gets_a_reset_and_one_within_it_a_replay() {
+    let gw = Gateway::start(&[("SSE_REPLAY_LIMIT", "131072")]);
+    let (mut w, marker) = watcher_with_marker(&gw, "a,b");
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        broadcast(&gw, if n % 2 == 0 { "a" } else { "b" }, &big(n));
+        ids.push(w.next_app_event(5 * SEC).expect("event").id);
+    }
+    // From the marker: 4 x 60 KiB missed, over 128 KiB: a reset naming the newest event.
+    let mut r = Sse::open(
+        gw.addr,
+        "/api/v1/events?topics=a,b",
+        &format!("Last-Event-ID: {marker}\r\n"),
+    );
+    assert_eq!(r.status(), 200);
+    let reset = r.next_event(5 * SEC).expect("reset");
+    assert_eq!(
+        (reset.event.as_str(), reset.id.len()),
+        ("reset", ids[3].len()),
+        "a reset, not a replay (of {} bytes)",
+        reset.data.len()
+    );
+    assert!(reset.data.contains("SSE_REPLAY_LIMIT"), "{}", reset.data);
+    assert_eq!(reset.id, ids[3], "resumes from the newest event next time");
+    assert_eq!(
+        r.next_app_event(Duration::from_millis(300)),
+        None,
+        "no partial history after a reset"
+    );
+    assert_eq!(gw.stat("resets_replay_limit"), 1);
+    assert_eq!(gw.stat("resets"), 1);
+    // From the second big event: 2 x 60 KiB fit, replayed in order.
+    let mut ok = Sse::open(
+        gw.addr,
+        "/api/v1/events?topics=all",
+        &format!("Last-Event-ID: {}\r\n", ids[1]),
+    );
+    for (n, id) in ids.iter().enumerate().skip(2) {
+        let ev = ok.next_app_event(5 * SEC).expect("replayed");
+        assert_eq!(&ev.id, id);
+        assert!(ev.data == big(n as u64), "replayed in order");
+    }
+    assert_eq!(gw.stat("resumes"), 1);
+    assert_eq!(gw.stat("resets_replay_limit"), 1);
+}
