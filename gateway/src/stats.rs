@@ -187,6 +187,20 @@ pub struct CoreStats {
     pub rejected_redis: AtomicU64,
     /// HTTP publishes refused because Redis was unreachable.
     pub publish_failed: AtomicU64,
+    /// Non-stream connections open on this core: heads in progress, API answers, idle
+    /// keep-alive connections (gauge, kept by `core::pending`).
+    pub pending: AtomicU64,
+    /// Idle non-stream connections closed to make room for a new one (at the pending limit,
+    /// or when the process ran out of descriptors).
+    pub pending_evicted: AtomicU64,
+    /// New connections closed at once: at the pending limit with none idle to close.
+    pub pending_refused: AtomicU64,
+    /// Accepts that failed (EMFILE, ENFILE, ENOBUFS...); each pauses this core's accepting.
+    pub accept_errors: AtomicU64,
+    /// Stats and metrics answers being rendered or written on this core (gauge).
+    pub queries_in_flight: AtomicU64,
+    /// Stats and metrics requests answered `503` because too many were in flight here.
+    pub queries_refused: AtomicU64,
     /// Time from an event's arrival at the gateway to its write to each socket, per family.
     pub latency: [Histogram; ROUTE_SLOTS],
 }
@@ -280,11 +294,21 @@ impl Stats {
                 self.open_route(i)
             );
         }
-        s.push_str("}},\"topics\":{");
-        for (i, (topic, n)) in extra.topics.iter().enumerate() {
+        let _ = write!(
+            s,
+            "}},\"pending\":{},\"pending_limit\":{}}},\"topics\":{{",
+            self.sum(|c| &c.pending),
+            extra.pending_limit
+        );
+        for (i, (topic, n)) in extra.topics.top.iter().enumerate() {
             let _ = write!(s, "{}\"{}\":{}", if i > 0 { "," } else { "" }, topic, n);
         }
-        s.push_str("},");
+        if extra.topics.other_topics > 0 {
+            let comma = if extra.topics.top.is_empty() { "" } else { "," };
+            let n = extra.topics.other_subscribers;
+            let _ = write!(s, "{comma}\"{OTHER_TOPICS}\":{n}");
+        }
+        let _ = write!(s, "}},\"topics_aggregated\":{},", extra.topics.other_topics);
         for section in [Section::Events, Section::Top, Section::Redis] {
             if let Some(name) = section.key() {
                 let _ = write!(s, "\"{name}\":{{");
@@ -366,9 +390,18 @@ impl Stats {
             s,
             "# HELP sse_topic_subscribers Streams subscribed to each topic (all: every topic).\n# TYPE sse_topic_subscribers gauge"
         );
-        for (topic, n) in &extra.topics {
+        for (topic, n) in &extra.topics.top {
             let _ = writeln!(s, "sse_topic_subscribers{{topic=\"{topic}\"}} {n}");
         }
+        if extra.topics.other_topics > 0 {
+            let n = extra.topics.other_subscribers;
+            let _ = writeln!(s, "sse_topic_subscribers{{topic=\"{OTHER_TOPICS}\"}} {n}");
+        }
+        let _ = writeln!(
+            s,
+            "# HELP sse_topics_aggregated Topics summed under topic=\"{OTHER_TOPICS}\" (beyond SSE_METRICS_TOPICS).\n# TYPE sse_topics_aggregated gauge\nsse_topics_aggregated {}",
+            extra.topics.other_topics
+        );
         let _ = writeln!(
             s,
             "# HELP sse_core_connections Open SSE streams per core.\n# TYPE sse_core_connections gauge"
@@ -384,6 +417,11 @@ impl Stats {
             s,
             "# HELP sse_connection_limit Configured SSE_CONNECTION_LIMIT.\n# TYPE sse_connection_limit gauge\nsse_connection_limit {}",
             extra.connection_limit
+        );
+        let _ = writeln!(
+            s,
+            "# HELP sse_pending_limit Non-stream connections this node keeps (SSE_PENDING_LIMIT, resolved).\n# TYPE sse_pending_limit gauge\nsse_pending_limit {}",
+            extra.pending_limit
         );
         let _ = writeln!(
             s,
@@ -694,6 +732,51 @@ const FIGURES: &[Figure] = &[
         )),
         |c| &c.redis_dropped,
     ),
+    figure(
+        Some((Section::Top, "pending_evicted")),
+        Some((
+            "sse_pending_evicted_total",
+            "Idle non-stream connections closed to make room (pending limit, or out of descriptors).",
+            Kind::Counter,
+        )),
+        |c| &c.pending_evicted,
+    ),
+    figure(
+        Some((Section::Top, "pending_refused")),
+        Some((
+            "sse_pending_refused_total",
+            "New connections closed at once at the pending limit (none idle to close).",
+            Kind::Counter,
+        )),
+        |c| &c.pending_refused,
+    ),
+    figure(
+        None,
+        Some((
+            "sse_pending_connections",
+            "Non-stream connections open (heads in progress, API answers, idle keep-alive).",
+            Kind::Gauge,
+        )),
+        |c| &c.pending,
+    ),
+    figure(
+        Some((Section::Top, "accept_errors")),
+        Some((
+            "sse_accept_errors_total",
+            "Accepts that failed (out of descriptors or buffers); each pauses accepting.",
+            Kind::Counter,
+        )),
+        |c| &c.accept_errors,
+    ),
+    figure(
+        Some((Section::Top, "queries_refused")),
+        Some((
+            "sse_queries_refused_total",
+            "Stats and metrics requests answered 503: too many in flight on a core.",
+            Kind::Counter,
+        )),
+        |c| &c.queries_refused,
+    ),
     figure(Some((Section::Redis, "rejected_streams")), None, |c| {
         &c.rejected_redis
     }),
@@ -706,10 +789,61 @@ const FIGURES: &[Figure] = &[
 pub struct NodeGauges {
     /// `SSE_CONNECTION_LIMIT`.
     pub connection_limit: usize,
+    /// `SSE_PENDING_LIMIT`, as resolved at start-up.
+    pub pending_limit: usize,
     /// Whether SIGTERM has started the drain.
     pub draining: bool,
-    /// Subscribers per topic (filled by the topic family; empty when it has none).
-    pub topics: Vec<(String, u64)>,
+    /// Subscribers per topic (filled by the topic family; empty when it has none), the
+    /// busiest ones only: see [`top_topics`].
+    pub topics: TopicCounts,
+}
+
+/// The label value the topics beyond `SSE_METRICS_TOPICS` are summed under. It is a valid
+/// topic name, so a topic really called `_other` is always summed there too: one series per
+/// label value, whatever clients name their topics.
+pub const OTHER_TOPICS: &str = "_other";
+
+/// Subscriber counts of the busiest topics, and the rest summed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TopicCounts {
+    /// The topics with the most subscribers (ties: by name), sorted by name.
+    pub top: Vec<(String, u64)>,
+    /// How many topics were summed under [`OTHER_TOPICS`].
+    pub other_topics: u64,
+    /// Their subscribers, summed.
+    pub other_subscribers: u64,
+}
+
+/// Keeps the `keep` topics with the most subscribers and sums the rest.
+///
+/// Why: topic names are chosen by clients, and every name is a Prometheus series (300
+/// streams of 64 topics each were 19,200 series, and megabytes per scrape). Keeping the
+/// busiest is what an operator looks at; the sum keeps totals right. Linear in the number of
+/// topics (a partial selection, not a sort of all of them).
+pub fn top_topics(mut all: Vec<(String, u64)>, keep: usize) -> TopicCounts {
+    let mut out = TopicCounts::default();
+    let fold = |out: &mut TopicCounts, (_, n): (String, u64)| {
+        out.other_topics += 1;
+        out.other_subscribers += n;
+    };
+    let (named_other, mut all): (Vec<_>, Vec<_>) =
+        all.drain(..).partition(|(t, _)| t == OTHER_TOPICS);
+    for t in named_other {
+        fold(&mut out, t);
+    }
+    if all.len() > keep {
+        let busiest_first =
+            |a: &(String, u64), b: &(String, u64)| b.1.cmp(&a.1).then(a.0.cmp(&b.0));
+        if keep > 0 {
+            all.select_nth_unstable_by(keep - 1, busiest_first);
+        }
+        for t in all.drain(keep..) {
+            fold(&mut out, t);
+        }
+    }
+    all.sort_unstable();
+    out.top = all;
+    out
 }
 
 #[cfg(test)]
@@ -759,8 +893,9 @@ mod tests {
         stats.cores[0].streams_open[1].fetch_add(3, Relaxed);
         let gauges = NodeGauges {
             connection_limit: 9,
+            pending_limit: 7,
             draining: false,
-            topics: vec![("a".into(), 2)],
+            topics: top_topics(vec![("a".into(), 2), ("b".into(), 1), ("c".into(), 1)], 1),
         };
         let json: serde_json::Value =
             serde_json::from_str(&stats.render_json(&["p", "q"], &gauges)).expect("valid JSON");
@@ -775,6 +910,9 @@ mod tests {
         assert_eq!(at("connections.per_route.q"), 3);
         assert_eq!(at("connections.limit"), 9);
         assert_eq!(at("topics.a"), 2);
+        assert_eq!(at("topics._other"), 2);
+        assert_eq!(at("topics_aggregated"), 2);
+        assert_eq!(at("connections.pending_limit"), 7);
         assert_eq!(at("delivery_latency_ms.p.count"), 0);
         let prom = stats.render_prometheus(&["p", "q"], &gauges);
         for line in [
@@ -785,6 +923,9 @@ mod tests {
             "sse_redis_outage_milliseconds_total 1500",
             "sse_connections{route=\"q\"} 3",
             "sse_topic_subscribers{topic=\"a\"} 2",
+            "sse_topic_subscribers{topic=\"_other\"} 2",
+            "sse_topics_aggregated 2",
+            "sse_pending_limit 7",
             "sse_delivery_latency_seconds_count{route=\"p\"} 0",
         ] {
             assert!(prom.lines().any(|l| l == line), "{line} in\n{prom}");
@@ -802,6 +943,33 @@ mod tests {
                 let samples = prom.lines().filter(|l| l.split(' ').next() == Some(name));
                 assert_eq!(samples.count(), 1, "{name}");
             }
+        }
+    }
+
+    #[test]
+    fn topics_beyond_the_limit_are_summed() {
+        type Counts<'a> = &'a [(&'a str, u64)];
+        let t = |v: &[(&str, u64)]| v.iter().map(|(a, n)| (a.to_string(), *n)).collect();
+        #[rustfmt::skip]
+        let cases: &[(Counts, usize, Counts, u64, u64)] = &[
+            // (topics, keep, kept (by name), topics summed, their subscribers)
+            (&[], 3, &[], 0, 0),
+            (&[("b", 1), ("a", 5)], 3, &[("a", 5), ("b", 1)], 0, 0),
+            (&[("b", 1), ("a", 5), ("c", 3)], 2, &[("a", 5), ("c", 3)], 1, 1),
+            (&[("b", 1), ("a", 5), ("c", 3)], 0, &[], 3, 9),
+            // Ties go to the first name, so a scrape is stable.
+            (&[("z", 2), ("y", 2), ("x", 2)], 2, &[("x", 2), ("y", 2)], 1, 2),
+            // A topic named like the sum is summed, never a second `_other` series.
+            (&[("_other", 9), ("a", 1)], 5, &[("a", 1)], 1, 9),
+        ];
+        for (all, keep, kept, n, subs) in cases {
+            let got = top_topics(t(all), *keep);
+            assert_eq!(got.top, t(kept), "{all:?} keep {keep}");
+            assert_eq!(
+                (got.other_topics, got.other_subscribers),
+                (*n, *subs),
+                "{all:?}"
+            );
         }
     }
 }

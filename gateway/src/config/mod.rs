@@ -35,6 +35,9 @@ const MAX_CORES: usize = 1024;
 const MAX_QUEUE: usize = 65_536;
 /// Least [`Config::replay_limit`]: below a kilobyte not even one typical event would replay.
 const MIN_REPLAY: usize = 1024;
+/// Most topics [`Config::metrics_topics`] may give series of their own: 10,000 topics are
+/// about 1 MB of `/metrics` text with 200-byte names, already more than a scraper should take.
+const MAX_METRICS_TOPICS: usize = 10_000;
 
 /// Everything the gateway is told at start-up. Build it with [`Config::from_process`] or
 /// [`Config::load`]; a hand-built one must pass [`Config::validate`] before use.
@@ -54,6 +57,17 @@ pub struct Config {
     #[arg(long, env = "SSE_CONNECTION_LIMIT", value_name = "N", value_parser = values::count)]
     #[arg(default_value = "50000")]
     pub connection_limit: usize,
+    /// Most non-stream connections (request heads in progress, idle keep-alive API
+    /// connections) on this node, divided over the cores; beyond it the oldest idle one is
+    /// closed. 0: a quarter of the open-file limit, at most 16384.
+    #[arg(long, env = "SSE_PENDING_LIMIT", value_name = "N", value_parser = values::count)]
+    #[arg(default_value = "0")]
+    pub pending_limit: usize,
+    /// Topics with their own series in /metrics and stats (0-10000): those with the most
+    /// subscribers; the rest are summed under `_other`.
+    #[arg(long, env = "SSE_METRICS_TOPICS", value_name = "N", value_parser = values::count)]
+    #[arg(default_value = "100")]
+    pub metrics_topics: usize,
     /// Redis to fan events out through, so many nodes share one event stream:
     /// redis://[user:pass@]host:port[/db] or host:port; unset: the embedded in-process broker.
     #[arg(long, env = "EVENTS_REDIS_STORAGE", value_name = "URL", value_parser = target::parse)]
@@ -170,6 +184,10 @@ impl Config {
         }
         if self.connection_limit == 0 {
             return Err(invalid("SSE_CONNECTION_LIMIT", 0, "must be at least 1"));
+        }
+        if self.metrics_topics > MAX_METRICS_TOPICS {
+            let reason = format!("must be at most {MAX_METRICS_TOPICS} (each topic is a series)");
+            return Err(invalid("SSE_METRICS_TOPICS", self.metrics_topics, reason));
         }
         if let Some(redis) = &self.events_redis_storage {
             let check = redis.check();

@@ -92,6 +92,18 @@ const CASES: &[Case] = &[
         check: |c| c.connection_limit == 10,
     },
     Case {
+        env: "SSE_PENDING_LIMIT",
+        text: "300",
+        toml: "pending_limit = 300",
+        check: |c| c.pending_limit == 300,
+    },
+    Case {
+        env: "SSE_METRICS_TOPICS",
+        text: "0",
+        toml: "metrics_topics = 0",
+        check: |c| c.metrics_topics == 0,
+    },
+    Case {
         env: "EVENTS_REDIS_STORAGE",
         text: "redis://r.example:6380/2",
         toml: r#"events_redis_storage = "redis://r.example:6380/2""#,
@@ -334,6 +346,8 @@ fn invalid_values_name_their_setting() {
         ("SSE_CORES", "-1", "whole number"),
         ("SSE_CORES", "two", "whole number"),
         ("SSE_CONNECTION_LIMIT", "0", "at least 1"),
+        ("SSE_METRICS_TOPICS", "10001", "at most 10000"),
+        ("SSE_PENDING_LIMIT", "many", "whole number"),
         (
             "SSE_CONNECTION_LIMIT",
             "99999999999999999999999",

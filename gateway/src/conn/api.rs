@@ -15,7 +15,7 @@ use crate::http::response::Status;
 use crate::route::payload;
 use crate::route::resolve::valid_name;
 use crate::route::table::Api;
-use crate::stats::NodeGauges;
+use crate::stats::{top_topics, NodeGauges};
 
 /// Answers a query of the node's state: stats, metrics or readiness.
 pub async fn query(shard: &Shard, api: Api) -> Reply {
@@ -34,12 +34,15 @@ pub async fn query(shard: &Shard, api: Api) -> Reply {
     }
 }
 
-/// Node-wide gauges, with subscriber counts per topic gathered from every core.
+/// Node-wide gauges, with subscriber counts per topic gathered from every core: the
+/// `SSE_METRICS_TOPICS` busiest on their own, the rest summed (topic names are the clients').
 async fn gauges(shard: &Shard) -> NodeGauges {
+    let config = shard.config();
     NodeGauges {
-        connection_limit: shard.config().connection_limit,
+        connection_limit: config.connection_limit,
+        pending_limit: config.pending_limit,
         draining: shard.node().draining(),
-        topics: shard.node_topic_counts().await,
+        topics: top_topics(shard.node_topic_counts().await, config.metrics_topics),
     }
 }
 

@@ -2,7 +2,9 @@
 //! decide, answer API requests with keep-alive, and turn stream requests into streams on
 //! their core.
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 use monoio::buf::IoBufMut;
@@ -16,6 +18,8 @@ use crate::conn::stream;
 use crate::core::shard::{Admission, Shard};
 use crate::core::stream::unix_now;
 use crate::http::request::MAX_HEAD;
+use crate::http::response::Status;
+use crate::route::table::Api;
 use crate::stats::bump;
 
 /// Why reading more of a request stopped.
@@ -27,13 +31,54 @@ enum ReadEnd {
     TimedOut,
 }
 
-/// Serves one connection, accepted on `listener`, until it closes or becomes a stream.
+/// Most stats and metrics answers one core renders or writes at a time; beyond it, `503`.
+/// Why: an answer a client does not read stays in memory until `SSE_HEAD_TIMEOUT` (30
+/// unread `/metrics` requests held ~930 MB before topics were capped). A scraper asks once
+/// per scrape; 4 per core is room for a few scrapers and an operator's curl.
+pub const QUERIES_IN_FLIGHT: u64 = 4;
+
+/// A non-stream connection counted against the core's pending limit until it drops.
+struct Counted<'a>(&'a Shard);
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.pending().leave(self.0.stats());
+    }
+}
+
+/// A stats or metrics answer in flight on this core until it drops.
+struct InFlight<'a>(&'a AtomicU64);
+
+impl<'a> InFlight<'a> {
+    /// A place among the [`QUERIES_IN_FLIGHT`], if one is free.
+    fn take(n: &'a AtomicU64) -> Option<InFlight<'a>> {
+        if n.load(Relaxed) >= QUERIES_IN_FLIGHT {
+            return None;
+        }
+        n.fetch_add(1, Relaxed);
+        Some(InFlight(n))
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Serves one connection, accepted on `listener`, until it closes or becomes a stream. The
+/// accept loop has counted it in with [`crate::core::pending::Pending::enter`]; it is counted
+/// out here.
 pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, listener: Listener) {
+    let counted = Counted(&shard);
     let _ = stream.set_nodelay(true);
     let head_timeout = shard.config().head_timeout;
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     loop {
         let deadline = Instant::now() + head_timeout;
+        // Until its head is complete the connection may be closed for room (the oldest
+        // waiter goes first); `waiting` drops before `stream` on every path.
+        let waiting = shard.pending().wait(stream.as_raw_fd());
         let action = loop {
             let ctx = Context {
                 routes: shard.routes(),
@@ -55,6 +100,9 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, li
                 }
             }
         };
+        drop(waiting);
+        // A stats or metrics answer's place, kept until it is written.
+        let mut held = None;
         let (reply, framing) = match action {
             Action::Answer { reply, framing } => (reply, framing),
             Action::Publish {
@@ -72,8 +120,26 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, li
                 let reply = api::publish_body(&shard, api, &buf[head_len..head_len + len]).await;
                 (reply, framing)
             }
-            Action::Query { api, framing } => (api::query(&shard, api).await, framing),
+            Action::Query { api, framing } => {
+                // Readiness is cheap and must always answer; stats and metrics take a place.
+                let stats = shard.stats();
+                held = (api != Api::Readyz).then(|| InFlight::take(&stats.queries_in_flight));
+                let reply = if let Some(None) = held {
+                    bump(&stats.queries_refused);
+                    Reply::error(
+                        Status::ServiceUnavailable,
+                        "too many stats and metrics requests in flight; retry",
+                    )
+                    .with_header("Retry-After", "1")
+                } else {
+                    api::query(&shard, api).await
+                };
+                (reply, framing)
+            }
             Action::Stream(spec) => {
+                // A stream is not a pending connection: it counts against
+                // `SSE_CONNECTION_LIMIT` instead.
+                drop((counted, held));
                 // The stream gets a task of its own: this request loop's state (about 2 KiB
                 // with its read buffer) must not stay pinned by a long-lived idle stream.
                 match shard.admit(&spec) {
@@ -86,7 +152,9 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, li
                 return;
             }
         };
-        if !answer(&shard, &mut stream, &reply, &framing).await {
+        let go_on = answer(&shard, &mut stream, &reply, &framing).await;
+        drop((held, reply));
+        if !go_on {
             return;
         }
         buf.drain(..framing.consumed.min(buf.len()));

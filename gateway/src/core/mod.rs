@@ -7,6 +7,7 @@ pub mod event_id;
 pub mod housekeeping;
 pub mod hub;
 pub mod node;
+pub mod pending;
 pub mod refusal;
 pub mod shard;
 pub mod stream;

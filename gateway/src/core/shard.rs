@@ -24,6 +24,7 @@ use crate::config::Config;
 use crate::core::deliver::{deliver, Delivery, Dropped, Place};
 use crate::core::hub::Hub;
 use crate::core::node::{Control, Handoff, Node};
+use crate::core::pending::Pending;
 use crate::core::refusal::Refusal;
 use crate::core::subscriber::Subscriber;
 use crate::core::wheel::Wheel;
@@ -85,6 +86,8 @@ pub struct Shard {
     pub(super) streams: RefCell<Slab<Rc<Subscriber>>>,
     /// Write buffers lent to connections.
     pool: BufPool,
+    /// Non-stream connections: counted, bounded, the oldest idle closed for room.
+    pending: Pending,
     /// Set when the drain starts.
     pub(super) draining: Flag,
     /// Scratch buffer events are encoded into before being copied to their exact size.
@@ -115,6 +118,7 @@ impl Shard {
             hub: RefCell::new(hub),
             streams: RefCell::new(Slab::new()),
             pool: BufPool::default(),
+            pending: Pending::new(node.config().pending_limit, node.cores()),
             draining: Flag::default(),
             encode_buf: RefCell::new(BytesMut::with_capacity(64 * 1024)),
             next_slot: Cell::new(0),
@@ -160,6 +164,11 @@ impl Shard {
     /// The core's write buffers.
     pub fn pool(&self) -> &BufPool {
         &self.pool
+    }
+
+    /// The core's non-stream connections.
+    pub fn pending(&self) -> &Pending {
+        &self.pending
     }
 
     /// Whether the drain has started on this core.

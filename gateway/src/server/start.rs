@@ -14,6 +14,7 @@ use crate::broker::message::Message;
 use crate::config::Config;
 use crate::core::node::{Control, Node};
 use crate::error::StartError;
+use crate::server::fds;
 use crate::server::worker::{self, BrokerStart, CoreStart, Driver};
 use crate::stats::Stats;
 use crate::util::jitter::Jitter;
@@ -113,6 +114,7 @@ pub fn start_on(
 ) -> Result<Running, StartError> {
     config.cores = listeners.len();
     config.validate()?;
+    let fds = fds::prepare(&mut config);
     let routes = Arc::new(config.routes.clone());
     let local_addr = listeners
         .first()
@@ -197,6 +199,8 @@ pub fn start_on(
         admin_listen = %admin_addr.map_or_else(|| "-".to_string(), |a| a.to_string()),
         cores,
         connection_limit = node.config().connection_limit,
+        pending_limit = node.config().pending_limit,
+        open_file_limit = fds.map_or(0, |f| f.soft),
         broker = %node
             .config()
             .events_redis_storage

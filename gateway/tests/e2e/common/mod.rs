@@ -25,7 +25,28 @@ impl Gateway {
     /// Starts the gateway binary on 127.0.0.1:0 with 2 cores, a 1 s keep-alive and the test
     /// secret, plus `env` overrides; waits (at most 20 s) for its start-up line.
     pub fn start(env: &[(&str, &str)]) -> Gateway {
+        Gateway::start_under(env, None)
+    }
+
+    /// As [`Gateway::start`], under an open-file limit (soft and hard) of `nofile` when given.
+    pub fn start_under(env: &[(&str, &str)], nofile: Option<u64>) -> Gateway {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
+        if let Some(nofile) = nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit(2) is async-signal-safe; the closure touches nothing else.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: nofile,
+                        rlim_max: nofile,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("SSE_LISTEN", "127.0.0.1:0")
@@ -85,6 +106,17 @@ impl Gateway {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The process's resident memory in KiB (`VmRSS` of `/proc/<pid>/status`).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc/<pid>/status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS line")
     }
 
     /// Sends a signal to the gateway.
@@ -177,7 +209,8 @@ pub fn wait_child(child: &mut Child, within: Duration) -> Option<i32> {
     None
 }
 
-fn field(line: &str, key: &str) -> Option<String> {
+/// The value after `key` (such as `listen=`) in a log line.
+pub fn field(line: &str, key: &str) -> Option<String> {
     let i = line.find(key)? + key.len();
     Some(
         line[i..]
