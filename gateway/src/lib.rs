@@ -61,6 +61,7 @@ pub mod internals {
     pub use crate::auth::jwt;
     pub use crate::auth::Secret;
     pub use crate::broker::message::Message;
+    pub use crate::broker::resp;
     pub use crate::config::Config;
     pub use crate::core::deliver::{deliver, Delivery, Dropped, Place};
     pub use crate::core::hub::Hub;

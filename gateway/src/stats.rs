@@ -201,6 +201,9 @@ pub struct CoreStats {
     pub queries_in_flight: AtomicU64,
     /// Stats and metrics requests answered `503` because too many were in flight here.
     pub queries_refused: AtomicU64,
+    /// Redis links dropped because Redis sent bytes we refuse (malformed, nested too deep,
+    /// over a size bound).
+    pub redis_protocol_errors: AtomicU64,
     /// Time from an event's arrival at the gateway to its write to each socket, per family.
     pub latency: [Histogram; ROUTE_SLOTS],
 }
@@ -783,6 +786,15 @@ const FIGURES: &[Figure] = &[
     figure(Some((Section::Redis, "publish_failed")), None, |c| {
         &c.publish_failed
     }),
+    figure(
+        Some((Section::Redis, "protocol_errors")),
+        Some((
+            "sse_redis_protocol_errors_total",
+            "Redis links dropped for bytes refused (malformed, nested too deep, over 8 MiB).",
+            Kind::Counter,
+        )),
+        |c| &c.redis_protocol_errors,
+    ),
 ];
 
 /// Node-wide gauges that live outside the per-core blocks.

@@ -6,4 +6,5 @@ pub mod embedded;
 pub mod message;
 pub mod publish;
 pub mod redis;
+pub mod resp;
 pub mod target;

@@ -13,6 +13,12 @@
 //! `PING` every [`PING_EVERY`] and gives the link up after [`DEAD_AFTER`] without a byte.
 //! Each core then reconnects on its own with capped, jittered exponential backoff and
 //! subscribes again; streams stay open meanwhile.
+//!
+//! What Redis sends is an input like a client's: every frame goes through
+//! [`resp::Reader`](crate::broker::resp::Reader) (bounded nesting and size; oversized
+//! messages skipped as they stream in) before the codec decodes it. A link that sends
+//! something else is dropped and reconnected without the backoff being reset, so a hostile
+//! or corrupting peer costs one connection every 5 s, not a loop.
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
@@ -26,11 +32,11 @@ use bytes::{Bytes, BytesMut};
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
-use redis_protocol::resp2::decode::decode_bytes_mut;
 use redis_protocol::resp2::types::BytesFrame;
 
 use crate::broker::message::PublishError;
 use crate::broker::message::{MAX_CHANNEL, MAX_PAYLOAD, PUBLISH_TIMEOUT};
+use crate::broker::resp::{FrameError, Next, Reader};
 use crate::broker::target::RedisTarget;
 use crate::util::jitter::{Backoff, Jitter};
 
@@ -44,9 +50,6 @@ pub const DEAD_AFTER: Duration = Duration::from_secs(4);
 pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// Cap of the reconnect delay.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// Largest RESP frame the subscriber buffers: a frame that does not fit is a payload no client
-/// should get; the link is dropped (and counted) rather than buffering without bound.
-pub const MAX_FRAME: usize = 8 * 1024 * 1024;
 
 /// Why a Redis link failed: the boundary error of this module, logged where the link ends.
 #[derive(Debug)]
@@ -61,10 +64,18 @@ pub enum RedisError {
     Closed,
     /// Nothing heard for [`DEAD_AFTER`].
     Silent,
-    /// Bytes that are not RESP, or a reply of the wrong shape.
+    /// A reply of the wrong shape.
     Protocol(String),
-    /// A frame over [`MAX_FRAME`].
-    TooLarge,
+    /// Bytes that are not RESP we take: malformed, nested too deep, or over a size bound.
+    Frame(FrameError),
+}
+
+impl RedisError {
+    /// Whether the peer sent bytes we refuse (not a network fault): such a link is not
+    /// trusted again soon, and it is counted apart (`redis.protocol_errors`).
+    pub fn is_hostile(&self) -> bool {
+        matches!(self, RedisError::Protocol(_) | RedisError::Frame(_))
+    }
 }
 
 impl fmt::Display for RedisError {
@@ -76,7 +87,7 @@ impl fmt::Display for RedisError {
             RedisError::Closed => f.write_str("Redis closed the connection"),
             RedisError::Silent => write!(f, "no answer from Redis for {DEAD_AFTER:?}"),
             RedisError::Protocol(m) => write!(f, "unexpected bytes from Redis: {m}"),
-            RedisError::TooLarge => write!(f, "a frame over {MAX_FRAME} bytes"),
+            RedisError::Frame(e) => write!(f, "refused bytes from Redis: {e}"),
         }
     }
 }
@@ -99,13 +110,13 @@ fn push_len(kind: u8, n: usize, out: &mut BytesMut) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// The next complete frame in `buf`, if any (consumed from it).
-fn next_frame(buf: &mut BytesMut) -> Result<Option<BytesFrame>, RedisError> {
-    match decode_bytes_mut(buf) {
-        Ok(Some((frame, _, _))) => Ok(Some(frame)),
-        Ok(None) if buf.len() > MAX_FRAME => Err(RedisError::TooLarge),
-        Ok(None) => Ok(None),
-        Err(e) => Err(RedisError::Protocol(e.to_string())),
+/// The next complete frame in `buf`, if any (consumed from it), outside subscribed mode:
+/// a pub/sub message here is an answer we did not ask for.
+fn next_frame(reader: &mut Reader, buf: &mut BytesMut) -> Result<Option<BytesFrame>, RedisError> {
+    match reader.next(buf).map_err(RedisError::Frame)? {
+        Next::Frame(f) => Ok(Some(f)),
+        Next::Partial => Ok(None),
+        Next::Skipped(_) => Err(RedisError::Protocol("an oversized pub/sub message".into())),
     }
 }
 
@@ -128,10 +139,11 @@ async fn read_more<R: AsyncReadRent>(rd: &mut R, buf: BytesMut) -> Result<BytesM
 /// Reads until one complete frame is there.
 async fn read_frame<R: AsyncReadRent>(
     rd: &mut R,
+    reader: &mut Reader,
     buf: &mut BytesMut,
 ) -> Result<BytesFrame, RedisError> {
     loop {
-        if let Some(f) = next_frame(buf)? {
+        if let Some(f) = next_frame(reader, buf)? {
             return Ok(f);
         }
         *buf = read_more(rd, std::mem::take(buf)).await?;
@@ -163,8 +175,9 @@ async fn connect(target: &RedisTarget) -> Result<(TcpStream, BytesMut), RedisErr
         if expect > 0 {
             let (r, _) = stream.write_all(cmds.freeze()).await;
             r.map_err(RedisError::Io)?;
+            let mut reader = Reader::new();
             for _ in 0..expect {
-                match read_frame(&mut stream, &mut buf).await? {
+                match read_frame(&mut stream, &mut reader, &mut buf).await? {
                     BytesFrame::Error(e) => return Err(RedisError::Refused(e.to_string())),
                     _ => continue,
                 }
@@ -217,7 +230,11 @@ pub async fn subscribe_loop(
         };
         if live.get() {
             ever = true;
-            backoff.reset();
+            // A link that worked earns a quick reconnect; one that ended in bytes we refuse
+            // does not, so a hostile peer is retried at most every BACKOFF_MAX.
+            if !err.is_hostile() {
+                backoff.reset();
+            }
         }
         if sink.stopping() {
             return;
@@ -245,9 +262,10 @@ async fn run_subscription(
     encode_command(&args, &mut cmd);
     let (r, _) = wr.write_all(cmd.freeze()).await;
     r.map_err(RedisError::Io)?;
+    let mut reader = Reader::new();
     let confirm = async {
         for _ in patterns {
-            match read_frame(&mut rd, &mut buf).await? {
+            match read_frame(&mut rd, &mut reader, &mut buf).await? {
                 BytesFrame::Array(a) if is_kind(&a, b"psubscribe") => {}
                 BytesFrame::Error(e) => return Err(RedisError::Refused(e.to_string())),
                 other => return Err(RedisError::Protocol(format!("{other:?}"))),
@@ -274,7 +292,7 @@ async fn run_subscription(
         done.clone(),
         silent.clone(),
     ));
-    let result = read_messages(&mut rd, buf, sink, &heard).await;
+    let result = read_messages(&mut rd, reader, buf, sink, &heard).await;
     done.set(true);
     match result {
         Err(_) if silent.get() => Err(RedisError::Silent),
@@ -288,13 +306,23 @@ fn is_kind(a: &[BytesFrame], kind: &[u8]) -> bool {
 
 async fn read_messages(
     rd: &mut OwnedReadHalf<TcpStream>,
+    mut reader: Reader,
     mut buf: BytesMut,
     sink: &dyn SubscriberSink,
     heard: &Cell<Instant>,
 ) -> Result<(), RedisError> {
     let mut delivered = 0usize;
     loop {
-        while let Some(frame) = next_frame(&mut buf)? {
+        loop {
+            let frame = match reader.next(&mut buf).map_err(RedisError::Frame)? {
+                Next::Partial => break,
+                Next::Frame(f) => f,
+                Next::Skipped(over) => {
+                    // Read and discarded as it streamed in; the link stays up.
+                    sink.dropped(over.why());
+                    continue;
+                }
+            };
             if let BytesFrame::Array(mut a) = frame {
                 if a.len() == 4 && is_kind(&a, b"pmessage") {
                     let payload = a.pop();
@@ -551,8 +579,9 @@ async fn flush(link: Rc<PubLink>) {
 }
 
 async fn read_replies(link: Rc<PubLink>, mut rd: OwnedReadHalf<TcpStream>, mut buf: BytesMut) {
+    let mut reader = Reader::new();
     loop {
-        let frame = match read_frame(&mut rd, &mut buf).await {
+        let frame = match read_frame(&mut rd, &mut reader, &mut buf).await {
             Ok(f) => f,
             Err(e) => {
                 link.fail(&format!("Redis link lost: {e}"));
@@ -594,10 +623,16 @@ mod tests {
     fn frames_split_anywhere_decode_once_complete() {
         let wire = b"*4\r\n$8\r\npmessage\r\n$5\r\nSSE:*\r\n$7\r\nSSE:1:2\r\n$2\r\nhi\r\n";
         for cut in 0..wire.len() {
+            let mut reader = Reader::new();
             let mut buf = BytesMut::from(&wire[..cut]);
-            assert!(next_frame(&mut buf).unwrap().is_none(), "cut at {cut}");
+            assert!(
+                next_frame(&mut reader, &mut buf).unwrap().is_none(),
+                "cut at {cut}"
+            );
             buf.extend_from_slice(&wire[cut..]);
-            let f = next_frame(&mut buf).unwrap().expect("complete");
+            let f = next_frame(&mut reader, &mut buf)
+                .unwrap()
+                .expect("complete");
             let BytesFrame::Array(a) = f else {
                 panic!("{f:?}")
             };
@@ -606,8 +641,8 @@ mod tests {
         }
         let mut junk = BytesMut::from(&b"?what\r\n"[..]);
         assert!(matches!(
-            next_frame(&mut junk),
-            Err(RedisError::Protocol(_))
+            next_frame(&mut Reader::new(), &mut junk),
+            Err(RedisError::Frame(FrameError::BadType(b'?')))
         ));
     }
 }

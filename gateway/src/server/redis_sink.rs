@@ -1,5 +1,6 @@
 //! A core as its Redis subscription sees it: messages go to the core's delivery, link state
-//! to its verbs and to the log (a failing link is logged once a minute, not per attempt).
+//! to its verbs and to the log (a failing link is logged once a minute, not per attempt; so
+//! is a link that sends bytes we refuse, however often it is reconnected).
 use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -11,6 +12,7 @@ use tracing::{debug, info, warn};
 use crate::broker::message::Message;
 use crate::broker::redis::{RedisError, SubscriberSink};
 use crate::core::shard::Shard;
+use crate::stats::bump;
 
 /// One core's sink for its subscription link.
 pub struct RedisSink {
@@ -23,7 +25,13 @@ pub struct RedisSink {
     lost_at: Cell<Option<Instant>>,
     /// When a failed reconnect was last logged (once a minute while down).
     logged_at: Cell<Option<Instant>>,
+    /// When a link that sent refused bytes was last logged: a hostile or corrupting peer is
+    /// reconnected every few seconds, and each round would otherwise log twice.
+    hostile_logged_at: Cell<Option<Instant>>,
 }
+
+/// How often the same kind of Redis trouble is logged at `warn`.
+const LOG_EVERY: Duration = Duration::from_secs(60);
 
 impl RedisSink {
     /// The sink of `shard`'s subscription.
@@ -39,6 +47,7 @@ impl RedisSink {
             own,
             lost_at: Cell::new(None),
             logged_at: Cell::new(None),
+            hostile_logged_at: Cell::new(None),
         }
     }
 }
@@ -62,7 +71,18 @@ impl SubscriberSink for RedisSink {
         let shard = &self.shard;
         shard.source_restored(after_outage);
         self.logged_at.set(None);
-        if after_outage {
+        let quiet = self
+            .hostile_logged_at
+            .get()
+            .is_some_and(|t| t.elapsed() < LOG_EVERY);
+        if after_outage && quiet {
+            let outage = self.lost_at.take().map(|t| t.elapsed()).unwrap_or_default();
+            shard
+                .stats()
+                .redis_outage_ms
+                .fetch_add(outage.as_millis() as u64, Relaxed);
+            debug!(core = shard.id(), "Redis subscription is back");
+        } else if after_outage {
             let outage = self.lost_at.take().map(|t| t.elapsed()).unwrap_or_default();
             shard
                 .stats()
@@ -80,6 +100,27 @@ impl SubscriberSink for RedisSink {
 
     fn lost(&self, why: &RedisError) {
         let core = self.shard.id();
+        if why.is_hostile() {
+            bump(&self.shard.stats().redis_protocol_errors);
+            if self.shard.source_lost() {
+                self.lost_at.set(Some(Instant::now()));
+            }
+            let due = self
+                .hostile_logged_at
+                .get()
+                .is_none_or(|t| t.elapsed() >= LOG_EVERY);
+            if due {
+                self.hostile_logged_at.set(Some(Instant::now()));
+                warn!(
+                    core,
+                    error = %why,
+                    "Redis sent bytes the gateway refuses; link dropped, reconnecting (logged once a minute)"
+                );
+            } else {
+                debug!(core, error = %why, "Redis link dropped for refused bytes");
+            }
+            return;
+        }
         if self.shard.source_lost() {
             self.lost_at.set(Some(Instant::now()));
             self.logged_at.set(Some(Instant::now()));
@@ -89,7 +130,7 @@ impl SubscriberSink for RedisSink {
         let due = self
             .logged_at
             .get()
-            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
+            .is_none_or(|t| t.elapsed() >= LOG_EVERY);
         if due {
             self.logged_at.set(Some(Instant::now()));
             warn!(core, error = %why, "cannot subscribe on Redis; retrying with backoff");

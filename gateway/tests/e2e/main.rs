@@ -12,6 +12,7 @@ mod descriptors;
 mod family_resume;
 mod game_stream;
 mod hostile_memory;
+mod hostile_redis;
 mod jackpot;
 mod layering;
 mod lifecycle;
