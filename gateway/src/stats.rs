@@ -201,6 +201,8 @@ pub struct CoreStats {
     pub queries_in_flight: AtomicU64,
     /// Stats and metrics requests answered `503` because too many were in flight here.
     pub queries_refused: AtomicU64,
+    /// HTTP publishes answered `504`: written to Redis, no answer in time (outcome unknown).
+    pub publish_unknown: AtomicU64,
     /// Redis links dropped because Redis sent bytes we refuse (malformed, nested too deep,
     /// over a size bound).
     pub redis_protocol_errors: AtomicU64,
@@ -786,6 +788,15 @@ const FIGURES: &[Figure] = &[
     figure(Some((Section::Redis, "publish_failed")), None, |c| {
         &c.publish_failed
     }),
+    figure(
+        Some((Section::Redis, "publish_unknown")),
+        Some((
+            "sse_redis_publish_unknown_total",
+            "HTTP publishes answered 504: sent to Redis, no answer in time (outcome unknown).",
+            Kind::Counter,
+        )),
+        |c| &c.publish_unknown,
+    ),
     figure(
         Some((Section::Redis, "protocol_errors")),
         Some((

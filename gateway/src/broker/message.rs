@@ -27,7 +27,9 @@ pub struct Message {
 /// How long an HTTP publish waits for Redis's answer.
 pub const PUBLISH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Why a publish was not accepted (answered `503` with this text).
+/// Why a publish was not accepted, or why its outcome is unknown: answered `503` ("not
+/// published", safe to retry) or, when [`PublishError::outcome_unknown`], `504` ("may have
+/// been published"; a retry may deliver it twice), with this text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PublishError {
     /// The node is shutting down and its cores no longer take messages.
@@ -38,13 +40,29 @@ pub enum PublishError {
     Unreachable(String),
     /// A connect failed a moment ago; publishes are refused at once until the next try.
     Backoff,
-    /// Redis did not answer in time; the link is given up.
+    /// The `PUBLISH` was written but Redis did not answer within [`PUBLISH_TIMEOUT`]; the
+    /// link is given up. Outcome unknown.
     Timeout,
     /// Redis answered with an error.
     Refused(String),
-    /// The link failed while the publish waited: with why.
+    /// The link failed before this publish's command was written: with why. Not published.
     Lost(String),
+    /// The link failed after this publish's command was written, before its answer: with
+    /// why. Outcome unknown.
+    Unknown(String),
 }
+
+impl PublishError {
+    /// Whether the message may have been published all the same (`504`): its command
+    /// reached the socket and no answer came. Every other error means it was not (`503`).
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, PublishError::Timeout | PublishError::Unknown(_))
+    }
+}
+
+/// What a `504` body adds to its reason.
+const UNKNOWN: &str =
+    "the outcome is unknown: it may have been published, and retrying may deliver it twice";
 
 impl fmt::Display for PublishError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -55,9 +73,13 @@ impl fmt::Display for PublishError {
             ),
             PublishError::Unreachable(why) => write!(f, "Redis is unreachable: {why}"),
             PublishError::Backoff => f.write_str("Redis is unreachable (retrying)"),
-            PublishError::Timeout => write!(f, "Redis did not answer within {:?}", PUBLISH_TIMEOUT),
+            PublishError::Timeout => write!(
+                f,
+                "Redis did not answer the PUBLISH within {PUBLISH_TIMEOUT:?}; {UNKNOWN}"
+            ),
             PublishError::Refused(why) => write!(f, "Redis refused the PUBLISH: {why}"),
-            PublishError::Lost(why) => f.write_str(why),
+            PublishError::Lost(why) => write!(f, "{why}; the PUBLISH was not sent"),
+            PublishError::Unknown(why) => write!(f, "{why} after the PUBLISH was sent; {UNKNOWN}"),
         }
     }
 }

@@ -201,7 +201,9 @@ async fn broadcast(shard: &Shard, body: &[u8]) -> Reply {
     send(shard, &channel, Bytes::from(payload), arrived).await
 }
 
-/// Hands a checked message to the broker and answers `202 {"delivered_to_nodes": n}`.
+/// Hands a checked message to the broker and answers `202 {"delivered_to_nodes": n}`, `503`
+/// when it was certainly not published (safe to retry), or `504` when Redis may have
+/// published it without answering (a retry may deliver it twice).
 async fn send(shard: &Shard, channel: &str, payload: Bytes, arrived: Instant) -> Reply {
     let msg = Message {
         channel: Bytes::copy_from_slice(channel.as_bytes()),
@@ -210,6 +212,7 @@ async fn send(shard: &Shard, channel: &str, payload: Bytes, arrived: Instant) ->
     };
     match shard.publish(msg).await {
         Ok(n) => Reply::json(Status::Accepted, format!("{{\"delivered_to_nodes\":{n}}}")),
+        Err(why) if why.outcome_unknown() => Reply::error(Status::GatewayTimeout, &why.to_string()),
         Err(why) => Reply::error(Status::ServiceUnavailable, &why.to_string()),
     }
 }

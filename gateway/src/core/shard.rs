@@ -285,6 +285,7 @@ impl Shard {
             Ok(_) => bump(&self.stats().publishes),
             // Counted: Redis refusing or unreachable. Not: the node's own back-pressure.
             Err(PublishError::Closed | PublishError::Full) => {}
+            Err(e) if e.outcome_unknown() => bump(&self.stats().publish_unknown),
             Err(_) => bump(&self.stats().publish_failed),
         }
         r

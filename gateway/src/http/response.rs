@@ -42,6 +42,9 @@ pub enum Status {
     InternalServerError,
     /// 503: overloaded or draining; the client should retry elsewhere or later.
     ServiceUnavailable,
+    /// 504: an upstream (Redis) took the request and did not answer in time: the outcome is
+    /// unknown.
+    GatewayTimeout,
 }
 
 /// Every [`Status`], for reverse lookup.
@@ -61,6 +64,7 @@ const ALL_STATUSES: [Status; 15] = [
     Status::HeaderFieldsTooLarge,
     Status::InternalServerError,
     Status::ServiceUnavailable,
+    Status::GatewayTimeout,
 ];
 
 impl Status {
@@ -82,6 +86,7 @@ impl Status {
             Status::HeaderFieldsTooLarge => 431,
             Status::InternalServerError => 500,
             Status::ServiceUnavailable => 503,
+            Status::GatewayTimeout => 504,
         }
     }
 
@@ -103,6 +108,7 @@ impl Status {
             Status::HeaderFieldsTooLarge => "Request Header Fields Too Large",
             Status::InternalServerError => "Internal Server Error",
             Status::ServiceUnavailable => "Service Unavailable",
+            Status::GatewayTimeout => "Gateway Timeout",
         }
     }
 
@@ -290,6 +296,7 @@ mod tests {
             (Status::HeaderFieldsTooLarge, 431, "Request Header Fields Too Large"),
             (Status::InternalServerError, 500, "Internal Server Error"),
             (Status::ServiceUnavailable, 503, "Service Unavailable"),
+            (Status::GatewayTimeout, 504, "Gateway Timeout"),
         ];
         assert_eq!(cases.len(), ALL_STATUSES.len());
         for (status, code, reason) in cases {

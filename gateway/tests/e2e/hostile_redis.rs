@@ -1,12 +1,12 @@
 //! Redis as an input (issue 13, items 9-11), against a real gateway process: a fake Redis
-//! that sends a frame nested 100,000 deep, and a real `redis-server` carrying 16 MiB
-//! messages.
+//! that sends a frame nested 100,000 deep, a real `redis-server` carrying 16 MiB messages,
+//! and a real `redis-server` frozen with SIGSTOP while publishes time out.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::common::*;
 
@@ -28,6 +28,13 @@ fn next_player_event(s: &mut Sse) -> Option<Event> {
             return Some(ev);
         }
     }
+}
+
+/// Open descriptors of a process.
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 /// A RESP array of bulk strings.
@@ -254,4 +261,106 @@ fn an_oversized_message_is_skipped_and_the_link_stays_up() {
     // Each core skipped each one (a non-owner core too: sizes are checked before owners).
     assert!(eventually(5 * SEC, || gw.stat("redis.dropped") == 4));
     assert_eq!(gw.stat("redis.protocol_errors"), 0);
+}
+
+/// Item 11, outcome: a publish answered `503` after the 2 s timeout was still delivered once
+/// Redis woke up. A publish whose `PUBLISH` was written and not answered is now a `504`
+/// saying the outcome is unknown; a `503` is never delivered.
+#[test]
+fn an_unanswered_publish_is_a_504_and_a_503_is_never_delivered() {
+    let redis = Redis::start(&[]);
+    let gw = node(&redis.url());
+    assert!(eventually(5 * SEC, || ready(&gw) == 200));
+    let mut s = Sse::player(gw.addr, 11, 11);
+    assert!(eventually(5 * SEC, || gw.stat("connections.total") == 1));
+    for n in 1..=4 {
+        let r = gw.publish("SSE::11::11", &player_event(11, 11, n));
+        assert_eq!(r.status, 202, "{}", r.text());
+        assert_eq!(
+            next_player_event(&mut s).expect("warm-up").data,
+            player_event(11, 11, n)
+        );
+    }
+    redis.signal(libc::SIGSTOP);
+    let frozen = gw.publish("SSE::11::11", &player_event(11, 11, 100));
+    // Right after the answer, so the subscriptions (given up after 4 s of silence) live on
+    // and would deliver what Redis executes on waking.
+    let after = gw.publish("SSE::11::11", &player_event(11, 11, 101));
+    redis.signal(libc::SIGCONT);
+    assert_eq!(frozen.status, 504, "written, unanswered: {}", frozen.text());
+    assert!(
+        frozen.error().contains("the outcome is unknown"),
+        "{}",
+        frozen.error()
+    );
+    let mut not_published = Vec::new();
+    for (n, r) in [(100, &frozen), (101, &after)] {
+        if r.status == 503 {
+            not_published.push(n);
+        }
+    }
+    assert!(eventually(15 * SEC, || ready(&gw) == 200));
+    std::thread::sleep(Duration::from_millis(600)); // past the publisher's 0.5 s backoff
+    let mut r = gw.publish("SSE::11::11", &player_event(11, 11, 200));
+    for _ in 0..10 {
+        if r.status == 202 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(600));
+        r = gw.publish("SSE::11::11", &player_event(11, 11, 200));
+    }
+    assert_eq!(r.status, 202, "{}", r.text());
+    let mut seen = Vec::new();
+    loop {
+        let ev = next_player_event(&mut s).expect("up to the marker");
+        if ev.data == player_event(11, 11, 200) {
+            break;
+        }
+        seen.push(ev.data);
+    }
+    for n in not_published {
+        assert!(
+            !seen.contains(&player_event(11, 11, n)),
+            "publish {n} was answered 503 but delivered: {seen:?}"
+        );
+    }
+    assert!(gw.stat("redis.publish_unknown") >= 1);
+}
+
+/// Item 11, descriptors: timed-out publisher links leaked one descriptor each while Redis
+/// stayed frozen (16 -> 25 in 20 s). Now a link given up is closed at once.
+#[test]
+fn timed_out_publisher_links_are_closed_while_redis_is_frozen() {
+    let redis = Redis::start(&[]);
+    let gw = node(&redis.url());
+    assert!(eventually(5 * SEC, || ready(&gw) == 200));
+    for n in 1..=6 {
+        let r = gw.publish("SSE::12::12", &player_event(12, 12, n));
+        assert_eq!(r.status, 202, "{}", r.text());
+    }
+    let base = fds(gw.pid());
+    redis.signal(libc::SIGSTOP);
+    let end = Instant::now() + 16 * SEC;
+    let (mut most, mut statuses) = (base, Vec::new());
+    for n in 0..200 {
+        if Instant::now() >= end {
+            break;
+        }
+        let r = gw.publish("SSE::12::12", &player_event(12, 12, 100 + n));
+        statuses.push(r.status);
+        most = most.max(fds(gw.pid()));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    redis.signal(libc::SIGCONT);
+    eprintln!("descriptors: {base} before, at most {most} during; statuses {statuses:?}");
+    assert!(
+        most <= base + 3,
+        "descriptors {base} before, up to {most} while publishes timed out: {statuses:?}"
+    );
+    let timeouts = statuses.iter().filter(|&&s| s == 504).count();
+    assert!(timeouts >= 4, "publishes kept timing out: {statuses:?}");
+    assert!(
+        statuses.iter().all(|s| [503, 504].contains(s)),
+        "{statuses:?}"
+    );
 }
