@@ -129,10 +129,15 @@ pub fn resolve(
                 "channel must be 1 to 200 bytes of [A-Za-z0-9_.@:-]",
             ));
         }
-        // Families sharing this path are told apart by the channel's shape.
-        let Some(i) = table.families.iter().position(|f| {
-            f.path == family.path && f.channel_param.is_some() && f.channel.matches(&value)
-        }) else {
+        // Families sharing this path are told apart by the channel's shape, and classified
+        // as publishers' messages are: one answer, the strictest family that fits.
+        let shares_path =
+            |f: &crate::route::table::Family| f.path == family.path && f.channel_param.is_some();
+        if !table
+            .families
+            .iter()
+            .any(|f| shares_path(f) && f.channel.matches(&value))
+        {
             let shapes: Vec<String> = table
                 .families
                 .iter()
@@ -143,15 +148,18 @@ pub fn resolve(
                 Status::BadRequest,
                 format!("channel must be {}", shapes.join(" or ")),
             ));
-        };
-        // A name that also has an earlier family's shape (`SSE::1::x_broadcast_y`) would be
-        // routed as that family's by publishers: refuse it rather than never deliver.
-        if table.family_of_channel(&value) != Some(i) {
+        }
+        // A name that belongs to a family of another path (`SSE::1::x_broadcast_y` is a
+        // player channel) would never get its publishers' messages here: refuse it.
+        let Some(i) = table
+            .family_of_channel(&value)
+            .filter(|i| shares_path(&table.families[*i]))
+        else {
             return Err(refuse(
                 Status::BadRequest,
                 "channel name also has the shape of another family's channels",
             ));
-        }
+        };
         family_index = i;
         family = &table.families[i];
         given_channel = Some(value.into_owned());
@@ -365,6 +373,9 @@ mod tests {
         ));
         let no_ids = token(&format!(r#"{{"exp":{exp}}}"#));
         let private = token(&format!(r#"{{"channels":["ws_user_a@b.c"],"exp":{exp}}}"#));
+        let odd = token(&format!(
+            r#"{{"channels":["ws_user_jane_broadcast_doe@x.com"],"exp":{exp}}}"#
+        ));
         let many: Vec<String> = (0..=MAX_LISTED_CHANNELS).map(|i| format!("t{i}")).collect();
         let too_many = format!("/api/v1/events?topics={}", many.join(","));
         let bearer = format!("Authorization: Bearer {player}\r\n");
@@ -402,6 +413,19 @@ mod tests {
             ("/subscribe?channel=a%20b".into(), "".into(), &on, "400 channel must be 1 to 200 bytes of [A-Za-z0-9_.@:-]"),
             ("/subscribe?channel=plain".into(), "".into(), &on, "400 channel must be <workspace>_broadcast_<group> or <workspace>_user_<player>"),
             ("/subscribe?channel=SSE::1::ws_broadcast_g".into(), "".into(), &on, "400 channel name also has the shape of another family's channels"),
+            // Adversarial names: a private channel never opens without a token listing it,
+            // whatever its player id holds.
+            ("/subscribe?channel=ws_user_jane_broadcast_doe@x.com".into(), "".into(), &on, "401 missing token"),
+            ("/subscribe?channel=ws_user_jane_broadcast_doe@x.com".into(), "".into(), &off, "401 missing token"),
+            (format!("/subscribe?channel=ws_user_jane_broadcast_doe@x.com&token={private}"), "".into(), &on, "403 token's channels claim does not list this channel"),
+            (format!("/subscribe?channel=ws_user_jane_broadcast_doe@x.com&token={odd}"), "".into(), &on, "jackpot_user ws_user_jane_broadcast_doe@x.com -"),
+            ("/subscribe?channel=ws_user__broadcast_x".into(), "".into(), &off, "401 missing token"),
+            ("/subscribe?channel=_broadcast__user_x".into(), "".into(), &off, "401 missing token"),
+            ("/subscribe?channel=ws_broadcast_g_user_p".into(), "".into(), &off, "401 missing token"),
+            ("/subscribe?channel=ws_user_a%5Fbroadcast%5Fb".into(), "".into(), &off, "401 missing token"),
+            ("/subscribe?channel=SSE::1::x_user_y".into(), "".into(), &on, "400 channel name also has the shape of another family's channels"),
+            ("/subscribe?channel=stream:ws_broadcast_g".into(), "".into(), &on, "400 channel name also has the shape of another family's channels"),
+            ("/subscribe?channel=ws_broadcast_".into(), "".into(), &on, "400 channel must be <workspace>_broadcast_<group> or <workspace>_user_<player>"),
             // Topic streams: a list of topics (deduplicated, in order), or every topic.
             ("/api/v1/events?topics=b,a,b".into(), "".into(), &off, "topic events:b,events:a -"),
             ("/api/v1/events?topics=%20a%20,,".into(), "".into(), &off, "topic events:a -"),

@@ -22,6 +22,19 @@ pub enum AuthRule {
     ApiKey,
 }
 
+impl AuthRule {
+    /// How much the rule asks of a client: 2 for a token, 1 for an API key, 0 for nothing.
+    /// Where channel shapes overlap, the name goes to the family that asks most (see
+    /// [`RouteTable::family_of_channel`]).
+    pub fn strength(self) -> u8 {
+        match self {
+            AuthRule::PlayerToken | AuthRule::ChannelToken => 2,
+            AuthRule::ApiKey => 1,
+            AuthRule::Public => 0,
+        }
+    }
+}
+
 /// How published payloads on the family's channels are checked before delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -493,11 +506,29 @@ impl RouteTable {
         Match::NotFound
     }
 
-    /// The family whose channel template `channel` has, if any (first match wins).
+    /// The family `channel` belongs to: of the families whose channel template it fits, the
+    /// one whose auth asks most ([`AuthRule::strength`]), then the first in table order. One
+    /// answer for subscribers and publishers alike.
+    ///
+    /// Shapes overlap because holes take any bytes: `ws_user_jane_broadcast_doe@x.com` is a
+    /// private jackpot channel (`{workspace}_user_{player}`) whose player id happens to hold
+    /// `_broadcast_`, and it also fits the public `{workspace}_broadcast_{group}`. Table order
+    /// alone made it public, so anyone could open it without a token. Taking the stricter
+    /// family fails closed: at worst a public channel whose name also fits a private shape
+    /// needs a token, never the reverse.
     pub fn family_of_channel(&self, channel: &str) -> Option<usize> {
-        self.families
-            .iter()
-            .position(|f| f.channel.matches(channel))
+        let mut best: Option<(u8, usize)> = None;
+        for (i, f) in self.families.iter().enumerate() {
+            let strength = f.auth.strength();
+            // An earlier match as strict or stricter wins: skip the template match.
+            if best.is_some_and(|(s, _)| s >= strength) {
+                continue;
+            }
+            if f.channel.matches(channel) {
+                best = Some((strength, i));
+            }
+        }
+        best.map(|(_, i)| i)
     }
 
     /// Redis `PSUBSCRIBE` patterns for every family, deduplicated.
@@ -617,6 +648,43 @@ mod tests {
         assert_eq!(name("ws1_broadcast_g-1"), Some("jackpot"));
         assert_eq!(name("ws1_user_a@b.com"), Some("jackpot_user"));
         assert_eq!(name("other"), None);
+    }
+
+    /// Names that fit several families' shapes go to the strictest; a private channel is
+    /// never classified as a public one.
+    #[test]
+    fn overlapping_shapes_go_to_the_strictest_family() {
+        let t = RouteTable::builtin();
+        let name = |c: &str| t.family_of_channel(c).map(|i| t.families[i].name.as_str());
+        #[rustfmt::skip]
+        let cases: &[(&str, Option<&str>)] = &[
+            // Private jackpot channels whose player id holds the broadcast marker.
+            ("ws_user_jane_broadcast_doe@x.com", Some("jackpot_user")),
+            ("ws_user__broadcast_x", Some("jackpot_user")),
+            ("ws_user_x_broadcast_", Some("jackpot_user")),
+            ("ws_user_a_broadcast_b_broadcast_c", Some("jackpot_user")),
+            ("_broadcast__user_x", Some("jackpot_user")),
+            // A broadcast name that also fits the private shape needs a token: fails closed.
+            ("ws_broadcast_g_user_p", Some("jackpot_user")),
+            // Plain names keep their family.
+            ("ws_broadcast_g", Some("jackpot")),
+            ("ws_user_p", Some("jackpot_user")),
+            ("ws_broadcast_", None),
+            ("_broadcast_g", None),
+            // Player channels stay the player family's, whatever they contain.
+            ("SSE::1::x_broadcast_y", Some("player")),
+            ("SSE::1::x_user_y", Some("player")),
+            // Game channels are API-key guarded: above public shapes, below tokens.
+            ("stream:ws_broadcast_g", Some("game")),
+            ("stream:ws_user_p", Some("jackpot_user")),
+            ("stream:type:x", Some("game_type")),
+            ("events:a_broadcast_b", Some("jackpot")),
+            ("events:a_user_b", Some("jackpot_user")),
+            ("events:a", Some("topic")),
+        ];
+        for (channel, want) in cases {
+            assert_eq!(name(channel), *want, "{channel}");
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod jackpot;
 mod layering;
 mod lifecycle;
 mod metrics;
+mod names;
 mod player_stream;
 mod redis;
 mod resume;
