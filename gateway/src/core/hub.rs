@@ -159,6 +159,11 @@ impl Hub {
         self.replay_limit = bytes;
     }
 
+    /// The newest sequence number this core has given out (0: none yet).
+    pub fn issued(&self) -> u64 {
+        self.next_seq
+    }
+
     /// The id of this core's event `seq`.
     fn id(&self, seq: u64) -> String {
         id_of(&self.run, self.core, seq)

@@ -1,6 +1,6 @@
 //! The node: what every core shares. Immutable after start-up (settings, routes, the run tag,
 //! each core's control channel) or atomic (stream count, drain, Redis readiness, counters).
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,6 +67,11 @@ pub struct Node {
     /// Identifies this run in event ids, so an id from before a restart is never taken for
     /// one of this run's.
     run_id: String,
+    /// The newest sequence number each core has given out (in an event id or a reset's fresh
+    /// id), indexed by core: a `Last-Event-ID` names its core only if that core really gave
+    /// it out, so a client cannot pick its core by writing one (seen: 200 streams with forged
+    /// ids all on core 1). One store per delivered message on the owning core's thread.
+    issued: Vec<AtomicU64>,
 }
 
 impl Node {
@@ -78,6 +83,7 @@ impl Node {
         control: Vec<flume::Sender<Control>>,
         run_id: String,
     ) -> Node {
+        let cores = control.len();
         Node {
             config,
             routes,
@@ -87,6 +93,7 @@ impl Node {
             draining: AtomicBool::new(false),
             redis_subscribed: AtomicUsize::new(0),
             run_id,
+            issued: (0..cores).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
@@ -125,11 +132,21 @@ impl Node {
         &self.run_id
     }
 
-    /// The core that issued `id`, when it is an id of this run naming an existing core.
+    /// The core that issued `id`: an id of this run, naming an existing core, whose
+    /// sequence number that core has given out (1 up to its newest). Anything else (a forged
+    /// or future id) names no core, and the stream is placed as if it had no id.
     pub fn core_of_id(&self, id: &str) -> Option<usize> {
-        EventId::of_run(id, &self.run_id)
-            .map(|id| id.core)
-            .filter(|c| *c < self.cores())
+        let id = EventId::of_run(id, &self.run_id)?;
+        let newest = self.issued.get(id.core)?.load(Ordering::Acquire);
+        (1..=newest).contains(&id.seq).then_some(id.core)
+    }
+
+    /// Core `core` has given out sequence numbers up to `seq` (called by that core only,
+    /// before any id up to `seq` can reach a client).
+    pub fn note_issued(&self, core: usize, seq: u64) {
+        if let Some(n) = self.issued.get(core) {
+            n.store(seq, Ordering::Release);
+        }
     }
 
     /// Sends `msg` to core `core`; `false` when that core no longer listens (it stopped).
@@ -199,5 +216,40 @@ impl Node {
             self.send(core, Control::Drain(period));
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_names_its_core_only_once_that_core_gave_it_out() {
+        let (control, _rx): (Vec<_>, Vec<_>) = (0..2).map(|_| flume::unbounded()).unzip();
+        let node = Node::new(
+            Config::default(),
+            Arc::new(RouteTable::builtin()),
+            Stats::new(2, "epoll", "embedded"),
+            control,
+            "run".into(),
+        );
+        node.note_issued(1, 5);
+        #[rustfmt::skip]
+        let cases: &[(&str, Option<usize>)] = &[
+            ("run.1.1", Some(1)),
+            ("run.1.5", Some(1)),
+            ("run.1.6", None),         // not given out yet: forged
+            ("run.1.999999", None),
+            ("run.1.0", None),         // never given out
+            ("run.0.1", None),         // core 0 has given out nothing
+            ("run.2.1", None),         // no such core
+            ("old.1.3", None),         // another run
+            ("garbage", None),
+        ];
+        for (id, want) in cases {
+            assert_eq!(node.core_of_id(id), *want, "{id}");
+        }
+        node.note_issued(0, 1);
+        assert_eq!(node.core_of_id("run.0.1"), Some(0));
     }
 }

@@ -243,14 +243,16 @@ impl Shard {
         let delivery = {
             let mut hub = self.hub.borrow_mut();
             let mut scratch = self.encode_buf.borrow_mut();
-            deliver(
+            let d = deliver(
                 &mut hub,
                 self.routes(),
                 self.place(),
                 msg,
                 own,
                 &mut scratch,
-            )
+            );
+            self.node.note_issued(self.id, hub.issued());
+            d
         };
         let stats = self.stats();
         let add = |c: &AtomicU64, n: usize| c.fetch_add(n as u64, Relaxed);

@@ -122,6 +122,8 @@ impl Shard {
                 // on, whether a stream or a message creates it.
                 hub.keep(channel, family);
             }
+            // The prelude may carry a reset's fresh id: other cores must honour it too.
+            self.node.note_issued(self.id, hub.issued());
             hub.subscribe(spec.channels, family, sub.clone())
         };
         let stream_key = self.streams.borrow_mut().insert(sub.clone());

@@ -48,7 +48,7 @@ pub enum Status {
 }
 
 /// Every [`Status`], for reverse lookup.
-const ALL_STATUSES: [Status; 15] = [
+const ALL_STATUSES: [Status; 16] = [
     Status::Ok,
     Status::Accepted,
     Status::NoContent,

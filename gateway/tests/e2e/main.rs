@@ -18,6 +18,7 @@ mod layering;
 mod lifecycle;
 mod metrics;
 mod names;
+mod placement;
 mod player_stream;
 mod redis;
 mod resume;
