@@ -103,3 +103,51 @@ fn idle_sockets_under_a_low_descriptor_limit_do_not_lock_out_healthz() {
     assert!(accept_lines <= 2, "{accept_lines} accept lines");
     drop(flood);
 }
+
+#[test]
+fn running_out_of_descriptors_pauses_accepts_and_logs_once() {
+    raise_own_nofile(4_096);
+    // A pending limit the descriptors cannot hold: accepts fail before it is reached.
+    let env = [("SSE_HEAD_TIMEOUT", "30s"), ("SSE_PENDING_LIMIT", "5000")];
+    let gw = Gateway::start_under(&env, Some(1_024));
+    let flood: Vec<TcpStream> = (0..1_100)
+        .map(|i| TcpStream::connect(gw.addr).unwrap_or_else(|e| panic!("connect {i}: {e}")))
+        .collect();
+    std::thread::sleep(SEC);
+    // Each failed accept closes the core's oldest idle connection: a request made after the
+    // flood gets in.
+    let started = Instant::now();
+    assert_eq!(
+        healthz(&gw, 5 * SEC),
+        Some(200),
+        "after {:?}",
+        started.elapsed()
+    );
+    eprintln!(
+        "/healthz with descriptors exhausted: {:?}",
+        started.elapsed()
+    );
+    std::thread::sleep(SEC);
+    let accept_lines = gw
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("accept failed"))
+        .count();
+    assert!(
+        (1..=2).contains(&accept_lines),
+        "{accept_lines} accept lines: {}",
+        gw.log_text()
+    );
+    let r = gw.get("/metrics");
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    let value = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {text}"))
+    };
+    assert!(value("sse_accept_errors_total") >= 1);
+    assert!(value("sse_pending_evicted_total") >= 1);
+    drop(flood);
+}
