@@ -374,6 +374,7 @@ fn jwt_cases(v: &mut Vec<Case>) {
                             black_box(t.as_bytes()),
                             fixtures::SECRET.as_bytes(),
                             fixtures::NOW_UNIX,
+                            30,
                         )
                         .is_ok(),
                     );

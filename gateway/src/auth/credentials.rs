@@ -10,6 +10,8 @@ pub struct Keys<'a> {
     pub secret: Option<&'a Secret>,
     /// API keys of game streams (`SSE_API_KEYS`); empty turns them off (401).
     pub api_keys: &'a [Secret],
+    /// Seconds of clock skew allowed on a token's `exp` and `nbf` (`SSE_JWT_LEEWAY`).
+    pub leeway: u64,
 }
 
 /// The bearer token of an `Authorization: Bearer <token>` header (scheme case-insensitive).

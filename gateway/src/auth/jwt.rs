@@ -9,7 +9,8 @@
 //!   (extensions this code cannot honour, RFC 7515 §4.1.11) is `Malformed`; `typ` is ignored;
 //! - the signature is checked in constant time before the claims are even decoded;
 //! - `exp` is required (integer seconds) and must be after now; `nbf`, if present, must not
-//!   be after now; no leeway;
+//!   be after now; both with the caller's leeway (`SSE_JWT_LEEWAY`, default 30 s) for clocks
+//!   that disagree by a few seconds;
 //! - an empty token is `Missing`; a token over 8 KiB is `Malformed` without any work.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -86,11 +87,17 @@ struct Header<'a> {
 
 /// Verifies an HS256 JWT: header `alg` must be exactly "HS256" (typ optional; "none" and every
 /// other alg rejected as BadAlgorithm), signature checked in constant time (hmac's
-/// verify_slice) BEFORE the claims are parsed, `exp` (required, integer seconds) must be > now,
-/// `nbf` if present must be <= now. brand_id/player_id accept JSON integers only (anything
+/// verify_slice) BEFORE the claims are parsed, `exp` (required, integer seconds) must be >
+/// now - `leeway`, `nbf` if present must be <= now + `leeway` (seconds of clock skew allowed
+/// between the token's issuer and this node). brand_id/player_id accept JSON integers only (anything
 /// else counts as absent; the caller decides what it needs). `channels` is an array of strings
 /// (absent or null => empty; wrong type => Malformed).
-pub fn verify_hs256(token: &[u8], secret: &[u8], now_unix: u64) -> Result<Claims, AuthError> {
+pub fn verify_hs256(
+    token: &[u8],
+    secret: &[u8],
+    now_unix: u64,
+    leeway: u64,
+) -> Result<Claims, AuthError> {
     if token.is_empty() {
         return Err(AuthError::Missing);
     }
@@ -130,12 +137,12 @@ pub fn verify_hs256(token: &[u8], secret: &[u8], now_unix: u64) -> Result<Claims
         .get("exp")
         .and_then(serde_json::Value::as_u64)
         .ok_or(AuthError::Malformed)?;
-    if exp <= now_unix {
+    if exp.saturating_add(leeway) <= now_unix {
         return Err(AuthError::Expired);
     }
     if let Some(nbf) = claims.get("nbf") {
         let nbf = nbf.as_u64().ok_or(AuthError::Malformed)?;
-        if nbf > now_unix {
+        if nbf > now_unix.saturating_add(leeway) {
             return Err(AuthError::NotYetValid);
         }
     }
@@ -463,7 +470,11 @@ mod tests {
             ),
         ];
         for (name, token, secret, want) in cases {
-            assert_eq!(verify_hs256(token.as_bytes(), secret, NOW), want, "{name}");
+            assert_eq!(
+                verify_hs256(token.as_bytes(), secret, NOW, 0),
+                want,
+                "{name}"
+            );
         }
     }
 
@@ -488,7 +499,7 @@ mod tests {
         ];
         for (extra, want) in cases {
             let token = sign_hs256(&format!(r#"{{"exp":{exp},{extra}}}"#), SECRET);
-            let got = verify_hs256(token.as_bytes(), SECRET, NOW);
+            let got = verify_hs256(token.as_bytes(), SECRET, NOW, 0);
             let want = want.map(|(brand_id, player_id, channels)| Claims {
                 brand_id,
                 player_id,
@@ -514,11 +525,11 @@ mod tests {
         assert_eq!(minted, JWT_IO_TOKEN);
         // Its signature verifies; it is refused only because it carries no `exp`.
         assert_eq!(
-            verify_hs256(JWT_IO_TOKEN.as_bytes(), b"your-256-bit-secret", NOW),
+            verify_hs256(JWT_IO_TOKEN.as_bytes(), b"your-256-bit-secret", NOW, 0),
             Err(AuthError::Malformed)
         );
         assert_eq!(
-            verify_hs256(JWT_IO_TOKEN.as_bytes(), b"not-the-secret", NOW),
+            verify_hs256(JWT_IO_TOKEN.as_bytes(), b"not-the-secret", NOW, 0),
             Err(AuthError::BadSignature)
         );
     }
@@ -536,6 +547,32 @@ mod tests {
         for (error, message) in cases {
             assert_eq!(error.message(), message);
             assert_eq!(error.to_string(), message);
+        }
+    }
+
+    /// The leeway at its edges: `exp` may be up to `leeway` seconds past (exclusive), `nbf`
+    /// up to `leeway` seconds ahead (inclusive).
+    #[test]
+    fn clock_skew_leeway_edges() {
+        const LEEWAY: u64 = 30;
+        let exp = |e: u64| sign_hs256(&format!(r#"{{"exp":{e}}}"#), SECRET);
+        let nbf = |n: u64| sign_hs256(&format!(r#"{{"exp":{},"nbf":{n}}}"#, NOW + 100), SECRET);
+        #[rustfmt::skip]
+        let cases: Vec<(&str, String, u64, Result<(), AuthError>)> = vec![
+            ("exp just past, within leeway", exp(NOW - 1), LEEWAY, Ok(())),
+            ("exp leeway - 1 past", exp(NOW - (LEEWAY - 1)), LEEWAY, Ok(())),
+            ("exp exactly leeway past", exp(NOW - LEEWAY), LEEWAY, Err(AuthError::Expired)),
+            ("exp beyond leeway", exp(NOW - LEEWAY - 1), LEEWAY, Err(AuthError::Expired)),
+            ("exp == now without leeway", exp(NOW), 0, Err(AuthError::Expired)),
+            ("exp 0 with leeway", exp(0), LEEWAY, Err(AuthError::Expired)),
+            ("nbf leeway ahead", nbf(NOW + LEEWAY), LEEWAY, Ok(())),
+            ("nbf leeway + 1 ahead", nbf(NOW + LEEWAY + 1), LEEWAY, Err(AuthError::NotYetValid)),
+            ("nbf 1 ahead without leeway", nbf(NOW + 1), 0, Err(AuthError::NotYetValid)),
+            ("huge leeway does not overflow", exp(u64::MAX), u64::MAX, Ok(())),
+        ];
+        for (name, token, leeway, want) in cases {
+            let got = verify_hs256(token.as_bytes(), SECRET, NOW, leeway).map(|_| ());
+            assert_eq!(got, want, "{name}");
         }
     }
 }

@@ -31,7 +31,9 @@ impl fmt::Display for RedisTarget {
         let user = self.username.as_deref().unwrap_or_default();
         match &self.password {
             Some(_) => write!(f, "redis://{user}:{REDACTED}@")?,
-            None if !user.is_empty() => write!(f, "redis://{user}@")?,
+            // A lone user info is most often a password written without its `:`
+            // (`redis://PASSWORD@host`); Redis has no password-less user to name, so hide it.
+            None if !user.is_empty() => write!(f, "redis://{REDACTED}@")?,
             None => f.write_str("redis://")?,
         }
         match self.host.contains(':') {
@@ -163,7 +165,9 @@ fn check_host(host: &str) -> Result<&str, String> {
 }
 
 /// The value as an error may show it: a URL's password (everything between the user name and
-/// the last `@`) becomes `[redacted]`; a value with `@` but no `://` loses all before the `@`.
+/// the last `@`) becomes `[redacted]`; user info without a `:` (`redis://PASSWORD@host`,
+/// which the `url` crate reads as a user name) is redacted whole; a value with `@` but no
+/// `://` loses all before the `@`.
 pub fn redact_url(text: &str) -> String {
     let (prefix, rest) = text.split_at(text.find("://").map_or(0, |i| i + 3));
     match (rest.rsplit_once('@'), prefix) {
@@ -171,7 +175,7 @@ pub fn redact_url(text: &str) -> String {
         (Some((_, host)), "") => format!("{REDACTED}@{host}"),
         (Some((info, host)), _) => match info.split_once(':') {
             Some((user, _)) => format!("{prefix}{user}:{REDACTED}@{host}"),
-            None => text.to_string(),
+            None => format!("{prefix}{REDACTED}@{host}"),
         },
     }
 }
@@ -288,7 +292,7 @@ mod tests {
         assert_eq!(t.to_string(), "redis://r:1/2");
         t.username = Some("u".into());
         t.host = "::1".into();
-        assert_eq!(t.to_string(), "redis://u@[::1]:1/2");
+        assert_eq!(t.to_string(), "redis://[redacted]@[::1]:1/2");
     }
 
     #[test]
@@ -297,7 +301,9 @@ mod tests {
             ("redis://u:p@h:1", "redis://u:[redacted]@h:1"),
             ("redis://:p/q@h:1/0", "redis://:[redacted]@h:1/0"),
             ("redis://u:p@q@h:1", "redis://u:[redacted]@h:1"),
-            ("redis://u@h:1", "redis://u@h:1"),
+            ("redis://u@h:1", "redis://[redacted]@h:1"),
+            ("redis://S3cret@h:1/0", "redis://[redacted]@h:1/0"),
+            ("redis://S3cret@", "redis://[redacted]@"),
             ("redis://h:1", "redis://h:1"),
             ("p@h:1", "[redacted]@h:1"),
             ("h:1", "h:1"),

@@ -38,6 +38,9 @@ const MIN_REPLAY: usize = 1024;
 /// Most topics [`Config::metrics_topics`] may give series of their own: 10,000 topics are
 /// about 1 MB of `/metrics` text with 200-byte names, already more than a scraper should take.
 const MAX_METRICS_TOPICS: usize = 10_000;
+/// Most clock skew [`Config::jwt_leeway`] may allow: NTP keeps clocks within a second; a few
+/// minutes covers a broken one, more would make expiry meaningless for short-lived tokens.
+const MAX_JWT_LEEWAY: Duration = Duration::from_secs(300);
 
 /// Everything the gateway is told at start-up. Build it with [`Config::from_process`] or
 /// [`Config::load`]; a hand-built one must pass [`Config::validate`] before use.
@@ -103,6 +106,10 @@ pub struct Config {
     /// HS256 secret for player and private-channel tokens; unset: those routes answer 401.
     #[arg(long, env = "SSE_AUTH_SECRET", value_name = "SECRET", value_parser = values::secret)]
     pub auth_secret: Option<Secret>,
+    /// Clock skew allowed on a token's exp and nbf (0 to 5m), as token issuers' clocks drift.
+    #[arg(long, env = "SSE_JWT_LEEWAY", value_name = "DURATION")]
+    #[arg(value_parser = duration::parse, default_value = "30s")]
+    pub jwt_leeway: Duration,
     /// API keys accepted on game streams, comma-separated; unset: those routes answer 401.
     #[arg(long, env = "SSE_API_KEYS", value_name = "KEYS", value_parser = values::key)]
     #[arg(value_delimiter = ',', action = clap::ArgAction::Set)]
@@ -211,6 +218,10 @@ impl Config {
         }
         check_duration("SSE_WRITE_TIMEOUT", self.write_timeout, false)?;
         check_secret("SSE_AUTH_SECRET", self.auth_secret.as_ref())?;
+        if self.jwt_leeway > MAX_JWT_LEEWAY {
+            let value = duration::format(self.jwt_leeway);
+            return Err(invalid("SSE_JWT_LEEWAY", value, "must be at most 5m"));
+        }
         if self.api_keys.iter().any(|k| k.expose().trim().is_empty()) {
             let reason = "an API key must not be empty";
             return Err(invalid("SSE_API_KEYS", REDACTED, reason));
@@ -246,6 +257,7 @@ impl Config {
         Keys {
             secret: self.auth_secret.as_ref(),
             api_keys: &self.api_keys,
+            leeway: self.jwt_leeway.as_secs(),
         }
     }
 

@@ -173,6 +173,12 @@ const CASES: &[Case] = &[
         check: |c| c.publish_token == Some(Secret::new("tok")),
     },
     Case {
+        env: "SSE_JWT_LEEWAY",
+        text: "2m",
+        toml: r#"jwt_leeway = "2m""#,
+        check: |c| c.jwt_leeway == Duration::from_secs(120),
+    },
+    Case {
         env: "SSE_ADMIN_LISTEN",
         text: "127.0.0.1:9090",
         toml: r#"admin_listen = "127.0.0.1:9090""#,
@@ -848,6 +854,13 @@ fn validate_checks_hand_built_configs() {
                 ..Config::default()
             },
             "SSE_PUBLISH_TOKEN",
+        ),
+        (
+            Config {
+                jwt_leeway: Duration::from_secs(301),
+                ..Config::default()
+            },
+            "SSE_JWT_LEEWAY",
         ),
         (
             Config {

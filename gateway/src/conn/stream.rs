@@ -90,7 +90,11 @@ async fn write_loop(
             b = nb;
             b.clear();
             match r {
-                Ok(0) | Err(_) => return,
+                // A half-close after the request (`printf ... | nc -N`) is legal HTTP: the
+                // client still reads. Reads are over; the stream ends when a write fails (a
+                // client that closed both ways fails the next keep-alive or the one after).
+                Ok(0) => std::future::pending::<()>().await,
+                Err(_) => return,
                 Ok(_) => continue,
             }
         }

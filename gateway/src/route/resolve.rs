@@ -101,7 +101,7 @@ fn token_claims(
     let secret = keys
         .secret
         .ok_or_else(|| refuse(Status::Unauthorized, disabled))?;
-    jwt::verify_hs256(token, secret.expose().as_bytes(), now_unix)
+    jwt::verify_hs256(token, secret.expose().as_bytes(), now_unix, keys.leeway)
         .map_err(|e| refuse(Status::Unauthorized, e.message()))
 }
 
@@ -296,7 +296,18 @@ pub fn resolve(
                 Channels::Many(out.into_boxed_slice())
             }
         }
-        (None, None) => Channels::One(render(&values)?.into_boxed_str()),
+        (None, None) => {
+            // Percent-decoding must not change the route: `/sse/type%3Ax` (or `/sse/type:x`)
+            // renders `stream:type:x`, a `game_type` channel reached through the `game` route.
+            let c = render(&values)?;
+            if table.family_of_channel(&c) != Some(family_index) {
+                return Err(refuse(
+                    Status::BadRequest,
+                    "path values give a channel of another family",
+                ));
+            }
+            Channels::One(c.into_boxed_str())
+        }
     };
     #[allow(clippy::borrowed_box)]
     let last_event_id = match head.last_event_id {
@@ -360,10 +371,12 @@ mod tests {
         let on = Keys {
             secret: Some(&secret),
             api_keys: &api_keys,
+            leeway: 0,
         };
         let off = Keys {
             secret: None,
             api_keys: &[],
+            leeway: 0,
         };
         let exp = NOW + 60;
         let player = token(&format!(r#"{{"brand_id":7,"player_id":9,"exp":{exp}}}"#));
@@ -399,6 +412,13 @@ mod tests {
             ("/sse/type/multiplier?api_key=key-1".into(), "".into(), &on, "game_type stream:type:multiplier -"),
             ("/sse/cr%61sh?api_key=key-1".into(), "".into(), &on, "game stream:crash -"),
             ("/sse/a%2Fb?api_key=key-1".into(), "".into(), &on, "400 path value {game} must be 1 to 200 bytes of [A-Za-z0-9_.@:-]"),
+            ("/sse/type%2Fx?api_key=key-1".into(), "".into(), &on, "400 path value {game} must be 1 to 200 bytes of [A-Za-z0-9_.@:-]"),
+            ("/sse/type%3Ax?api_key=key-1".into(), "".into(), &on, "400 path values give a channel of another family"),
+            ("/sse/type%3amultiplier?api_key=key-1".into(), "".into(), &on, "400 path values give a channel of another family"),
+            ("/sse/type:x?api_key=key-1".into(), "".into(), &on, "400 path values give a channel of another family"),
+            ("/sse/a%3Ab?api_key=key-1".into(), "".into(), &on, "game stream:a:b -"),
+            ("/sse/ws_user_p?api_key=key-1".into(), "".into(), &on, "400 path values give a channel of another family"),
+            ("/sse/type/a%3Ab?api_key=key-1".into(), "".into(), &on, "game_type stream:type:a:b -"),
             ("/sse/%zz?api_key=key-1".into(), "".into(), &on, "400 path is not valid percent-encoding"),
             ("/sse/crash?api_key=nope".into(), "".into(), &on, "401 invalid api_key"),
             ("/sse/crash".into(), "".into(), &on, "401 missing api_key"),

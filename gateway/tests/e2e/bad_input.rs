@@ -125,8 +125,9 @@ fn player_auth_failures_get_401_with_a_json_body() {
         .as_secs();
     let sign =
         |claims: String, secret: &str| gateway::auth::jwt::sign_hs256(&claims, secret.as_bytes());
+    // Beyond the default 30 s clock-skew leeway (SSE_JWT_LEEWAY).
     let expired = sign(
-        format!("{{\"brand_id\":1,\"player_id\":2,\"exp\":{}}}", now - 10),
+        format!("{{\"brand_id\":1,\"player_id\":2,\"exp\":{}}}", now - 120),
         SECRET,
     );
     let wrong_secret = sign(
