@@ -162,6 +162,13 @@ pub struct CoreStats {
     pub events_conflated: AtomicU64,
     /// Stream requests refused because the node was at `SSE_CONNECTION_LIMIT`.
     pub rejected_limit: AtomicU64,
+    /// Channels held by this core (gauge, refreshed every keep-alive tick).
+    pub channels: AtomicU64,
+    /// Channels without a stream evicted because the core was at `SSE_CHANNEL_LIMIT`.
+    pub channels_evicted: AtomicU64,
+    /// Streams refused because they needed a channel beyond `SSE_CHANNEL_LIMIT` and every
+    /// channel had a live stream.
+    pub rejected_channel_limit: AtomicU64,
     /// Connections closed because no complete request head arrived in time.
     pub head_timeouts: AtomicU64,
     /// HTTP requests answered with a 4xx or 5xx status.
@@ -635,6 +642,33 @@ const FIGURES: &[Figure] = &[
             Kind::Counter,
         )),
         |c| &c.rejected_limit,
+    ),
+    figure(
+        Some((Section::Top, "channels")),
+        Some((
+            "sse_channels",
+            "Channels held (every core's sum).",
+            Kind::Gauge,
+        )),
+        |c| &c.channels,
+    ),
+    figure(
+        Some((Section::Top, "channels_evicted")),
+        Some((
+            "sse_channels_evicted_total",
+            "Channels without a stream evicted at SSE_CHANNEL_LIMIT.",
+            Kind::Counter,
+        )),
+        |c| &c.channels_evicted,
+    ),
+    figure(
+        Some((Section::Top, "rejected_channel_limit")),
+        Some((
+            "sse_rejected_channel_limit_total",
+            "Stream requests refused at SSE_CHANNEL_LIMIT.",
+            Kind::Counter,
+        )),
+        |c| &c.rejected_channel_limit,
     ),
     figure(
         Some((Section::Top, "head_timeouts")),

@@ -41,6 +41,8 @@ const MAX_METRICS_TOPICS: usize = 10_000;
 /// Most clock skew [`Config::jwt_leeway`] may allow: NTP keeps clocks within a second; a few
 /// minutes covers a broken one, more would make expiry meaningless for short-lived tokens.
 const MAX_JWT_LEEWAY: Duration = Duration::from_secs(300);
+/// Least [`Config::channel_limit`]: one topic stream may ask for 64 channels.
+const MIN_CHANNELS: usize = 64;
 
 /// Everything the gateway is told at start-up. Build it with [`Config::from_process`] or
 /// [`Config::load`]; a hand-built one must pass [`Config::validate`] before use.
@@ -103,6 +105,11 @@ pub struct Config {
     #[arg(long, env = "SSE_WRITE_TIMEOUT", value_name = "DURATION")]
     #[arg(value_parser = duration::parse, default_value = "30s")]
     pub write_timeout: Duration,
+    /// Most channels each core holds (at least 64); beyond it the least recently used without
+    /// a stream are evicted, and a stream needing a new one when none is idle is refused.
+    #[arg(long, env = "SSE_CHANNEL_LIMIT", value_name = "N", value_parser = values::count)]
+    #[arg(default_value = "100000")]
+    pub channel_limit: usize,
     /// HS256 secret for player and private-channel tokens; unset: those routes answer 401.
     #[arg(long, env = "SSE_AUTH_SECRET", value_name = "SECRET", value_parser = values::secret)]
     pub auth_secret: Option<Secret>,
@@ -217,6 +224,10 @@ impl Config {
             return Err(invalid("SSE_REPLAY_LIMIT", self.replay_limit, reason));
         }
         check_duration("SSE_WRITE_TIMEOUT", self.write_timeout, false)?;
+        if self.channel_limit < MIN_CHANNELS {
+            let reason = format!("must be at least {MIN_CHANNELS} (one topic stream's channels)");
+            return Err(invalid("SSE_CHANNEL_LIMIT", self.channel_limit, reason));
+        }
         check_secret("SSE_AUTH_SECRET", self.auth_secret.as_ref())?;
         if self.jwt_leeway > MAX_JWT_LEEWAY {
             let value = duration::format(self.jwt_leeway);

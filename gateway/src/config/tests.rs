@@ -155,6 +155,12 @@ const CASES: &[Case] = &[
         check: |c| c.write_timeout == Duration::from_secs(5),
     },
     Case {
+        env: "SSE_CHANNEL_LIMIT",
+        text: "1000",
+        toml: "channel_limit = 1000",
+        check: |c| c.channel_limit == 1000,
+    },
+    Case {
         env: "SSE_AUTH_SECRET",
         text: "s3cret",
         toml: r#"auth_secret = "s3cret""#,
@@ -377,6 +383,7 @@ fn invalid_values_name_their_setting() {
         ("SSE_HISTORY", "65537", "65536"),
         ("SSE_REPLAY_LIMIT", "1023", "at least 1024"),
         ("SSE_WRITE_TIMEOUT", "0s", "greater than 0"),
+        ("SSE_CHANNEL_LIMIT", "63", "at least 64"),
         (
             "SSE_CORS_ORIGINS",
             "https://a.example/",

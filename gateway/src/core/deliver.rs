@@ -98,14 +98,16 @@ pub fn deliver(
         if !place.accepts(routes, family, &msg.channel) {
             return Delivery::Dropped(Dropped::OtherCore);
         }
-        if fam.greeting == Greeting::Latest {
-            // Families that greet with the latest message keep their channels on every core
-            // from the first message on (streams keep the ones they create).
-            hub.keep(channel, family);
-        } else if hub.watches(family) {
-            // A stream here takes every channel of the family (`topics=all`).
-            hub.create(channel, family);
+        // Families that greet with the latest message keep their channels on every core
+        // from the first message on (streams keep the ones they create); a stream here that
+        // takes every channel of the family (`topics=all`) makes the message create its
+        // channel. Either only within the channel budget: beyond it, dropped.
+        let created = if fam.greeting == Greeting::Latest {
+            hub.keep(channel, family)
         } else {
+            hub.watches(family) && hub.create(channel, family)
+        };
+        if !created {
             hub.note_dropped(family);
             return Delivery::Dropped(Dropped::NoSubscriber);
         }

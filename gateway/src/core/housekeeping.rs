@@ -2,6 +2,7 @@
 //! stream, the sweep of idle channels, and closing streams for the drain.
 //!
 //! One timer per core, not one per connection (see [`crate::core::wheel`]).
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -89,6 +90,10 @@ impl Shard {
         for _ in 0..stalled {
             bump(&self.stats().write_timeouts);
         }
+        let hub = self.hub.borrow();
+        let stats = self.stats();
+        stats.channels.store(hub.channel_count() as u64, Relaxed);
+        stats.channels_evicted.store(hub.evicted(), Relaxed);
     }
 
     /// Drops channels idle for longer than they are kept.

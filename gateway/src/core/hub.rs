@@ -4,7 +4,7 @@
 //! Invariants: a channel exists while it has a subscriber or history worth keeping; every
 //! event gets the next sequence number of this core (increasing within each channel, never
 //! reused in a run), so an id names exactly one event on one core of one run.
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -48,6 +48,8 @@ pub struct Channel {
     keep: bool,
     /// The latest payload and its sequence number, when `keep`.
     latest: Option<(u64, Bytes)>,
+    /// Its key in the hub's `idle` order while it has no subscriber of its own (0: it has).
+    lru: u64,
 }
 
 /// The reason a reset gives when what the client missed exceeds the replay limit.
@@ -136,6 +138,17 @@ pub struct Hub {
     /// The last sequence number given out. One counter for all channels of the core, so an id
     /// is never reused in a run, even by a channel that was evicted and created again.
     next_seq: u64,
+    /// `SSE_CHANNEL_LIMIT`: most channels held; unbounded until set.
+    channel_limit: usize,
+    /// Channels without a subscriber of their own, least recently used first (by the time
+    /// they lost their last one or were created without one): what the channel budget evicts.
+    /// A `BTreeMap` on a counter rather than a scan: finding the victim costs O(log n) at
+    /// any number of channels.
+    idle: BTreeMap<u64, Box<str>>,
+    /// The last key handed out in `idle`.
+    lru_clock: u64,
+    /// Channels evicted by the budget so far.
+    evicted: u64,
 }
 
 impl Hub {
@@ -151,6 +164,10 @@ impl Hub {
             run: run.into(),
             core,
             next_seq: 0,
+            channel_limit: usize::MAX,
+            idle: BTreeMap::new(),
+            lru_clock: 0,
+            evicted: 0,
         }
     }
 
@@ -162,6 +179,81 @@ impl Hub {
     /// The newest sequence number this core has given out (0: none yet).
     pub fn issued(&self) -> u64 {
         self.next_seq
+    }
+
+    /// Bounds the channels held (`SSE_CHANNEL_LIMIT`); unbounded until set.
+    pub fn limit_channels(&mut self, channels: usize) {
+        self.channel_limit = channels;
+    }
+
+    /// Channels evicted by the budget so far.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Makes room for `new` more channels within the budget by evicting the least recently
+    /// used channels without subscribers of their own, none of them named in `keep`. `false`
+    /// (and nothing evicted) when there are not enough such channels: every channel a stream
+    /// needs stays.
+    fn make_room(&mut self, new: usize, keep: &[&str]) -> bool {
+        let over = (self.channels.len() + new).saturating_sub(self.channel_limit);
+        if over == 0 {
+            return true;
+        }
+        let victims: Vec<u64> = self
+            .idle
+            .iter()
+            .filter(|(_, name)| !keep.contains(&&***name))
+            .take(over)
+            .map(|(k, _)| *k)
+            .collect();
+        if victims.len() < over {
+            return false;
+        }
+        for k in victims {
+            let Some(name) = self.idle.remove(&k) else {
+                continue;
+            };
+            if let Some(c) = self.channels.remove(&name) {
+                if c.newest_seq > 0 {
+                    // Its history goes: resuming across this point is a gap (a reset).
+                    self.lost_upto.insert(c.family, self.next_seq);
+                }
+                self.evicted += 1;
+            }
+        }
+        true
+    }
+
+    /// Whether the channels a stream asks for fit the budget, evicting idle ones to make
+    /// room; `false`: the stream must be refused (every channel has a live stream).
+    pub fn admit(&mut self, channels: &Channels) -> bool {
+        match channels {
+            Channels::All => true,
+            Channels::One(c) => self.channels.contains_key(&**c) || self.make_room(1, &[]),
+            Channels::Many(list) => {
+                let named: Vec<&str> = list.iter().map(|c| &**c).collect();
+                let new = named
+                    .iter()
+                    .filter(|c| !self.channels.contains_key(**c))
+                    .count();
+                new == 0 || self.make_room(new, &named)
+            }
+        }
+    }
+
+    /// Puts `channel` (now without subscribers of its own) at the young end of the idle
+    /// order.
+    fn mark_idle(&mut self, channel: &str) {
+        let Some(c) = self.channels.get_mut(channel) else {
+            return;
+        };
+        if c.lru != 0 {
+            self.idle.remove(&c.lru);
+        }
+        self.lru_clock += 1;
+        c.lru = self.lru_clock;
+        self.idle.insert(self.lru_clock, channel.into());
     }
 
     /// The id of this core's event `seq`.
@@ -183,6 +275,7 @@ impl Hub {
                 evicted_upto: 0,
                 keep: false,
                 latest: None,
+                lru: 0,
             })
     }
 
@@ -218,7 +311,12 @@ impl Hub {
     fn subscribe_one(&mut self, channel: &str, family: usize, sub: Rc<Subscriber>) -> usize {
         let ch = self.entry(channel, family);
         ch.idle_since = None;
-        ch.subs.insert(sub)
+        let lru = std::mem::take(&mut ch.lru);
+        let key = ch.subs.insert(sub);
+        if lru != 0 {
+            self.idle.remove(&lru);
+        }
+        key
     }
 
     /// Whether some stream here subscribes to every channel of `family`: its messages then
@@ -228,13 +326,21 @@ impl Hub {
     }
 
     /// Creates `channel` (no subscriber yet) so a message can be published on it; it is
-    /// swept like any idle channel once no stream watches its family.
-    pub fn create(&mut self, channel: &str, family: usize) {
+    /// swept like any idle channel once no stream watches its family. `false` when the
+    /// channel budget has no room (every channel has a live stream): the message is dropped.
+    pub fn create(&mut self, channel: &str, family: usize) -> bool {
+        if !self.channels.contains_key(channel) && !self.make_room(1, &[]) {
+            return false;
+        }
         let now = Instant::now();
         let ch = self.entry(channel, family);
         if ch.subs.is_empty() && ch.idle_since.is_none() && !ch.keep {
             ch.idle_since = Some(now);
         }
+        if ch.subs.is_empty() && ch.lru == 0 {
+            self.mark_idle(channel);
+        }
+        true
     }
 
     /// Records an outage of the message source (Redis): every id given out so far may be
@@ -249,15 +355,22 @@ impl Hub {
         self.lost_upto.insert(family, self.next_seq);
     }
 
-    /// Makes `channel` a kept channel (never evicted, remembers its latest message), so a
-    /// stream opened later is greeted with that message.
-    pub fn keep(&mut self, channel: &str, family: usize) {
+    /// Makes `channel` a kept channel (remembers its latest message), so a stream opened
+    /// later is greeted with that message. `false` when the channel budget has no room.
+    pub fn keep(&mut self, channel: &str, family: usize) -> bool {
+        if !self.channels.contains_key(channel) && !self.make_room(1, &[]) {
+            return false;
+        }
         let ch = self.entry(channel, family);
         ch.keep = true;
         if ch.subs.is_empty() {
             // Idle from now (until its next message or subscriber) for the sweep.
             ch.idle_since = Some(Instant::now());
+            if ch.lru == 0 {
+                self.mark_idle(channel);
+            }
         }
+        true
     }
 
     /// The latest message of a kept channel: its id and payload.
@@ -284,13 +397,20 @@ impl Hub {
         }
     }
 
+    /// A channel left without subscribers stays for [`IDLE_KEEP`], so a client that comes
+    /// back resumes from it (even one that had no event yet: a message published meanwhile
+    /// is kept for it rather than dropped), unless the channel budget needs its place first:
+    /// then the least recently used go (see [`Hub::admit`]).
     fn unsubscribe_one(&mut self, channel: &str, key: usize) {
-        if let Some(ch) = self.channels.get_mut(channel) {
-            ch.subs.try_remove(key);
-            if ch.subs.is_empty() {
-                ch.idle_since = Some(Instant::now());
-            }
+        let Some(ch) = self.channels.get_mut(channel) else {
+            return;
+        };
+        ch.subs.try_remove(key);
+        if !ch.subs.is_empty() {
+            return;
         }
+        ch.idle_since = Some(Instant::now());
+        self.mark_idle(channel);
     }
 
     /// The family of a channel known on this core.
@@ -482,6 +602,7 @@ impl Hub {
     pub fn sweep(&mut self, now: Instant) {
         let wildcards = &self.wildcards;
         let lost_upto = &mut self.lost_upto;
+        let order = &mut self.idle;
         let next_seq = self.next_seq;
         self.channels.retain(|_, c| {
             // A kept channel nobody has watched for IDLE_KEEP keeps only its latest message
@@ -501,6 +622,9 @@ impl Hub {
             if !keep && c.newest_seq > 0 {
                 // Its history goes: resuming across this point is a gap.
                 lost_upto.insert(c.family, next_seq);
+            }
+            if !keep && c.lru != 0 {
+                order.remove(&c.lru);
             }
             keep
         });
@@ -639,6 +763,37 @@ mod tests {
                 reason: OVER_REPLAY_LIMIT,
             },
             "four do not"
+        );
+    }
+
+    #[test]
+    fn the_budget_evicts_the_least_recently_used_idle_channels_or_refuses() {
+        let mut hub = Hub::new("r", 0, 8);
+        hub.limit_channels(3);
+        let sub = || Rc::new(Subscriber::new(0, 0, 10));
+        let mut ks = Vec::new();
+        for c in ["a", "b", "c"] {
+            assert!(hub.admit(&one(c)));
+            ks.push(hub.subscribe(one(c), 0, sub()));
+            publish(&mut hub, c);
+        }
+        assert!(!hub.admit(&one("d")), "every channel has a live stream");
+        assert!(!hub.create("d", 0), "nor may a message create one");
+        assert!(hub.admit(&one("a")), "a known channel needs no room");
+        hub.unsubscribe(&ks[1]); // b idle first
+        hub.unsubscribe(&ks[0]); // then a
+        let many = Channels::Many(vec!["a".into(), "x".into()].into_boxed_slice());
+        assert!(
+            hub.admit(&many),
+            "room made by evicting b, not a (asked for)"
+        );
+        assert_eq!(hub.family_of("b"), None);
+        assert_eq!(hub.family_of("a"), Some(0));
+        assert_eq!(hub.evicted(), 1);
+        assert_eq!(
+            text(hub.resume(&one("b"), 0, "r.0.3")),
+            "reset Some(\"r.0.4\")",
+            "an evicted channel's resumers get a reset"
         );
     }
 

@@ -14,6 +14,9 @@ pub const RETRY_MS: u32 = 2000;
 pub enum Refusal {
     /// The node is at `SSE_CONNECTION_LIMIT`: a jittered `retry:` and an error event.
     OverLimit,
+    /// The core is at `SSE_CHANNEL_LIMIT` and every channel has a live stream: the same
+    /// answer as [`Refusal::OverLimit`], naming the channel limit.
+    ChannelLimit,
     /// The node drains: a jittered `retry:` only.
     Draining,
     /// This core's Redis subscription is down: `retry:` and seed 000's
@@ -33,6 +36,10 @@ impl Refusal {
             Refusal::OverLimit => {
                 encode_retry(jitter(), out);
                 encode_error("connection limit reached", None, out);
+            }
+            Refusal::ChannelLimit => {
+                encode_retry(jitter(), out);
+                encode_error("channel limit reached", None, out);
             }
             Refusal::Draining => encode_retry(jitter(), out),
             Refusal::Unsubscribed { named } => {

@@ -113,6 +113,7 @@ impl Shard {
         let with_redis = node.config().events_redis_storage.is_some();
         let mut hub = Hub::new(node.run_id(), id, node.config().history);
         hub.limit_replay(node.config().replay_limit);
+        hub.limit_channels(node.config().channel_limit);
         Shard {
             id,
             hub: RefCell::new(hub),

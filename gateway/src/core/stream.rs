@@ -103,6 +103,9 @@ impl Shard {
             Some(Refusal::Unsubscribed {
                 named: fam.named_system_events,
             })
+        } else if !self.hub.borrow_mut().admit(&spec.channels) {
+            bump(&self.stats().rejected_channel_limit);
+            Some(Refusal::ChannelLimit)
         } else {
             None
         };

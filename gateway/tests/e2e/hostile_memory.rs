@@ -196,3 +196,103 @@ fn a_resume_over_the_replay_limit_gets_a_reset_and_one_within_it_a_replay() {
     assert_eq!(gw.stat("resumes"), 1);
     assert_eq!(gw.stat("resets_replay_limit"), 1);
 }
+
+/// Opens a topic stream on 64 topics named `<prefix>-0` .. `<prefix>-63`; returns it with
+/// its head read (and whatever followed in the same packet).
+fn many_topics(gw: &Gateway, prefix: &str) -> Sse {
+    let list: Vec<String> = (0..64).map(|i| format!("{prefix}-{i}")).collect();
+    Sse::open(
+        gw.addr,
+        &format!("/api/v1/events?topics={}", list.join(",")),
+        "",
+    )
+}
+
+/// `/healthz` answers `200`, and within a generous second (the soak run measures it).
+fn healthz_answers(gw: &Gateway) {
+    let t = std::time::Instant::now();
+    assert_eq!(gw.get("/healthz").status, 200);
+    assert!(t.elapsed() < SEC, "/healthz took {:?}", t.elapsed());
+}
+
+#[test]
+fn a_channel_flood_stays_within_the_channel_budget_and_a_watcher_gets_every_event() {
+    let gw = Gateway::start(&[("SSE_CHANNEL_LIMIT", "200")]);
+    let mut w = Sse::open(gw.addr, "/api/v1/events?topics=all", "");
+    assert_eq!(w.status(), 200);
+    assert!(eventually(5 * SEC, || gw.stat("connections.total") == 1));
+    let before = rss_kib(&gw);
+    let mut n = 0;
+    // 150 streams of 64 fresh topics each, opened and closed: 9,600 channels asked for.
+    for i in 0..150 {
+        let s = many_topics(&gw, &format!("flood{i}"));
+        assert_eq!(s.status(), 200, "{}", s.head);
+        drop(s);
+        if i % 10 == 0 {
+            // A fresh topic's message creates its channel (the watcher takes every topic).
+            broadcast(&gw, &format!("w{i}"), &format!("{n}"));
+            let ev = w.next_app_event(5 * SEC).expect("watcher served");
+            assert_eq!(ev.data, format!("{n}"), "every event, in order");
+            n += 1;
+            healthz_answers(&gw);
+            assert!(gw.stat("channels") <= 400, "within 2 cores x 200");
+        }
+    }
+    // Every flood channel stays idle (for a returning client) only while the budget has room.
+    assert!(
+        eventually(5 * SEC, || gw.stat("connections.total") == 1),
+        "flood streams closed"
+    );
+    // 500 fresh topics with history (published while the watcher takes every topic): beyond
+    // the budget the least recently used go, and the watcher still gets every event.
+    for i in 0..500 {
+        broadcast(&gw, &format!("h{i}"), &format!("{n}"));
+        let ev = w.next_app_event(5 * SEC).expect("watcher served");
+        assert_eq!(ev.data, format!("{n}"), "every event, in order");
+        n += 1;
+    }
+    healthz_answers(&gw);
+    let channels = gw.stat("channels");
+    assert!(channels <= 400, "{channels} channels, budget 2 x 200");
+    assert!(gw.stat("channels_evicted") > 0);
+    let grown = rss_kib(&gw).saturating_sub(before);
+    eprintln!("channel flood: {channels} channels, RSS grew {grown} KiB");
+    assert!(grown < 16 * 1024, "RSS grew by {grown} KiB");
+}
+
+#[test]
+fn streams_that_would_need_channels_beyond_the_budget_get_the_captured_answer() {
+    let gw = Gateway::start(&[("SSE_CHANNEL_LIMIT", "100")]);
+    // Eight streams held open on 64 fresh topics each: 512 live channels over two cores
+    // whose budget is 100 each. Every channel has a live stream, so none can be evicted.
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for i in 0..8 {
+        let mut s = many_topics(&gw, &format!("held{i}"));
+        assert_eq!(s.status(), 200, "{}", s.head);
+        let first = s.next_event(2 * SEC);
+        match first {
+            Some(ev) if ev.data.contains("channel limit reached") => {
+                assert_eq!(ev.event, "", "unnamed, as over the connection limit");
+                assert!(!s.retries.is_empty(), "a retry: comes first");
+                assert!(s.closed_within(5 * SEC), "then the stream closes");
+                refused += 1;
+            }
+            other => {
+                assert!(
+                    other.is_none(),
+                    "an open topic stream sends nothing: {other:?}"
+                );
+                held.push(s);
+            }
+        }
+    }
+    assert!(refused > 0, "some streams are refused");
+    assert!(!held.is_empty(), "the first streams are served");
+    assert_eq!(gw.stat("rejected_channel_limit"), refused);
+    assert!(gw.stat("channels") <= 200);
+    // The held streams are served: an event on one of their topics reaches its stream.
+    broadcast(&gw, "held0-5", "\"to held0\"");
+    let ev = held[0].next_app_event(5 * SEC).expect("held stream served");
+    assert_eq!(ev.data, "\"to held0\"");
+}
