@@ -5,8 +5,9 @@
 //! - three base64url segments without padding (RFC 7515 §2); a token with `=` padding, or
 //!   with non-zero trailing bits, is `Malformed`;
 //! - header `alg` exactly `"HS256"` (case-sensitive); `none` and every other algorithm are
-//!   `BadAlgorithm`; a header without `alg`, with a duplicate key, or with a `crit` member
-//!   (extensions this code cannot honour, RFC 7515 §4.1.11) is `Malformed`; `typ` is ignored;
+//!   `BadAlgorithm`; a header that is not a JSON object, lacks `alg`, repeats a key, or has a
+//!   `crit` member (extensions this code cannot honour, RFC 7515 §4.1.11) is `Malformed`;
+//!   `typ` is ignored;
 //! - the signature is checked in constant time before the claims are even decoded;
 //! - `exp` is required (integer seconds) and must be after now; `nbf`, if present, must not
 //!   be after now; both with the caller's leeway (`SSE_JWT_LEEWAY`, default 30 s) for clocks
@@ -112,6 +113,11 @@ pub fn verify_hs256(
     };
 
     let header_json = decode(header_b64)?;
+    // serde reads a struct from a JSON array of its fields too (`["HS256"]` would pass as
+    // `{"alg":"HS256"}`): a JOSE header is an object (RFC 7515 §4).
+    if header_json.trim_ascii_start().first() != Some(&b'{') {
+        return Err(AuthError::Malformed);
+    }
     let header: Header<'_> =
         serde_json::from_slice(&header_json).map_err(|_| AuthError::Malformed)?;
     if header.crit.is_some() {
@@ -476,6 +482,27 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    /// Found by the `jwt` fuzz target: serde reads a struct from a JSON array of its fields in
+    /// order, so a header `["HS256"]` passed as `{"alg":"HS256"}`. A JOSE header is a JSON
+    /// object (RFC 7515 §4), as is the claims set (RFC 7519 §7.2).
+    #[test]
+    fn a_header_that_is_not_an_object_is_malformed() {
+        let claims = format!(r#"{{"exp":{}}}"#, NOW + 100);
+        for header in [
+            r#"["HS256"]"#,
+            r#"["HS256",null]"#,
+            r#" ["HS256"]"#,
+            r#""HS256""#,
+        ] {
+            let token = forge(header, &claims, SECRET);
+            let got = verify_hs256(token.as_bytes(), SECRET, NOW);
+            assert_eq!(got, Err(AuthError::Malformed), "header {header}");
+        }
+        // Whitespace around an object header is still JSON.
+        let token = forge(" {\"alg\":\"HS256\"} ", &claims, SECRET);
+        assert!(verify_hs256(token.as_bytes(), SECRET, NOW).is_ok());
     }
 
     #[test]

@@ -189,6 +189,14 @@ pub fn typed_event(payload: &[u8]) -> Result<TypedEvent<'_>, PayloadError> {
     if payload.is_empty() {
         return Err(PayloadError::Empty);
     }
+    // serde reads a struct from a JSON array of its fields too (`["x",1]` would pass as
+    // `{"type":"x","data":1}`): only an object is a typed event.
+    if payload.trim_ascii_start().first() != Some(&b'{') {
+        return Err(match serde_json::from_slice::<IgnoredAny>(payload) {
+            Ok(_) => PayloadError::NotObject,
+            Err(_) => PayloadError::NotJson,
+        });
+    }
     let v: TypedEventJson = serde_json::from_slice(payload).map_err(|e| {
         if e.is_data() {
             PayloadError::NotObject
@@ -317,6 +325,35 @@ mod tests {
                 String::from_utf8_lossy(p)
             );
         }
+    }
+
+    /// Found by the `payload` fuzz target: serde reads a struct from a JSON array of its
+    /// fields in order, so `["x",1]` passed as `{"type":"x","data":1}`. Only an object is a
+    /// typed event, as only an object is a player envelope.
+    #[test]
+    fn an_array_is_not_a_typed_event() {
+        let cases: &[(&[u8], PayloadError)] = &[
+            (br#"["x",1]"#, PayloadError::NotObject),
+            (br#" ["x",{"a":1}] "#, PayloadError::NotObject),
+            (br#"["x",1"#, PayloadError::NotJson),
+        ];
+        for (p, want) in cases {
+            let p = *p;
+            assert_eq!(
+                typed_event(p).map(|_| ()),
+                Err(*want),
+                "{}",
+                String::from_utf8_lossy(p)
+            );
+            let rule = check(PayloadRule::TypedEvent, p);
+            assert_eq!(rule, Err(*want), "{}", String::from_utf8_lossy(p));
+        }
+        // The player envelope never took arrays.
+        let array = br#"[1,2,"x",{}]"#;
+        assert_eq!(
+            check(PayloadRule::PlayerEnvelope, array),
+            Err(PayloadError::NotObject)
+        );
     }
 
     #[test]

@@ -463,4 +463,53 @@ mod tests {
             .collect();
         assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     }
+
+    /// Found by the `decide` fuzz target: a path value could render a channel of another
+    /// family. With a custom `/rooms/{org}/{room}` family (channel `room:{org}:{room}`),
+    /// `/rooms/acme/_user_r1` opened `room:acme:_user_r1`, a channel of the private
+    /// `{workspace}_user_{player}` family, as a public stream; `/sse/type:x` (or
+    /// `/sse/type%3Ax`) opened the `game_type` channel `stream:type:x` as a `game` stream.
+    #[test]
+    fn a_path_value_cannot_give_another_familys_channel() {
+        let rows: toml::Table = toml::from_str(
+            "[[routes]]\nname = \"room\"\npath = \"/rooms/{org}/{room}\"\nchannel = \"room:{org}:{room}\"",
+        )
+        .unwrap();
+        let table = RouteTable::with_custom(rows.get("routes")).unwrap();
+        let api_keys = [Secret::new("key-1")];
+        let keys = Keys {
+            secret: None,
+            api_keys: &api_keys,
+        };
+        let refused = "400 path values give a channel of another family";
+        #[rustfmt::skip]
+        let cases: &[(&str, &str)] = &[
+            ("/rooms/acme/lobby", "room room:acme:lobby"),
+            ("/rooms/acme/_user_r1", refused),
+            ("/rooms/acme/x_broadcast_y", refused),
+            ("/sse/type:slots?api_key=key-1", refused),
+            ("/sse/type%3Aslots?api_key=key-1", refused),
+            ("/sse/type/slots?api_key=key-1", "game_type stream:type:slots"),
+            ("/sse/crash?api_key=key-1", "game stream:crash"),
+        ];
+        for (target, want) in cases {
+            let raw = format!("GET {target} HTTP/1.1\r\n\r\n");
+            let Ok(Parsed::Complete(head)) = parse_head(raw.as_bytes()) else {
+                panic!("{raw:?} parses");
+            };
+            let crate::route::table::Match::Found(crate::route::table::Endpoint::Stream(i)) =
+                table.lookup(head.method, head.path)
+            else {
+                panic!("{target} is a stream route");
+            };
+            let got = match resolve(&table, i, &head, &keys, NOW) {
+                Ok(spec) => {
+                    let c = spec.channels.one().unwrap_or("-").to_string();
+                    format!("{} {c}", table.families[spec.family].name)
+                }
+                Err(r) => format!("{} {}", r.status.code(), r.message),
+            };
+            assert_eq!(&got, want, "{target}");
+        }
+    }
 }
