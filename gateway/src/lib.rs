@@ -55,7 +55,8 @@ pub mod stats;
 pub mod task;
 pub mod util;
 
-/// Internals exposed for the `bench` crate only; not a stable API.
+/// Internals exposed for the `bench` crate and the fuzz targets (`fuzz/`) only; not a stable
+/// API.
 #[doc(hidden)]
 pub mod internals {
     pub use crate::auth::jwt;
@@ -63,14 +64,19 @@ pub mod internals {
     pub use crate::broker::message::Message;
     pub use crate::broker::resp;
     pub use crate::config::Config;
+    pub use crate::conn::decide;
     pub use crate::core::deliver::{deliver, Delivery, Dropped, Place};
     pub use crate::core::hub::Hub;
     pub use crate::core::subscriber::Subscriber;
-    pub use crate::http::request::{parse_head, Parsed, RequestHead};
+    pub use crate::http::cors::CorsOrigins;
+    pub use crate::http::query;
+    pub use crate::http::request::{
+        parse_head, BodyKind, HttpError, Method, Parsed, RequestHead, MAX_HEAD,
+    };
     pub use crate::route::payload;
     pub use crate::route::resolve::{resolve, Channels};
     pub use crate::route::table::{
-        Endpoint, EventName, Match, PayloadRule, RouteTable, SlowPolicy,
+        AuthRule, Endpoint, EventName, Match, PayloadRule, RouteTable, SlowPolicy,
     };
-    pub use crate::sse::encode;
+    pub use crate::sse::{encode, system};
 }
