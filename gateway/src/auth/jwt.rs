@@ -497,12 +497,12 @@ mod tests {
             r#""HS256""#,
         ] {
             let token = forge(header, &claims, SECRET);
-            let got = verify_hs256(token.as_bytes(), SECRET, NOW);
+            let got = verify_hs256(token.as_bytes(), SECRET, NOW, 0);
             assert_eq!(got, Err(AuthError::Malformed), "header {header}");
         }
         // Whitespace around an object header is still JSON.
         let token = forge(" {\"alg\":\"HS256\"} ", &claims, SECRET);
-        assert!(verify_hs256(token.as_bytes(), SECRET, NOW).is_ok());
+        assert!(verify_hs256(token.as_bytes(), SECRET, NOW, 0).is_ok());
     }
 
     #[test]

@@ -480,6 +480,7 @@ mod tests {
         let keys = Keys {
             secret: None,
             api_keys: &api_keys,
+            leeway: 0,
         };
         let refused = "400 path values give a channel of another family";
         #[rustfmt::skip]
