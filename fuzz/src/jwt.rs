@@ -77,7 +77,7 @@ fn check(data: &[u8]) -> Option<()> {
         // Raw bytes: nothing to expect but an answer.
         b'r' => {
             let token = f[3];
-            if let Ok(c) = verify_hs256(token, secret, now) {
+            if let Ok(c) = verify_hs256(token, secret, now, 0) {
                 assert!(c.exp > now);
                 assert_eq!(token.iter().filter(|&&b| b == b'.').count(), 2);
             }
@@ -87,7 +87,7 @@ fn check(data: &[u8]) -> Option<()> {
         b's' => {
             let claims = text(f[3])?;
             let token = sign_hs256(claims, secret);
-            let got = verify_hs256(token.as_bytes(), secret, now);
+            let got = verify_hs256(token.as_bytes(), secret, now, 0);
             if token.len() > MAX_TOKEN_LEN {
                 assert_eq!(got, Err(AuthError::Malformed));
                 return Some(());
@@ -99,7 +99,7 @@ fn check(data: &[u8]) -> Option<()> {
         b'f' => {
             let (header, claims) = (f[3], f[4]);
             let token = forge(header, claims, secret);
-            let got = verify_hs256(token.as_bytes(), secret, now);
+            let got = verify_hs256(token.as_bytes(), secret, now, 0);
             if token.len() > MAX_TOKEN_LEN {
                 assert_eq!(got, Err(AuthError::Malformed));
                 return Some(());
@@ -129,14 +129,14 @@ fn check(data: &[u8]) -> Option<()> {
         }
         _ => return None,
     };
-    if verify_hs256(token.as_bytes(), secret, now).is_err() {
+    if verify_hs256(token.as_bytes(), secret, now, 0).is_err() {
         return Some(());
     }
     // A verified token: another key, or any one byte changed, and it no longer verifies.
     let other = f[5];
     if different_keys(secret, other) {
         assert!(
-            verify_hs256(token.as_bytes(), other, now).is_err(),
+            verify_hs256(token.as_bytes(), other, now, 0).is_err(),
             "other key"
         );
     }
@@ -145,7 +145,7 @@ fn check(data: &[u8]) -> Option<()> {
     let at = flip % bent.len();
     let to = bent[at].wrapping_add(1 + (flip / bent.len() % 255) as u8);
     bent[at] = to;
-    let got = verify_hs256(&bent, secret, now);
+    let got = verify_hs256(&bent, secret, now, 0);
     assert!(got.is_err(), "byte {at} changed to {to:?}: {got:?}");
     Some(())
 }
