@@ -188,7 +188,8 @@ pub struct CoreStats {
     /// Milliseconds this core spent without a Redis subscription after having one (messages
     /// published meanwhile are lost to Redis pub/sub itself).
     pub redis_outage_ms: AtomicU64,
-    /// Messages from Redis dropped before delivery (over the size limits, malformed frames).
+    /// Messages and frames from Redis dropped before delivery (over the size or nesting
+    /// limits, malformed messages).
     pub redis_dropped: AtomicU64,
     /// Streams refused because this core's Redis subscription was down.
     pub rejected_redis: AtomicU64,
@@ -766,7 +767,7 @@ const FIGURES: &[Figure] = &[
         Some((Section::Redis, "dropped")),
         Some((
             "sse_redis_dropped_total",
-            "Messages from Redis dropped before delivery (size limits, malformed).",
+            "Messages and frames from Redis dropped before delivery (size, nesting, malformed).",
             Kind::Counter,
         )),
         |c| &c.redis_dropped,
@@ -835,7 +836,7 @@ const FIGURES: &[Figure] = &[
         Some((Section::Redis, "protocol_errors")),
         Some((
             "sse_redis_protocol_errors_total",
-            "Redis links dropped for bytes refused (malformed, nested too deep, over 8 MiB).",
+            "Redis links dropped for bytes that are not RESP.",
             Kind::Counter,
         )),
         |c| &c.redis_protocol_errors,

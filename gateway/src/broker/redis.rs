@@ -15,10 +15,11 @@
 //! subscribes again; streams stay open meanwhile.
 //!
 //! What Redis sends is an input like a client's: every frame goes through
-//! [`resp::Reader`](crate::broker::resp::Reader) (bounded nesting and size; oversized
-//! messages skipped as they stream in) before the codec decodes it. A link that sends
-//! something else is dropped and reconnected without the backoff being reset, so a hostile
-//! or corrupting peer costs one connection every 5 s, not a loop.
+//! [`resp::Reader`](crate::broker::resp::Reader) (bounded nesting and size; a frame too
+//! deep or too large is skipped as it streams in, counted as a dropped message, and the link
+//! stays up) before the codec decodes it. A link that sends bytes that are not RESP at all
+//! is dropped and reconnected without the backoff being reset, so a hostile or corrupting
+//! peer costs one connection every 5 s, not a loop.
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
@@ -66,7 +67,7 @@ pub enum RedisError {
     Silent,
     /// A reply of the wrong shape.
     Protocol(String),
-    /// Bytes that are not RESP we take: malformed, nested too deep, or over a size bound.
+    /// Bytes that are not RESP at all (frames too deep or too large are skipped, not this).
     Frame(FrameError),
 }
 
@@ -116,7 +117,11 @@ fn next_frame(reader: &mut Reader, buf: &mut BytesMut) -> Result<Option<BytesFra
     match reader.next(buf).map_err(RedisError::Frame)? {
         Next::Frame(f) => Ok(Some(f)),
         Next::Partial => Ok(None),
-        Next::Skipped(_) => Err(RedisError::Protocol("an oversized pub/sub message".into())),
+        // The answer to our command was skipped (or it was a message we did not ask for).
+        Next::Skipped(over) => Err(RedisError::Protocol(format!(
+            "a skipped frame: {}",
+            over.why()
+        ))),
     }
 }
 
@@ -197,7 +202,8 @@ pub trait SubscriberSink {
     /// A published message (channel and payload within the limits above), with the pattern
     /// it matched: a channel matching several subscribed patterns arrives once per pattern.
     fn message(&self, pattern: &[u8], channel: Bytes, payload: Bytes, arrived: Instant);
-    /// A message dropped here: channel or payload over the limits, or a malformed frame.
+    /// A message dropped here: channel or payload over the limits, a malformed message, or a
+    /// frame skipped as nested too deep or too large.
     fn dropped(&self, why: &'static str);
     /// Every pattern is subscribed: live from now on. `after_outage` when a subscription
     /// was lost before (messages published in between are gone).
