@@ -10,15 +10,17 @@ pub mod decide;
 pub mod jwt;
 pub mod payload;
 pub mod query;
+pub mod redis_frame;
 pub mod request_head;
 pub mod sse_encode;
 
 /// Every target by name (the names of `fuzz_targets/*.rs`).
-pub const TARGETS: [&str; 6] = [
+pub const TARGETS: [&str; 7] = [
     "decide",
     "jwt",
     "payload",
     "query",
+    "redis_frame",
     "request_head",
     "sse_encode",
 ];
@@ -30,6 +32,7 @@ pub fn target(name: &str) -> Option<fn(&[u8])> {
         "jwt" => jwt::run,
         "payload" => payload::run,
         "query" => query::run,
+        "redis_frame" => redis_frame::run,
         "request_head" => request_head::run,
         "sse_encode" => sse_encode::run,
         _ => return None,
