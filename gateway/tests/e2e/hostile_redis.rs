@@ -17,20 +17,6 @@ fn node(redis: &str) -> Gateway {
     Gateway::start(&[("EVENTS_REDIS_STORAGE", redis)])
 }
 
-fn ready(gw: &Gateway) -> u16 {
-    gw.get("/readyz").status
-}
-
-/// Skips the greeting and keep-alives of a player stream.
-fn next_player_event(s: &mut Sse) -> Option<Event> {
-    loop {
-        let ev = s.next_app_event(5 * SEC)?;
-        if !ev.data.contains("\"type\":\"connected\"") {
-            return Some(ev);
-        }
-    }
-}
-
 /// Open descriptors of a process.
 fn fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))

@@ -14,20 +14,6 @@ fn node(redis: &str) -> Gateway {
     Gateway::start(&[("EVENTS_REDIS_STORAGE", redis), ("SSE_API_KEYS", KEY)])
 }
 
-fn ready(gw: &Gateway) -> u16 {
-    gw.get("/readyz").status
-}
-
-/// Skips the greeting and keep-alives of a player stream.
-fn next_player_event(s: &mut Sse) -> Option<Event> {
-    loop {
-        let ev = s.next_app_event(5 * SEC)?;
-        if !ev.data.contains("\"type\":\"connected\"") {
-            return Some(ev);
-        }
-    }
-}
-
 #[test]
 fn redis_cli_publish_reaches_every_family() {
     let redis = Redis::start(&[]);

@@ -625,3 +625,18 @@ impl Drop for Redis {
         self.kill9();
     }
 }
+
+/// `/readyz`'s status: 200 once every core is subscribed (with Redis).
+pub fn ready(gw: &Gateway) -> u16 {
+    gw.get("/readyz").status
+}
+
+/// The next event of a player stream, skipping its greeting and keep-alives (5 s at most).
+pub fn next_player_event(s: &mut Sse) -> Option<Event> {
+    loop {
+        let ev = s.next_app_event(Duration::from_secs(5))?;
+        if !ev.data.contains("\"type\":\"connected\"") {
+            return Some(ev);
+        }
+    }
+}
