@@ -240,7 +240,6 @@ enum Outcome {
 /// Runs the gateway with `SSE_CORES=4` under an open-file limit of `nofile`, bounded to 20 s.
 fn start_with_nofile_limit(nofile: u64) -> Outcome {
     use std::io::{BufRead, BufReader};
-    use std::os::unix::process::CommandExt;
     use std::process::Stdio;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
     cmd.env_clear()
@@ -250,19 +249,7 @@ fn start_with_nofile_limit(nofile: u64) -> Outcome {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    // SAFETY: setrlimit(2) is async-signal-safe; the closure touches nothing else.
-    unsafe {
-        cmd.pre_exec(move || {
-            let lim = libc::rlimit {
-                rlim_cur: nofile,
-                rlim_max: nofile,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    limit_nofile(&mut cmd, nofile);
     let mut child = cmd.spawn().expect("spawn gateway");
     let stderr = child.stderr.take().expect("stderr piped");
     let (tx, rx) = std::sync::mpsc::channel();

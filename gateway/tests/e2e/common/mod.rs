@@ -32,20 +32,7 @@ impl Gateway {
     pub fn start_under(env: &[(&str, &str)], nofile: Option<u64>) -> Gateway {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
         if let Some(nofile) = nofile {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: setrlimit(2) is async-signal-safe; the closure touches nothing else.
-            unsafe {
-                cmd.pre_exec(move || {
-                    let lim = libc::rlimit {
-                        rlim_cur: nofile,
-                        rlim_max: nofile,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+            limit_nofile(&mut cmd, nofile);
         }
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -638,5 +625,23 @@ pub fn next_player_event(s: &mut Sse) -> Option<Event> {
         if !ev.data.contains("\"type\":\"connected\"") {
             return Some(ev);
         }
+    }
+}
+
+/// Makes `cmd`'s process start under an open-file limit (soft and hard) of `nofile`.
+pub fn limit_nofile(cmd: &mut Command, nofile: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit(2) is async-signal-safe; the closure touches nothing else.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: nofile,
+                rlim_max: nofile,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
