@@ -37,7 +37,7 @@ use redis_protocol::resp2::types::BytesFrame;
 
 use crate::broker::message::PublishError;
 use crate::broker::message::{MAX_CHANNEL, MAX_PAYLOAD, PUBLISH_TIMEOUT};
-use crate::broker::resp::{FrameError, Next, Reader};
+use crate::broker::resp::{encode_command, FrameError, Next, Reader};
 use crate::broker::target::RedisTarget;
 use crate::util::jitter::{Backoff, Jitter};
 
@@ -94,22 +94,6 @@ impl fmt::Display for RedisError {
 }
 
 impl std::error::Error for RedisError {}
-
-/// Appends a command as a RESP array of bulk strings.
-pub fn encode_command(args: &[&[u8]], out: &mut BytesMut) {
-    push_len(b'*', args.len(), out);
-    for a in args {
-        push_len(b'$', a.len(), out);
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-}
-
-fn push_len(kind: u8, n: usize, out: &mut BytesMut) {
-    out.extend_from_slice(&[kind]);
-    crate::util::decimal::put_decimal(out, n as u64);
-    out.extend_from_slice(b"\r\n");
-}
 
 /// The next complete frame in `buf`, if any (consumed from it), outside subscribed mode:
 /// a pub/sub message here is an answer we did not ask for.

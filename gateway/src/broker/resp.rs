@@ -50,6 +50,23 @@ use redis_protocol::resp2::types::BytesFrame;
 
 use crate::broker::message::{MAX_CHANNEL, MAX_PAYLOAD};
 
+/// Appends a command (or, in tests, a frame Redis would send) as a RESP array of bulk
+/// strings: the one RESP writer, beside the reader.
+pub fn encode_command(args: &[&[u8]], out: &mut BytesMut) {
+    push_len(b'*', args.len(), out);
+    for a in args {
+        push_len(b'$', a.len(), out);
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+fn push_len(kind: u8, n: usize, out: &mut BytesMut) {
+    out.extend_from_slice(&[kind]);
+    crate::util::decimal::put_decimal(out, n as u64);
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Deepest nesting of arrays decoded. Our deepest frame is 1 (an array of bulk strings);
 /// 8 leaves room for any reply shape Redis gives, and bounds the crate's recursion to 8
 /// frames (a few KiB of stack) where 10,000 aborted the process. A deeper frame is skipped.
@@ -517,15 +534,11 @@ mod tests {
         payload: 16,
     };
 
-    /// A RESP array of bulk strings (written here: `broker::redis` imports this module).
+    /// A RESP array of bulk strings.
     fn array(args: &[&[u8]]) -> Vec<u8> {
-        let mut out = format!("*{}\r\n", args.len()).into_bytes();
-        for a in args {
-            out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-            out.extend_from_slice(a);
-            out.extend_from_slice(b"\r\n");
-        }
-        out
+        let mut out = BytesMut::new();
+        encode_command(args, &mut out);
+        out.to_vec()
     }
 
     fn pmessage(channel: &[u8], payload: &[u8]) -> Vec<u8> {

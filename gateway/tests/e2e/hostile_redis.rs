@@ -24,15 +24,11 @@ fn fds(pid: u32) -> usize {
         .unwrap_or(0)
 }
 
-/// A RESP array of bulk strings.
+/// A RESP array of bulk strings, written by the gateway's own RESP writer.
 fn resp(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
+    let mut out = bytes::BytesMut::new();
+    gateway::internals::resp::encode_command(args, &mut out);
+    out.to_vec()
 }
 
 /// A Redis impostor on a loopback port: it confirms each `PSUBSCRIBE` pattern, answers
