@@ -118,14 +118,7 @@ fn broadcast_streams_stay_spread_over_both_cores_and_all_get_each_event() {
     assert!(eventually(5 * SEC, || gw
         .stat("connections.per_route.game")
         == 12));
-    let v: serde_json::Value =
-        serde_json::from_slice(&gw.get("/api/v1/events/stats").body).unwrap();
-    let per_core: Vec<i64> = v["connections"]["per_core"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_i64().unwrap())
-        .collect();
+    let per_core = gw.per_core();
     assert!(
         per_core.iter().all(|n| *n > 0),
         "accepted streams stay on both cores: {per_core:?}"

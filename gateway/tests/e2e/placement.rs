@@ -6,14 +6,6 @@ use crate::common::*;
 
 const SEC: Duration = Duration::from_secs(1);
 
-/// Open streams per core, from the stats.
-fn per_core(gw: &Gateway) -> Vec<i64> {
-    let r = gw.get("/api/v1/events/stats");
-    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("stats JSON");
-    let cores = v["connections"]["per_core"].as_array().expect("per_core");
-    cores.iter().map(|n| n.as_i64().unwrap_or(-1)).collect()
-}
-
 /// The run tag from the start-up line.
 fn run_id(gw: &Gateway) -> String {
     let log = gw.log_text();
@@ -42,7 +34,7 @@ fn a_forged_last_event_id_does_not_choose_the_core() {
         streams.push(s);
     }
     assert!(eventually(10 * SEC, || gw.stat("connections.total") == 200));
-    let spread = per_core(&gw);
+    let spread = gw.per_core();
     assert_eq!(spread.iter().sum::<i64>(), 200, "{spread:?}");
     assert!(
         spread.iter().all(|n| *n >= 50),
@@ -73,7 +65,7 @@ fn a_forged_last_event_id_does_not_choose_the_core() {
         resumed.push(s);
     }
     assert!(eventually(10 * SEC, || gw.stat("connections.total") == 21));
-    let spread = per_core(&gw);
+    let spread = gw.per_core();
     assert_eq!(
         spread[core], 21,
         "resumes go to the core of their id: {spread:?}"

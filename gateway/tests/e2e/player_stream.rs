@@ -106,14 +106,7 @@ fn twenty_four_players_over_two_cores_each_get_exactly_their_own() {
         eventually(5 * SEC, || gw.stat("connections.total") == 24),
         "24 streams counted"
     );
-    let stats = gw.get("/api/v1/events/stats");
-    let v: serde_json::Value = serde_json::from_slice(&stats.body).unwrap();
-    let per_core: Vec<i64> = v["connections"]["per_core"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_i64().unwrap())
-        .collect();
+    let per_core = gw.per_core();
     assert_eq!(per_core.len(), 2);
     assert!(
         per_core.iter().all(|n| *n > 0),

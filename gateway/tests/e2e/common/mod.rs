@@ -175,6 +175,14 @@ impl Gateway {
         cur.as_i64()
             .unwrap_or_else(|| panic!("stat {path} missing in {v}"))
     }
+
+    /// Open streams per core, from the stats.
+    pub fn per_core(&self) -> Vec<i64> {
+        let r = self.get("/api/v1/events/stats");
+        let v: serde_json::Value = serde_json::from_slice(&r.body).expect("stats JSON");
+        let cores = v["connections"]["per_core"].as_array().expect("per_core");
+        cores.iter().map(|n| n.as_i64().unwrap_or(-1)).collect()
+    }
 }
 
 impl Drop for Gateway {
