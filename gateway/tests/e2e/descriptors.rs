@@ -39,15 +39,20 @@ fn healthz(gw: &Gateway, within: Duration) -> Option<u16> {
     parse_response(&all).map(|r| r.status)
 }
 
+/// `n` sockets to `gw` that never send a byte.
+fn idle_sockets(gw: &Gateway, n: usize) -> Vec<TcpStream> {
+    (0..n)
+        .map(|i| TcpStream::connect(gw.addr).unwrap_or_else(|e| panic!("connect {i}: {e}")))
+        .collect()
+}
+
 #[test]
 fn idle_sockets_under_a_low_descriptor_limit_do_not_lock_out_healthz() {
     raise_own_nofile(4_096);
     // Heads may take 30 s: the idle sockets are not freed by the head timeout meanwhile.
     let gw = Gateway::start_under(&[("SSE_HEAD_TIMEOUT", "30s")], Some(1_024));
     // 1,100 sockets that never send a byte.
-    let flood: Vec<TcpStream> = (0..1_100)
-        .map(|i| TcpStream::connect(gw.addr).unwrap_or_else(|e| panic!("connect {i}: {e}")))
-        .collect();
+    let flood = idle_sockets(&gw, 1_100);
     std::thread::sleep(SEC);
     // A request made after the flood is answered, within a generous bound.
     let started = Instant::now();
@@ -110,9 +115,7 @@ fn running_out_of_descriptors_pauses_accepts_and_logs_once() {
     // A pending limit the descriptors cannot hold: accepts fail before it is reached.
     let env = [("SSE_HEAD_TIMEOUT", "30s"), ("SSE_PENDING_LIMIT", "5000")];
     let gw = Gateway::start_under(&env, Some(1_024));
-    let flood: Vec<TcpStream> = (0..1_100)
-        .map(|i| TcpStream::connect(gw.addr).unwrap_or_else(|e| panic!("connect {i}: {e}")))
-        .collect();
+    let flood = idle_sockets(&gw, 1_100);
     std::thread::sleep(SEC);
     // Each failed accept closes the core's oldest idle connection: a request made after the
     // flood gets in.
