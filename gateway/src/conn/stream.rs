@@ -158,10 +158,25 @@ async fn write<T: IoBuf + 'static, G: std::future::Future<Output = ()> + Unpin>(
     reg: &Registration,
     gone: &mut G,
 ) -> Option<T> {
+    let all = async {
+        let (res, buf) = wr.write_all(buf).await;
+        res.ok().map(|_| buf)
+    };
+    timed(all, reg, gone).await
+}
+
+/// Runs the write `io`, marked on the stream for the timer's write deadline; `None` when the
+/// stream is cut meanwhile (queue overflow, or the write took longer than
+/// `SSE_WRITE_TIMEOUT`) or the client leaves first.
+async fn timed<T, G: std::future::Future<Output = ()> + Unpin>(
+    io: impl std::future::Future<Output = Option<T>>,
+    reg: &Registration,
+    gone: &mut G,
+) -> Option<T> {
     let sub = reg.sub();
     sub.writing(reg.shard().now_tick());
     let out = monoio::select! {
-        (res, buf) = wr.write_all(buf) => res.ok().map(|_| buf),
+        r = io => r,
         _ = sub.cut() => None,
         _ = gone => None,
     };
@@ -177,8 +192,6 @@ async fn write_frames<G: std::future::Future<Output = ()> + Unpin>(
     reg: &Registration,
     gone: &mut G,
 ) -> Option<()> {
-    let sub = reg.sub();
-    sub.writing(reg.shard().now_tick());
     let all = async {
         while !frames.is_empty() {
             let (res, back) = wr.writev(frames).await;
@@ -192,13 +205,7 @@ async fn write_frames<G: std::future::Future<Output = ()> + Unpin>(
         }
         Some(())
     };
-    let out = monoio::select! {
-        r = all => r,
-        _ = sub.cut() => None,
-        _ = gone => None,
-    };
-    sub.written();
-    out
+    timed(all, reg, gone).await
 }
 
 /// Most `iovec`s one `writev` takes (Linux's `IOV_MAX`); more are written by the next call.
