@@ -1,7 +1,7 @@
 //! loadgen against real servers: a gateway process (embedded broker, HTTP publish) and a
 //! redis-server (the Redis publisher). A few hundred streams for a few seconds; the
 //! assertions are on counts (opened, sent, received, lost, duplicated), never on timings.
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -31,12 +31,16 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn wait_connectable(addr: SocketAddr) {
-    let end = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < end, "{addr} never accepted");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// Whether a Redis server answers `PING` at `addr`. A bare connect is not proof: a connect
+/// to a port in the ephemeral range that nobody listens on can pick that port as its own
+/// source and connect to itself.
+fn redis_answers(addr: SocketAddr) -> bool {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut b = [0u8; 1];
+    s.write_all(b"PING\r\n").is_ok() && s.read(&mut b).is_ok_and(|k| k == 1 && b[0] == b'+')
 }
 
 /// The gateway binary next to this package's loadgen binary (built by `cargo test
@@ -64,21 +68,45 @@ fn start_gateway() -> (Proc, SocketAddr) {
 }
 
 fn start_gateway_with(env: &[(&str, &str)]) -> (Proc, SocketAddr) {
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let child = Command::new(gateway_bin())
+    // Port 0: the gateway binds a port nobody else holds and names it in its start-up line.
+    let mut child = Command::new(gateway_bin())
         .env_clear()
-        .env("SSE_LISTEN", addr.to_string())
+        .env("SSE_LISTEN", "127.0.0.1:0")
         .env("SSE_CORES", "2")
         .env("SSE_AUTH_SECRET", SECRET)
         .env("SSE_KEEPALIVE_PERIOD", "1s")
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn gateway");
+    let stderr = child.stderr.take().expect("stderr piped");
     let p = Proc(child);
-    wait_connectable(addr);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let addr = line
+                .contains("gateway started")
+                .then(|| {
+                    line.split_whitespace()
+                        .find_map(|w| w.strip_prefix("listen="))
+                })
+                .flatten();
+            // Only the start-up line takes the sender: warnings come before it.
+            if let Some(addr) = addr {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        }
+    });
+    let addr: SocketAddr = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("gateway start-up line")
+        .parse()
+        .expect("listen address");
     (p, addr)
 }
 
@@ -216,20 +244,30 @@ fn storm_reconnects_every_stream_with_last_event_id_and_loses_nothing() {
     assert_eq!((n(p, "lost"), n(p, "duplicated")), (0, 0), "{p:#}");
 }
 
-/// A redis-server on a free loopback port.
+/// A redis-server on a free loopback port. The port can be taken between choosing it and the
+/// server binding it (parallel tests' clients draw source ports from the same range): a
+/// server that exits at start is started again on another port.
 fn start_redis() -> (Proc, SocketAddr) {
-    let port = free_port();
-    let redis = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server (scripts/install-deps installs it)");
-    let p = Proc(redis);
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    wait_connectable(addr);
-    (p, addr)
+    for _ in 0..5 {
+        let port = free_port();
+        let redis = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/install-deps installs it)");
+        let mut p = Proc(redis);
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end && matches!(p.0.try_wait(), Ok(None)) {
+            if redis_answers(addr) {
+                return (p, addr);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    panic!("redis-server did not start on five free ports");
 }
 
 /// Waits (at most 20 s) until `node` answers `/readyz` with 200.

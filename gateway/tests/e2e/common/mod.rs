@@ -502,6 +502,21 @@ impl Sse {
     }
 }
 
+/// Whether a Redis server answers `PING` on `port` (`+PONG`, or an error such as `-NOAUTH`).
+/// A bare connect is not proof: a connect to a port in the ephemeral range nobody listens on
+/// can pick that same port as its source and connect to itself, and would read its own
+/// `PING` back.
+pub fn redis_answers(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut b = [0u8; 1];
+    s.write_all(b"PING\r\n").is_ok()
+        && s.read(&mut b)
+            .is_ok_and(|k| k == 1 && (b[0] == b'+' || b[0] == b'-'))
+}
+
 /// Waits until `f` holds, polling every 20 ms, at most `within`.
 pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + within;
@@ -527,18 +542,26 @@ pub struct Redis {
 
 impl Redis {
     /// Starts a server with `args` added (`--requirepass x`, ...); waits until it answers.
+    ///
+    /// A free port can be taken between choosing it and the server binding it (loopback
+    /// clients of parallel tests draw their source ports from the same range): a server that
+    /// exits at start is started again on another port.
     pub fn start(args: &[&str]) -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
         let mut r = Redis {
             child: None,
-            port,
+            port: 0,
             args: args.iter().map(|s| s.to_string()).collect(),
         };
-        r.restart();
-        r
+        for _ in 0..5 {
+            r.port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port")
+                .port();
+            if r.try_start() {
+                return r;
+            }
+        }
+        panic!("redis-server did not start on five free ports");
     }
 
     /// `redis://127.0.0.1:<port>` with `auth@` and `/db` as given.
@@ -548,6 +571,16 @@ impl Redis {
 
     /// Starts the server (again) on the same port and waits (at most 10 s) until it answers.
     pub fn restart(&mut self) {
+        assert!(
+            self.try_start(),
+            "redis-server did not start on port {}",
+            self.port
+        );
+    }
+
+    /// Starts the server on `self.port`; whether it answered `PING` within 10 s. A server
+    /// that exited (its port was taken) is reaped and `false` returned.
+    fn try_start(&mut self) -> bool {
         assert!(self.child.is_none(), "already running");
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string()])
@@ -560,9 +593,17 @@ impl Redis {
             .expect("redis-server (installed by scripts/install-deps)");
         self.child = Some(child);
         let ok = eventually(Duration::from_secs(10), || {
-            TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            let exited = self
+                .child
+                .as_mut()
+                .is_some_and(|c| !matches!(c.try_wait(), Ok(None)));
+            exited || redis_answers(self.port)
         });
-        assert!(ok, "redis-server did not start on port {}", self.port);
+        if ok && redis_answers(self.port) {
+            return true;
+        }
+        self.kill9();
+        false
     }
 
     /// `kill -9`: no goodbye to its clients.
