@@ -20,6 +20,7 @@ mod metrics;
 mod names;
 mod placement;
 mod player_stream;
+mod prometheus;
 mod redis;
 mod resume;
 mod third_party_client;
