@@ -23,6 +23,7 @@ mod player_stream;
 mod prometheus;
 mod redis;
 mod resume;
+mod systemd;
 mod third_party_client;
 mod topic_stream;
 mod trust;
