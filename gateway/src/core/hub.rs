@@ -149,6 +149,8 @@ pub struct Hub {
     lru_clock: u64,
     /// Channels evicted by the budget so far.
     evicted: u64,
+    /// Streams that joined or left so far (see [`Hub::subscription_changes`]).
+    changes: u64,
 }
 
 impl Hub {
@@ -168,6 +170,7 @@ impl Hub {
             idle: BTreeMap::new(),
             lru_clock: 0,
             evicted: 0,
+            changes: 0,
         }
     }
 
@@ -287,6 +290,7 @@ impl Hub {
         family: usize,
         sub: Rc<Subscriber>,
     ) -> Membership {
+        self.changes += 1;
         match channels {
             Channels::One(channel) => {
                 let key = self.subscribe_one(&channel, family, sub);
@@ -382,6 +386,7 @@ impl Hub {
     /// Removes a stream's membership; a channel left without subscribers stays for
     /// [`IDLE_KEEP`] (so a client that comes back can resume), then is swept.
     pub fn unsubscribe(&mut self, m: &Membership) {
+        self.changes += 1;
         match m {
             Membership::One { channel, key } => self.unsubscribe_one(channel, *key),
             Membership::Many(list) => {
@@ -586,16 +591,25 @@ impl Hub {
         Resume::Replay(parts.into_iter().map(|(_, b)| b.clone()).collect())
     }
 
-    /// Subscriber counts of `family`'s channels here (`(channel, n)`), and of its wildcard.
-    pub fn subscriber_counts(&self, family: usize) -> (Vec<(Box<str>, usize)>, usize) {
+    /// Subscriber counts of `family`'s channels here (`(channel, n)`, borrowed: nothing is
+    /// copied for channels the caller does not keep), and of its wildcard.
+    pub fn subscriber_counts(
+        &self,
+        family: usize,
+    ) -> (impl Iterator<Item = (&str, usize)> + '_, usize) {
         let named = self
             .channels
             .iter()
-            .filter(|(_, c)| c.family == family && !c.subs.is_empty())
-            .map(|(n, c)| (n.clone(), c.subs.len()))
-            .collect();
+            .filter(move |(_, c)| c.family == family && !c.subs.is_empty())
+            .map(|(n, c)| (&**n, c.subs.len()));
         let wild = self.wildcards.get(&family).map_or(0, Slab::len);
         (named, wild)
+    }
+
+    /// How many times a stream joined or left here so far: subscriber counts taken at the
+    /// same value are still true.
+    pub fn subscription_changes(&self) -> u64 {
+        self.changes
     }
 
     /// Drops channels idle for longer than [`IDLE_KEEP`]; called from the core's timer.
@@ -914,12 +928,17 @@ mod tests {
             text(hub.resume(&Channels::All, 0, "r.0.1")),
             "id: r.0.2\n\nid: r.0.3\n\nid: r.0.4\n\n"
         );
+        let changes = hub.subscription_changes();
         let (named, wild) = hub.subscriber_counts(0);
-        assert_eq!((named.len(), wild), (2, 1));
+        let mut named: Vec<(&str, usize)> = named.collect();
+        named.sort_unstable();
+        assert_eq!((named, wild), (vec![("a", 1), ("b", 1)], 1));
         hub.unsubscribe(&km);
         hub.unsubscribe(&kw);
         assert!(!hub.watches(0));
-        assert_eq!(hub.subscriber_counts(0), (vec![], 0));
+        assert_eq!(hub.subscription_changes(), changes + 2);
+        let (named, wild) = hub.subscriber_counts(0);
+        assert_eq!((named.count(), wild), (0, 0));
     }
 
     #[test]

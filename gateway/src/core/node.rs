@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::core::event_id::EventId;
 use crate::route::resolve::StreamSpec;
 use crate::route::table::RouteTable;
-use crate::stats::{CoreStats, Stats};
+use crate::stats::{CoreStats, Stats, TopicCounts};
 
 /// A message to one core from outside it.
 pub enum Control {
@@ -19,7 +19,7 @@ pub enum Control {
     /// Stop accepting and close streams spread over the period.
     Drain(Duration),
     /// Report subscriber counts of list families (topics) to the stats endpoint.
-    Counts(flume::Sender<Vec<(String, u64)>>),
+    Counts(flume::Sender<TopicCounts>),
 }
 
 /// A socket moving to its owner core, with what was already decided about it.
