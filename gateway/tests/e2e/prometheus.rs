@@ -7,7 +7,7 @@
 //! Needs `/usr/bin/prometheus` and `promtool`: without them the test fails; it never skips.
 //! One Prometheus and one gateway for everything, scraping and evaluating every second, and
 //! every rule's `for:` shortened to 1 s in the test's copy of the rules (two thresholds are
-//! lowered too, named below): the module takes about 15 s.
+//! lowered too, named below): the module takes about 10 s.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
@@ -259,15 +259,37 @@ fn stalled_player(gw: &Gateway, brand: i64, player: i64) -> TcpStream {
     s
 }
 
-/// Open descriptors and their limit, from the gateway's `/metrics`.
-fn descriptors(gw: &Gateway) -> (f64, f64) {
+/// The sum of the samples of `name` (every label set) in a `/metrics` text, `None` when it
+/// has none.
+fn sample_sum(text: &str, name: &str) -> Option<f64> {
+    let values: Vec<f64> = text
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let rest = match rest.strip_prefix('{') {
+                Some(labelled) => labelled.split_once("} ")?.1,
+                None => rest.strip_prefix(' ')?,
+            };
+            rest.parse().ok()
+        })
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
+/// Open descriptors as the rules see them (`instance:process_open_fds:estimate`), and their
+/// limit, from the gateway's `/metrics`: `process_open_fds` where the kernel counts them
+/// (Linux 6.2 and later), else streams + pending connections; and whether it was the count.
+fn descriptors(gw: &Gateway) -> (f64, f64, bool) {
     let text = gw.get("/metrics").text();
-    let value = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or_else(|| panic!("{name} in /metrics:\n{text}"))
-    };
-    (value("process_open_fds"), value("process_max_fds"))
+    let limit = sample_sum(&text, "process_max_fds").expect("process_max_fds in /metrics");
+    match sample_sum(&text, "process_open_fds") {
+        Some(open) => (open, limit, true),
+        None => {
+            let streams = sample_sum(&text, "sse_core_connections").expect("streams");
+            let pending = sample_sum(&text, "sse_pending_connections").expect("pending");
+            (streams + pending, limit, false)
+        }
+    }
 }
 
 /// Every metric name (`sse_...`, `process_...`) a rule or dashboard expression names.
@@ -345,10 +367,12 @@ fn a_real_prometheus_scrapes_the_gateway_and_every_shipped_alert_fires() {
     );
     assert!(eventually(10 * SEC, || ready(&gw) == 200), "subscribed");
 
-    let dir_probe = std::env::temp_dir().join("sse-prometheus-rules-check.yml");
-    std::fs::write(&dir_probe, &test_rules).unwrap();
-    promtool_check_rules(&dir_probe);
-    let _ = std::fs::remove_file(&dir_probe);
+    // The test's copy passes promtool too (the edits above kept it valid).
+    let copy =
+        std::env::temp_dir().join(format!("sse-prometheus-rules-{}.yml", std::process::id()));
+    std::fs::write(&copy, &test_rules).unwrap();
+    promtool_check_rules(&copy);
+    let _ = std::fs::remove_file(&copy);
     let config = format!(
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
          rule_files: [rules.yml]\n\
@@ -398,20 +422,25 @@ fn a_real_prometheus_scrapes_the_gateway_and_every_shipped_alert_fires() {
         }
     }
 
-    // Near the descriptor limit: idle sockets (held as pending connections) until over 90%,
-    // so that the ratio stays over 80% when the Redis links close below.
+    // Near the descriptor limit: idle sockets (held as pending connections) until the share
+    // the rules see is over 90% where the kernel counts descriptors, so that it stays over
+    // 80% when the Redis links close below. Before Linux 6.2 the rules estimate the count
+    // from streams and pending connections, which leaves out the Redis links and the
+    // listeners, rings and stdio (16 descriptors on an idle 2-core node with Redis): there
+    // 81% of the estimate is already about 95% of the real count.
     let mut idle = Vec::new();
-    let (mut open, limit) = descriptors(&gw);
+    let (mut open, limit, counted) = descriptors(&gw);
     assert_eq!(
         limit, 128.0,
         "process_max_fds is the limit the gateway runs under"
     );
-    while open / limit <= 0.9 && idle.len() < 128 {
+    let target = if counted { 0.9 } else { 0.81 };
+    while open / limit <= target && idle.len() < 128 {
         idle.push(TcpStream::connect(gw.addr).expect("connect"));
         std::thread::sleep(Duration::from_millis(5));
         open = descriptors(&gw).0;
     }
-    assert!(open / limit > 0.9, "{open} of {limit} descriptors open");
+    assert!(open / limit > target, "{open} of {limit} descriptors open");
 
     // Real series arrive through the scrape.
     assert!(
@@ -440,6 +469,8 @@ fn a_real_prometheus_scrapes_the_gateway_and_every_shipped_alert_fires() {
     for name in metric_names(&rules)
         .into_iter()
         .chain(exprs.iter().flat_map(|e| metric_names(e)))
+        // Left out by kernels before 6.2 (the rules fall back to an estimate).
+        .filter(|n| counted || n != "process_open_fds")
     {
         assert!(
             exported
