@@ -166,6 +166,10 @@ pub struct CoreStats {
     pub channels: AtomicU64,
     /// Channels without a stream evicted because the core was at `SSE_CHANNEL_LIMIT`.
     pub channels_evicted: AtomicU64,
+    /// Bytes of events held in this core's channel histories (gauge, refreshed every tick).
+    pub history_bytes: AtomicU64,
+    /// Events trimmed from history because the core was at `SSE_HISTORY_BYTES`.
+    pub history_trimmed: AtomicU64,
     /// Streams refused because they needed a channel beyond `SSE_CHANNEL_LIMIT` and every
     /// channel had a live stream.
     pub rejected_channel_limit: AtomicU64,
@@ -699,6 +703,24 @@ const FIGURES: &[Figure] = &[
             Kind::Counter,
         )),
         |c| &c.channels_evicted,
+    ),
+    figure(
+        Some((Section::Top, "history_bytes")),
+        Some((
+            "sse_history_bytes",
+            "Bytes of events held in channel histories (every core's sum).",
+            Kind::Gauge,
+        )),
+        |c| &c.history_bytes,
+    ),
+    figure(
+        Some((Section::Top, "history_trimmed")),
+        Some((
+            "sse_history_trimmed_total",
+            "Events trimmed from history at SSE_HISTORY_BYTES.",
+            Kind::Counter,
+        )),
+        |c| &c.history_trimmed,
     ),
     figure(
         Some((Section::Top, "rejected_channel_limit")),

@@ -33,6 +33,8 @@ use error::invalid;
 const MAX_CORES: usize = 1024;
 /// Most events [`Config::event_buffer`] and [`Config::history`] may hold per stream/channel.
 const MAX_QUEUE: usize = 65_536;
+/// Least [`Config::history_bytes`]: sixteen of the largest events (64 KiB).
+const MIN_HISTORY_BYTES: usize = 1 << 20;
 /// Least [`Config::replay_limit`]: below a kilobyte not even one typical event would replay.
 const MIN_REPLAY: usize = 1024;
 /// Most topics [`Config::metrics_topics`] may give series of their own: 10,000 topics are
@@ -95,6 +97,11 @@ pub struct Config {
     #[arg(long, env = "SSE_HISTORY", value_name = "N", value_parser = values::count)]
     #[arg(default_value = "64")]
     pub history: usize,
+    /// Most bytes of events all channels' histories on a core hold together (at least 1 MiB);
+    /// beyond it the core's oldest events leave history first.
+    #[arg(long, env = "SSE_HISTORY_BYTES", value_name = "N", value_parser = values::count)]
+    #[arg(default_value = "134217728")]
+    pub history_bytes: usize,
     /// Most bytes a resume may replay (at least 1024); a client that missed more gets a reset,
     /// so one request cannot make the gateway write megabytes of history to it.
     #[arg(long, env = "SSE_REPLAY_LIMIT", value_name = "N", value_parser = values::count)]
@@ -218,6 +225,10 @@ impl Config {
         if self.history > MAX_QUEUE {
             let reason = format!("must be from 0 (off) to {MAX_QUEUE}");
             return Err(invalid("SSE_HISTORY", self.history, reason));
+        }
+        if self.history_bytes < MIN_HISTORY_BYTES {
+            let reason = format!("must be at least {MIN_HISTORY_BYTES} (bytes)");
+            return Err(invalid("SSE_HISTORY_BYTES", self.history_bytes, reason));
         }
         if self.replay_limit < MIN_REPLAY {
             let reason = format!("must be at least {MIN_REPLAY} (bytes)");

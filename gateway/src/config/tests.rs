@@ -143,6 +143,12 @@ const CASES: &[Case] = &[
         check: |c| c.history == 0,
     },
     Case {
+        env: "SSE_HISTORY_BYTES",
+        text: "2097152",
+        toml: "history_bytes = 2097152",
+        check: |c| c.history_bytes == 2_097_152,
+    },
+    Case {
         env: "SSE_REPLAY_LIMIT",
         text: "65536",
         toml: "replay_limit = 65536",

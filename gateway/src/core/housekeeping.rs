@@ -15,7 +15,7 @@ use crate::sse::encode::encode_retry;
 use crate::sse::system::{encode_heartbeat, encode_player_keepalive};
 use crate::stats::bump;
 
-/// How often idle channels are swept.
+/// How often every idle channel is visited by the sweep (spread over the ticks in between).
 pub const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 /// Encodes one keep-alive block of `format` for time `now`.
@@ -94,11 +94,16 @@ impl Shard {
         let stats = self.stats();
         stats.channels.store(hub.channel_count() as u64, Relaxed);
         stats.channels_evicted.store(hub.evicted(), Relaxed);
+        let (bytes, trimmed) = hub.history_use();
+        stats.history_bytes.store(bytes as u64, Relaxed);
+        stats.history_trimmed.store(trimmed, Relaxed);
     }
 
-    /// Drops channels idle for longer than they are kept.
+    /// Drops channels idle for longer than they are kept, a slice at a time: called every
+    /// tick, it visits every channel without a subscriber once per [`SWEEP_EVERY`].
     pub fn sweep(&self, now: Instant) {
-        self.hub.borrow_mut().sweep(now);
+        let rounds = SWEEP_EVERY.as_nanos() / self.wheel.tick().as_nanos().max(1);
+        self.hub.borrow_mut().sweep(now, rounds as usize);
     }
 
     /// The keys of every open stream, in the order the drain closes them.

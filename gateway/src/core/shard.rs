@@ -128,6 +128,7 @@ impl Shard {
         let mut hub = Hub::new(node.run_id(), id, node.config().history);
         hub.limit_replay(node.config().replay_limit);
         hub.limit_channels(node.config().channel_limit);
+        hub.limit_history_bytes(node.config().history_bytes);
         Shard {
             id,
             hub: RefCell::new(hub),

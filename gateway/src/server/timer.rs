@@ -1,9 +1,9 @@
-//! A core's timer: one keep-alive tick for all its streams, a sweep of idle channels every
-//! [`SWEEP_EVERY`], and the drain's pacing.
+//! A core's timer: one keep-alive tick for all its streams, a slice of the sweep of idle
+//! channels per tick (each visited once per [`crate::core::housekeeping::SWEEP_EVERY`]), and
+//! the drain's pacing.
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::core::housekeeping::SWEEP_EVERY;
 use crate::core::shard::Shard;
 use crate::util::jitter::{retry_ms, Jitter};
 
@@ -14,17 +14,13 @@ const DRAIN_GRACE: Duration = Duration::from_secs(3);
 pub async fn keepalive_loop(shard: Rc<Shard>) {
     let mut interval = monoio::time::interval(shard.tick_period());
     interval.tick().await;
-    let mut last_sweep = Instant::now();
     loop {
         interval.tick().await;
         if shard.is_draining() {
             return;
         }
         shard.keepalive_tick();
-        if last_sweep.elapsed() >= SWEEP_EVERY {
-            last_sweep = Instant::now();
-            shard.sweep(last_sweep);
-        }
+        shard.sweep(Instant::now());
     }
 }
 

@@ -296,3 +296,49 @@ fn streams_that_would_need_channels_beyond_the_budget_get_the_captured_answer() 
     let ev = held[0].next_app_event(5 * SEC).expect("held stream served");
     assert_eq!(ev.data, "\"to held0\"");
 }
+
+#[test]
+fn history_stays_within_its_byte_budget_and_resumes_past_it_get_a_reset() {
+    let gw = Gateway::start(&[("SSE_HISTORY_BYTES", "1048576")]);
+    let topics: Vec<String> = (0..16).map(|i| format!("h{i}")).collect();
+    let (mut w, marker) = watcher_with_marker(&gw, &topics.join(","));
+    let before = rss_kib(&gw);
+    // 16 topics x 64 events x 60 KiB: 61 MiB of history at SSE_HISTORY = 64 without a
+    // byte budget; 1 MiB per core with it.
+    let mut last_two = Vec::new();
+    for i in 0..16 * 64u64 {
+        broadcast(&gw, &topics[(i % 16) as usize], &big(i));
+        let ev = w.next_app_event(5 * SEC).expect("watcher served");
+        assert!(
+            ev.data.starts_with(&format!("\"{i:06}")),
+            "every event, in order"
+        );
+        last_two.push(ev.id);
+        if last_two.len() > 2 {
+            last_two.remove(0);
+        }
+    }
+    assert!(eventually(2 * SEC, || gw.stat("history_bytes") <= 2 * 1_048_576));
+    assert!(gw.stat("history_trimmed") > 0);
+    let grown = rss_kib(&gw).saturating_sub(before);
+    eprintln!("61 MiB published: RSS grew {grown} KiB");
+    assert!(grown < 24 * 1024, "RSS grew by {grown} KiB");
+    // What left history cannot be replayed: a reset, not a silent gap.
+    let path = format!("/api/v1/events?topics={}", topics.join(","));
+    let mut old = Sse::open(gw.addr, &path, &format!("Last-Event-ID: {marker}\r\n"));
+    assert_eq!(old.status(), 200, "{}", old.head);
+    let reset = old.next_event(5 * SEC).expect("reset");
+    assert!(
+        reset.data.contains("history does not reach back"),
+        "{reset:?}"
+    );
+    // The newest events are still there.
+    let mut recent = Sse::open(
+        gw.addr,
+        &path,
+        &format!("Last-Event-ID: {}\r\n", last_two[0]),
+    );
+    assert_eq!(recent.status(), 200, "{}", recent.head);
+    let ev = recent.next_app_event(5 * SEC).expect("replay");
+    assert_eq!(ev.id, last_two[1]);
+}
