@@ -15,7 +15,7 @@ use crate::http::response::Status;
 use crate::route::payload;
 use crate::route::resolve::valid_name;
 use crate::route::table::Api;
-use crate::stats::NodeGauges;
+use crate::stats::{Descriptors, NodeGauges};
 
 /// Answers a query of the node's state: stats, metrics or readiness.
 pub async fn query(shard: &Shard, api: Api) -> Reply {
@@ -43,6 +43,7 @@ async fn gauges(shard: &Shard) -> NodeGauges {
         pending_limit: config.pending_limit,
         draining: shard.node().draining(),
         topics: shard.node_topic_counts().await,
+        descriptors: Descriptors::read(),
     }
 }
 
