@@ -21,7 +21,9 @@ pub(super) const AFTER_HELP: &str = "\
 Each setting is also an environment variable (empty: unset) and a key of the TOML file named
 by --config: the flag's name with _ for -, lists as a string or an array, durations as a string
 or an integer of seconds; the file may also hold [[routes]]. Precedence: defaults < file <
-environment < flags. Durations are 500ms, 10s, 2m, 1h or a number of seconds, at most 24h.";
+environment < flags. Durations are 500ms, 10s, 2m, 1h or a number of seconds, at most 24h.
+
+`gateway token --help`: mint a development token for player and private jackpot streams.";
 
 /// The settings as clap knows them, built once (errors name settings by `'static` strings).
 pub(super) static COMMAND: LazyLock<Command> = LazyLock::new(Config::command);

@@ -10,6 +10,7 @@
 mod cli;
 mod error;
 mod file;
+pub mod token;
 mod values;
 
 use std::net::SocketAddr;

@@ -11,6 +11,7 @@ mod custom_routes;
 mod descriptors;
 mod family_resume;
 mod game_stream;
+mod getting_started;
 mod hostile_memory;
 mod hostile_redis;
 mod jackpot;
