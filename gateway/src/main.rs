@@ -45,7 +45,7 @@ fn main() -> ExitCode {
     let running = match start::start(config) {
         Ok(r) => r,
         Err(e) => {
-            tracing::error!("{e}");
+            // Once, as the settings' errors are: not also through the log.
             eprintln!("error: {e}");
             // A setting to fix (2, like the settings checked before start-up) or the
             // environment refused (1).

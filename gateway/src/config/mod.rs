@@ -302,6 +302,40 @@ impl Config {
         ))
     }
 
+    /// The stream families these settings leave off, by the setting that would turn them on,
+    /// for the start-up log (`None` when every family can be served): without it a newcomer
+    /// meets a bare `401` on the player stream and wonders whether the token is wrong.
+    pub fn families_off(&self) -> Option<String> {
+        use crate::route::table::AuthRule;
+        let needs: [(&str, bool, &[AuthRule]); 2] = [
+            (
+                "SSE_AUTH_SECRET",
+                self.auth_secret.is_none(),
+                &[AuthRule::PlayerToken, AuthRule::ChannelToken],
+            ),
+            (
+                "SSE_API_KEYS",
+                self.api_keys.is_empty(),
+                &[AuthRule::ApiKey],
+            ),
+        ];
+        let groups: Vec<String> = needs
+            .iter()
+            .filter(|(_, unset, _)| *unset)
+            .filter_map(|(setting, _, rules)| {
+                let families = self.routes.families.iter();
+                let off: Vec<&str> = families
+                    .filter(|f| rules.contains(&f.auth))
+                    .map(|f| f.name.as_str())
+                    .collect();
+                let names = off.join(", ");
+                (!off.is_empty()).then(|| format!("{names} ({setting} unset)"))
+            })
+            .collect();
+        let groups = groups.join("; ");
+        (!groups.is_empty()).then(|| format!("streams off, answering 401: {groups}"))
+    }
+
     /// One line for `--check-config`: what the node would serve.
     pub fn summary(&self) -> String {
         let (listen, cores, families) = (self.listen, self.cores, self.routes.families.len());

@@ -1,6 +1,8 @@
 //! What a newcomer meets first, against the real binary: `gateway token` mints tokens the
-//! gateway accepts.
+//! gateway accepts; start-up says which stream families are off and why; a setting or
+//! start-up error is printed once, naming the config file when the value is the file's.
 
+use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -68,4 +70,75 @@ fn token_without_a_secret_is_refused() {
     assert_eq!(code, Some(2));
     assert!(out.is_empty(), "{out}");
     assert!(err.contains("SSE_AUTH_SECRET"), "{err}");
+}
+
+/// Runs the gateway with `args` and `env` only (on loopback) until it exits (at most 20 s):
+/// its exit code and stderr.
+fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
+    cmd.env_clear().env("SSE_LISTEN", "127.0.0.1:0");
+    cmd.args(args).envs(env.iter().copied());
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn gateway");
+    let code = wait_child(&mut child, 20 * SEC);
+    if code.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let mut err = String::new();
+    let _ = child.stderr.take().expect("piped").read_to_string(&mut err);
+    (code, err)
+}
+
+/// A bad setting stops start-up with exit code 2 and one message; a bad value in the TOML
+/// file names the file and its key, the same value from a variable names the variable.
+#[test]
+fn bad_settings_are_reported_once_naming_the_file() {
+    let path = std::env::temp_dir().join(format!("gateway-e2e-bad-{}.toml", std::process::id()));
+    std::fs::write(&path, "cores = 0\n").expect("write the file");
+    let file = path.display().to_string();
+    let (code, err) = run_to_exit(&["--config", &file], &[]);
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(err.matches("has an invalid value").count(), 1, "{err}");
+    let line = format!(
+        "error: config file {file} (SSE_CONFIG / --config): `cores` (SSE_CORES) has an invalid \
+         value \"0\": must be from 1 to 1024"
+    );
+    assert_eq!(err.trim_end(), line);
+
+    let (code, err) = run_to_exit(&[], &[("SSE_CORES", "abc")]);
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(err.matches("SSE_CORES").count(), 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+/// A start-up failure after the settings (here the address is taken) is printed once, not
+/// also as a log line, with exit code 1.
+#[test]
+fn start_up_failure_is_reported_once() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let (code, err) = run_to_exit(&[], &[("SSE_LISTEN", &addr)]);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(err.matches("cannot listen on").count(), 1, "{err}");
+}
+
+/// The start-up log says which families are off and which setting turns each on.
+#[test]
+fn start_up_names_the_families_that_are_off() {
+    let gw = Gateway::start(&[]);
+    let want = "streams off, answering 401: game_type, game (SSE_API_KEYS unset)";
+    assert!(
+        eventually(5 * SEC, || gw.log_text().contains(want)),
+        "{}",
+        gw.log_text()
+    );
+    let gw = Gateway::start(&[("SSE_API_KEYS", "k")]);
+    assert!(Sse::open(gw.addr, "/sse/crash?api_key=k", "").status() == 200);
+    assert!(!gw.log_text().contains("streams off"), "{}", gw.log_text());
 }
