@@ -21,6 +21,7 @@ mod metrics;
 mod names;
 mod placement;
 mod player_stream;
+mod readme;
 mod redis;
 mod resume;
 mod third_party_client;
