@@ -25,7 +25,8 @@
 //! - [`core`]: one shard per core and the node they share, as verbs over private state;
 //!   delivery as a plain function the benchmarks call too.
 //! - [`error`]: the boundary error type for start-up.
-//! - [`config`]: the one settings struct (defaults < TOML file < env < flags), validated.
+//! - [`config`]: the one settings struct (defaults < TOML file < env < flags), validated; the
+//!   `gateway token` subcommand's arguments.
 //! - [`broker`]: where published messages come from and go to: embedded cross-core channels,
 //!   or Redis (one pattern subscription and one publisher connection per core, to the
 //!   address `EVENTS_REDIS_STORAGE` names).

@@ -2,13 +2,19 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use gateway::config::{Config, ConfigError};
+use gateway::config::{token, Config, ConfigError};
 use gateway::server::start;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == token::SUBCOMMAND)
+    {
+        return mint_token();
+    }
     let config = match Config::from_process() {
         Ok(c) if c.check_config => {
             if let Some(warning) = c.exposure_warning() {
@@ -39,7 +45,7 @@ fn main() -> ExitCode {
     let running = match start::start(config) {
         Ok(r) => r,
         Err(e) => {
-            tracing::error!("{e}");
+            // Once, as the settings' errors are: not also through the log.
             eprintln!("error: {e}");
             // A setting to fix (2, like the settings checked before start-up) or the
             // environment refused (1).
@@ -79,6 +85,30 @@ fn main() -> ExitCode {
     }
     running.wait();
     tracing::info!("drained; exiting");
+    ExitCode::SUCCESS
+}
+
+/// `gateway token ...`: prints a development token (and nothing else) on stdout.
+fn mint_token() -> ExitCode {
+    let args: Result<Vec<String>, _> = std::env::args_os()
+        .skip(2)
+        .map(|a| a.into_string())
+        .collect();
+    let Ok(args) = args else {
+        eprintln!("error: an argument is not valid UTF-8");
+        return ExitCode::from(2);
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    match token::mint(&args, &|name| std::env::var(name).ok(), now) {
+        Ok(token) => print_out(&token),
+        Err(ConfigError::Help) => print_out(&token::usage()),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    }
     ExitCode::SUCCESS
 }
 

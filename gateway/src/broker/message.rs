@@ -8,8 +8,8 @@ use bytes::Bytes;
 /// Longest channel name accepted from a publisher (HTTP or Redis).
 pub const MAX_CHANNEL: usize = 1024;
 
-/// Largest payload delivered (CONTRACT: a publish body over 64 KiB is `413`; a larger Redis
-/// message is dropped and counted).
+/// Largest payload delivered (the contract, docs/API.md: a publish body over 64 KiB is `413`;
+/// a larger Redis message is dropped and counted).
 pub const MAX_PAYLOAD: usize = 64 * 1024;
 
 /// One published message, as it arrived (from an HTTP publish or Redis). Cheap to clone: both

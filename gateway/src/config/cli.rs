@@ -7,6 +7,7 @@
 //! not start with `-` in the `--name value` form (so `--cores --listen x` lacks a value);
 //! `--name=-value` takes any value.
 use std::error::Error as _;
+use std::path::Path;
 use std::sync::LazyLock;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
@@ -21,7 +22,9 @@ pub(super) const AFTER_HELP: &str = "\
 Each setting is also an environment variable (empty: unset) and a key of the TOML file named
 by --config: the flag's name with _ for -, lists as a string or an array, durations as a string
 or an integer of seconds; the file may also hold [[routes]]. Precedence: defaults < file <
-environment < flags. Durations are 500ms, 10s, 2m, 1h or a number of seconds, at most 24h.";
+environment < flags. Durations are 500ms, 10s, 2m, 1h or a number of seconds, at most 24h.
+
+`gateway token --help`: mint a development token for player and private jackpot streams.";
 
 /// The settings as clap knows them, built once (errors name settings by `'static` strings).
 pub(super) static COMMAND: LazyLock<Command> = LazyLock::new(Config::command);
@@ -58,12 +61,62 @@ pub(super) fn load(
     let mut config = layered(&[])?;
     if let Some(path) = config.config_file.take() {
         let (file_flags, routes) = file::read(&path)?;
-        config = layered(&file_flags)?;
+        let blame = |e| blame_file(e, &path, &file_flags, &env_flags, args);
+        config = layered(&file_flags).map_err(blame)?;
         let routes = RouteTable::with_custom(routes.as_ref());
-        config.routes = routes.map_err(|reason| invalid("SSE_CONFIG", "[[routes]]", reason))?;
+        let routes = routes.map_err(|reason| invalid("SSE_CONFIG", "[[routes]]", reason));
+        config.routes = routes.map_err(blame)?;
+        config.validate().map_err(blame)?;
+        return Ok(config);
     }
     config.validate()?;
     Ok(config)
+}
+
+/// Names the file in `e` when the bad value is the file's: the file as a whole
+/// (`SSE_CONFIG`: its routes), a key no variable or flag overrides, or a key whose value is
+/// the one refused (a file value that does not parse is an error even where a flag overrides
+/// it). The file key and the path are what the operator edits, not the variable.
+fn blame_file(
+    e: ConfigError,
+    path: &Path,
+    file_flags: &[String],
+    env_flags: &[String],
+    args: &[String],
+) -> ConfigError {
+    let ConfigError::Invalid {
+        setting,
+        value,
+        reason,
+        file: None,
+    } = e
+    else {
+        return e;
+    };
+    let flag = settings().find(|s| s.0 == setting).map_or("", |s| s.1);
+    let given = |list: &[String]| {
+        let named = |a: &&String| {
+            a.strip_prefix("--")
+                .and_then(|a| a.strip_prefix(flag))
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('='))
+        };
+        list.iter().rev().find(named).cloned()
+    };
+    let in_file = given(file_flags);
+    let file_value = in_file
+        .as_deref()
+        .and_then(|a| a.split_once('='))
+        .map(|(_, v)| v);
+    let from_file = setting == "SSE_CONFIG"
+        || (in_file.is_some()
+            && (file_value == Some(value.as_str())
+                || (given(env_flags).is_none() && given(args).is_none())));
+    ConfigError::Invalid {
+        setting,
+        value,
+        reason,
+        file: from_file.then(|| path.to_path_buf()),
+    }
 }
 
 /// Runs clap over `args` (after the program name), without its reading of the environment.

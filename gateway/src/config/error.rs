@@ -17,6 +17,9 @@ pub enum ConfigError {
         value: String,
         /// What is wrong with it.
         reason: String,
+        /// The config file the value came from (no environment variable or flag set it), so
+        /// the message names the file and its key rather than only the variable.
+        file: Option<PathBuf>,
     },
     /// An unknown flag, a missing value, a stray argument (named by position: it may be secret).
     CommandLine(String),
@@ -40,6 +43,7 @@ pub(super) fn invalid(
         setting,
         value,
         reason,
+        file: None,
     }
 }
 
@@ -51,6 +55,34 @@ impl fmt::Display for ConfigError {
                 setting,
                 value,
                 reason,
+                file: Some(path),
+            } => {
+                let path = path.display();
+                write!(f, "config file {path} (SSE_CONFIG / --config): ")?;
+                match (*setting, value.as_str()) {
+                    // The file as a whole: its [[routes]], or how many families they make.
+                    ("SSE_CONFIG", _) => write!(f, "{value}: {reason}"),
+                    (_, REDACTED) => {
+                        let key = file_key(setting);
+                        write!(
+                            f,
+                            "`{key}` ({setting}) has an invalid value ({REDACTED}): {reason}"
+                        )
+                    }
+                    _ => {
+                        let key = file_key(setting);
+                        write!(
+                            f,
+                            "`{key}` ({setting}) has an invalid value {value:?}: {reason}"
+                        )
+                    }
+                }
+            }
+            ConfigError::Invalid {
+                setting,
+                value,
+                reason,
+                file: None,
             } => {
                 f.write_str(setting)?;
                 match super::cli::settings().find(|s| s.0 == *setting) {
@@ -75,6 +107,12 @@ impl fmt::Display for ConfigError {
             }
         }
     }
+}
+
+/// The file key of the setting whose environment variable is `setting`.
+fn file_key(setting: &str) -> String {
+    let flag = super::cli::settings().find(|s| s.0 == setting);
+    flag.map_or_else(|| setting.to_lowercase(), |s| s.1.replace('-', "_"))
 }
 
 impl std::error::Error for ConfigError {}

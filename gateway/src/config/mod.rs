@@ -10,6 +10,7 @@
 mod cli;
 mod error;
 mod file;
+pub mod token;
 mod values;
 
 use std::net::SocketAddr;
@@ -310,6 +311,40 @@ impl Config {
         Some(format!(
             "publish is served on {addr} ({setting}), beyond loopback, without              SSE_PUBLISH_TOKEN: every loopback peer may publish, and behind a same-host              proxy or TCP forwarder every internet client is a loopback peer. Set              SSE_PUBLISH_TOKEN, or SSE_ADMIN_LISTEN to a loopback address"
         ))
+    }
+
+    /// The stream families these settings leave off, by the setting that would turn them on,
+    /// for the start-up log (`None` when every family can be served): without it a newcomer
+    /// meets a bare `401` on the player stream and wonders whether the token is wrong.
+    pub fn families_off(&self) -> Option<String> {
+        use crate::route::table::AuthRule;
+        let needs: [(&str, bool, &[AuthRule]); 2] = [
+            (
+                "SSE_AUTH_SECRET",
+                self.auth_secret.is_none(),
+                &[AuthRule::PlayerToken, AuthRule::ChannelToken],
+            ),
+            (
+                "SSE_API_KEYS",
+                self.api_keys.is_empty(),
+                &[AuthRule::ApiKey],
+            ),
+        ];
+        let groups: Vec<String> = needs
+            .iter()
+            .filter(|(_, unset, _)| *unset)
+            .filter_map(|(setting, _, rules)| {
+                let families = self.routes.families.iter();
+                let off: Vec<&str> = families
+                    .filter(|f| rules.contains(&f.auth))
+                    .map(|f| f.name.as_str())
+                    .collect();
+                let names = off.join(", ");
+                (!off.is_empty()).then(|| format!("{names} ({setting} unset)"))
+            })
+            .collect();
+        let groups = groups.join("; ");
+        (!groups.is_empty()).then(|| format!("streams off, answering 401: {groups}"))
     }
 
     /// One line for `--check-config`: what the node would serve.

@@ -602,6 +602,66 @@ fn file_errors_name_the_file_and_key() {
     }
 }
 
+/// A bad value the file gave names the file and its key; the same value from a variable or
+/// a flag names those, and a file value they override is not blamed for their fault.
+#[test]
+fn file_borne_values_name_the_file() {
+    let file = TempFile::new("cores = 0\nauth_secret = \" hunter2\"\n");
+    let path = file.path();
+    let config = ["--config", path.as_str()];
+    let head = format!("config file {path} (SSE_CONFIG / --config): ");
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str, bool);
+    let cases: Vec<Case> = vec![
+        (
+            config.to_vec(),
+            vec![],
+            "`cores` (SSE_CORES) has an invalid value \"0\": must be from 1 to 1024",
+            true,
+        ),
+        (
+            [&config[..], &["--cores", "2"]].concat(),
+            vec![],
+            "`auth_secret` (SSE_AUTH_SECRET) has an invalid value ([redacted]): must not start",
+            true,
+        ),
+        (
+            config.to_vec(),
+            vec![("SSE_CORES", "2000")],
+            "SSE_CORES (flag --cores, file key `cores`) has an invalid value \"2000\"",
+            false,
+        ),
+        (
+            [&config[..], &["--cores=5000"]].concat(),
+            vec![],
+            "SSE_CORES (flag --cores, file key `cores`) has an invalid value \"5000\"",
+            false,
+        ),
+    ];
+    for (argv, env, want, names_file) in cases {
+        let err = load_with(&argv, &env).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains(want), "{argv:?} {env:?}: {msg}");
+        assert_eq!(
+            msg.starts_with(&head),
+            names_file,
+            "{argv:?} {env:?}: {msg}"
+        );
+        assert!(!msg.contains("hunter2"), "{msg}");
+    }
+    // A value that does not parse, from the file, under a flag that overrides it.
+    let file = TempFile::new("listen = \"nowhere\"\n");
+    let err = load_with(&["--config", &file.path(), "--listen", "127.0.0.1:0"], &[]).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with(&format!("config file {}", file.path())),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("`listen` (SSE_LISTEN) has an invalid value \"nowhere\""),
+        "{msg}"
+    );
+}
+
 #[test]
 fn unreadable_file_is_an_error() {
     let missing = std::env::temp_dir().join("gateway-config-test-does-not-exist.toml");
@@ -630,12 +690,11 @@ fn routes_are_built_and_checked_with_the_config() {
     let err = load_with(&["--config", &bad.path()], &[]).unwrap_err();
     assert_eq!(setting_of(&err), "SSE_CONFIG");
     let msg = err.to_string();
-    assert!(
-        msg.starts_with(
-            "SSE_CONFIG (flag --config) has an invalid value \"[[routes]]\": route \"orders\": "
-        ),
-        "{msg}"
+    let head = format!(
+        "config file {} (SSE_CONFIG / --config): [[routes]]: route \"orders\": ",
+        bad.path()
     );
+    assert!(msg.starts_with(&head), "{msg}");
     assert!(msg.contains("{shop}"), "{msg}");
     let bad = TempFile::new("routes = 5");
     let err = load_with(&["--config", &bad.path()], &[]).unwrap_err();
@@ -659,7 +718,8 @@ fn too_many_route_families_fail_validation() {
     assert_eq!(setting_of(&err), "SSE_CONFIG");
     let msg = err.to_string();
     assert!(msg.contains("at most 16 route families"), "{msg}");
-    assert!(msg.contains("\"17 route families\""), "{msg}");
+    assert!(msg.contains(&file.path()), "{msg}");
+    assert!(msg.contains("17 route families"), "{msg}");
     // The same rule holds for a hand-built config.
     routes.families.truncate(1);
     let one = routes.families[0].clone();
@@ -1014,4 +1074,23 @@ fn publish_beyond_loopback_without_a_token_is_warned_about() {
             }
         }
     }
+}
+
+/// The start-up line that says which families are off names them and the setting each needs.
+#[test]
+fn families_off_name_the_setting_they_need() {
+    let off = load_with(&[], &[]).unwrap().families_off().unwrap();
+    assert_eq!(
+        off,
+        "streams off, answering 401: player, jackpot_user (SSE_AUTH_SECRET unset); \
+         game_type, game (SSE_API_KEYS unset)"
+    );
+    let keys = load_with(&[], &[("SSE_API_KEYS", "k")]).unwrap();
+    let off = keys.families_off().unwrap();
+    assert_eq!(
+        off,
+        "streams off, answering 401: player, jackpot_user (SSE_AUTH_SECRET unset)"
+    );
+    let all = load_with(&["--api-keys", "k", "--auth-secret", "s"], &[]).unwrap();
+    assert_eq!(all.families_off(), None);
 }

@@ -12,7 +12,7 @@ use crate::http::response::Status;
 use crate::route::resolve::{resolve, StreamSpec};
 use crate::route::table::{api_of_path, Api, Endpoint, Match, RouteTable};
 
-/// Largest accepted publish body (CONTRACT: `413` over 64 KiB).
+/// Largest accepted publish body (the contract, docs/API.md: `413` over 64 KiB).
 pub const MAX_PUBLISH_BODY: usize = MAX_PAYLOAD;
 
 /// What a connection does next. Owned, so the read buffer is free again.

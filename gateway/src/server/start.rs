@@ -124,6 +124,7 @@ pub fn start_on(
                 setting: "SSE_LISTEN",
                 value: config.listen.to_string(),
                 reason: "no listener to serve on".into(),
+                file: None,
             })
         })?;
     let cores = config.cores;
@@ -210,6 +211,9 @@ pub fn start_on(
         run = %node.run_id(),
         "gateway started"
     );
+    if let Some(off) = node.config().families_off() {
+        info!("{off}");
+    }
     if let Some(warning) = node.config().exposure_warning_at(local_addr, admin_addr) {
         warn!("{warning}");
     }

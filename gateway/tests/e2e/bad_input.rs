@@ -1,4 +1,4 @@
-//! Every "Bad input" row of CONTRACT.md for the player stream and the HTTP API: real gateway,
+//! Every "Bad input" row of the contract (docs/API.md, "Errors and bad input") for the player stream and the HTTP API: real gateway,
 //! real sockets. Each test fails if the behaviour changes.
 
 use std::io::{Read, Write};

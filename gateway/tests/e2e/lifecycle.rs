@@ -111,8 +111,11 @@ fn check_config_validates_settings_file_and_routes_then_exits() {
     let (code, stdout, stderr) = check(&bad_setting);
     assert_eq!(code, Some(2), "{stdout}");
     assert!(stdout.is_empty(), "{stdout}");
+    // The value is the file's: the message names the file and its key.
+    let head = format!("error: config file {}", bad_setting.display());
+    assert!(stderr.starts_with(&head), "{stderr}");
     assert!(
-        stderr.starts_with("error: SSE_CONNECTION_LIMIT (flag --connection-limit"),
+        stderr.contains("`connection_limit` (SSE_CONNECTION_LIMIT) has an invalid value \"0\""),
         "{stderr}"
     );
     let (code, _, stderr) = check(&bad_route);
