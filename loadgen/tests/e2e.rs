@@ -121,6 +121,9 @@ fn loadgen(addr: SocketAddr, args: &str) -> (i32, serde_json::Value) {
     cmd.args(args.split_whitespace())
         .args(["--target", &addr.to_string(), "--secret", SECRET, "--quiet"])
         .args(["--json", json.to_str().unwrap(), "--timeout", "30"])
+        // Tests judge loss and order, never latency (a busy CI machine may take 300 ms):
+        // a p99 target no run misses, so the exit code says only what the tests assert.
+        .args(["--target-p99", "60000"])
         .stdin(Stdio::null())
         .stdout(Stdio::null());
     let mut child = Proc(cmd.spawn().expect("spawn loadgen"));

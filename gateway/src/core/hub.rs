@@ -4,7 +4,7 @@
 //! Invariants: a channel exists while it has a subscriber or history worth keeping; every
 //! event gets the next sequence number of this core (increasing within each channel, never
 //! reused in a run), so an id names exactly one event on one core of one run.
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -167,6 +167,31 @@ pub struct Hub {
     history_order: VecDeque<(u64, Rc<str>)>,
     /// Events trimmed from history for the byte budget so far.
     history_trimmed: u64,
+    /// Per family (by index): what a `topics=all` resume needs without visiting every
+    /// channel.
+    families: Vec<FamilyIndex>,
+}
+
+/// What a resume of every channel of one family needs, kept as events come and go, so that
+/// it costs the channels with history rather than every channel (a flood leaves up to
+/// `SSE_CHANNEL_LIMIT` channels that never had an event).
+#[derive(Debug, Default)]
+struct FamilyIndex {
+    /// The family's channels whose history holds events.
+    with_history: HashSet<Rc<str>>,
+    /// The newest sequence number published on any channel of the family here.
+    newest: u64,
+    /// The highest `evicted_upto` of any channel of the family: a resume from below it
+    /// missed an event that left some channel's history.
+    evicted: u64,
+}
+
+/// The index of `family`, made when first needed.
+fn family_index(families: &mut Vec<FamilyIndex>, family: usize) -> &mut FamilyIndex {
+    if families.len() <= family {
+        families.resize_with(family + 1, FamilyIndex::default);
+    }
+    &mut families[family]
 }
 
 impl Hub {
@@ -193,6 +218,7 @@ impl Hub {
             history_events: 0,
             history_order: VecDeque::new(),
             history_trimmed: 0,
+            families: Vec::new(),
         }
     }
 
@@ -229,9 +255,15 @@ impl Hub {
 
     /// Accounts for events that left history with their channel (evicted, swept) or all at
     /// once (a kept channel's history dropped).
-    fn released(&mut self, history: &VecDeque<(u64, Bytes)>) {
+    fn released(&mut self, family: usize, name: &str, history: &VecDeque<(u64, Bytes)>) {
+        if history.is_empty() {
+            return;
+        }
         self.history_bytes -= history.iter().map(|(_, b)| b.len()).sum::<usize>();
         self.history_events -= history.len();
+        family_index(&mut self.families, family)
+            .with_history
+            .remove(name);
     }
 
     /// Trims the oldest events of the whole core until history fits its byte budget; a
@@ -252,6 +284,11 @@ impl Hub {
                     self.history_bytes -= b.len();
                     self.history_events -= 1;
                     self.history_trimmed += 1;
+                    let f = family_index(&mut self.families, c.family);
+                    f.evicted = f.evicted.max(seq);
+                    if c.history.is_empty() {
+                        f.with_history.remove(&name);
+                    }
                 }
             }
         }
@@ -296,7 +333,7 @@ impl Hub {
                 continue;
             };
             if let Some(c) = self.channels.remove(&name) {
-                self.released(&c.history);
+                self.released(c.family, &name, &c.history);
                 if c.newest_seq > 0 {
                     // Its history goes: resuming across this point is a gap (a reset).
                     self.lost_upto.insert(c.family, self.next_seq);
@@ -543,13 +580,19 @@ impl Hub {
                 ch.idle_since = Some(Instant::now());
             }
         }
+        let family = family_index(&mut self.families, ch.family);
+        family.newest = seq;
         if self.history > 0 {
             if ch.history.len() == self.history {
                 if let Some((old, b)) = ch.history.pop_front() {
                     ch.evicted_upto = old;
+                    family.evicted = family.evicted.max(old);
                     self.history_bytes -= b.len();
                     self.history_events -= 1;
                 }
+            }
+            if ch.history.is_empty() {
+                family.with_history.insert(ch.name.clone());
             }
             self.history_bytes += bytes.len();
             self.history_events += 1;
@@ -557,6 +600,7 @@ impl Hub {
             self.history_order.push_back((seq, ch.name.clone()));
         } else {
             ch.evicted_upto = seq;
+            family.evicted = seq;
         }
         let mut out = Fanout::default();
         let wild = self.wildcards.get(&ch.family).into_iter().flatten();
@@ -613,13 +657,7 @@ impl Hub {
                 .map(newest)
                 .max()
                 .unwrap_or(0),
-            Channels::All => self
-                .channels
-                .values()
-                .filter(|c| c.family == family)
-                .map(newest)
-                .max()
-                .unwrap_or(0),
+            Channels::All => self.families.get(family).map_or(0, |f| f.newest),
         }
     }
 
@@ -651,10 +689,18 @@ impl Hub {
             Channels::One(c) => vec![self.channels.get(&**c)],
             Channels::Many(list) => list.iter().map(|c| self.channels.get(&**c)).collect(),
             Channels::All => {
+                // Only the channels with history: a channel without any has nothing to
+                // replay, and what left any history is in the family's watermark.
                 gone |= seq <= lost;
-                for c in self.channels.values().filter(|c| c.family == family) {
-                    gone |= seq < c.evicted_upto;
-                    parts.extend(c.history.iter().filter(|(s, _)| *s > seq));
+                if let Some(f) = self.families.get(family) {
+                    gone |= seq < f.evicted;
+                    let held = f
+                        .with_history
+                        .iter()
+                        .filter_map(|n| self.channels.get(&**n));
+                    for c in held {
+                        parts.extend(c.history.iter().filter(|(s, _)| *s > seq));
+                    }
                 }
                 Vec::new()
             }
@@ -746,16 +792,19 @@ impl Hub {
             if c.keep && idle_for.is_some_and(|d| d >= IDLE_KEEP) && !c.history.is_empty() {
                 c.evicted_upto = c.newest_seq;
                 dropped = std::mem::take(&mut c.history);
+                let f = family_index(&mut self.families, c.family);
+                f.evicted = f.evicted.max(c.newest_seq);
             }
             let ttl = if c.keep { KEPT_IDLE } else { IDLE_KEEP };
             let (family, published) = (c.family, c.newest_seq > 0);
-            self.released(&dropped);
+            let name = c.name.clone();
+            self.released(family, &name, &dropped);
             if idle_for.is_none_or(|d| d < ttl) {
                 continue;
             }
             if let Some(name) = self.idle.remove(&k) {
                 if let Some(c) = self.channels.remove(&name) {
-                    self.released(&c.history);
+                    self.released(family, &name, &c.history);
                 }
             }
             if published {
@@ -1053,6 +1102,38 @@ mod tests {
         hub.sweep(Instant::now() + IDLE_KEEP * 2, 1);
         assert_eq!(hub.history_use().0, 0);
         assert_eq!(hub.history_events, 0);
+    }
+
+    #[test]
+    fn a_resume_of_every_channel_visits_only_channels_with_history() {
+        let mut hub = Hub::new("r", 0, 2);
+        let w = Rc::new(Subscriber::new(0, 0, 100));
+        hub.subscribe(Channels::All, 0, w);
+        // A flood of channels that never had an event: not in the family's index.
+        for i in 0..5_000 {
+            hub.create(&format!("empty{i}"), 0);
+        }
+        hub.create("a", 0);
+        hub.create("b", 0);
+        for c in ["a", "b", "a", "a"] {
+            publish(&mut hub, c);
+        }
+        assert_eq!(hub.families[0].with_history.len(), 2);
+        // `a` holds r.0.3 and r.0.4 (history 2): r.0.1 left it, so resuming from before it
+        // is a reset; from r.0.2 on, a replay merged in id order.
+        assert!(matches!(
+            hub.resume(&Channels::All, 0, "r.0.0"),
+            Resume::Reset { .. }
+        ));
+        assert_eq!(
+            text(hub.resume(&Channels::All, 0, "r.0.1")),
+            "id: r.0.2\n\nid: r.0.3\n\nid: r.0.4\n\n"
+        );
+        // A reset names the family's newest event.
+        match hub.resume(&Channels::All, 0, "x.0.1") {
+            Resume::Reset { newest_id, .. } => assert_eq!(newest_id.as_deref(), Some("r.0.4")),
+            r => panic!("{r:?}"),
+        }
     }
 
     #[test]
