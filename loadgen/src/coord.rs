@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use crate::opts::Opts;
 use crate::publish::{self, Job, Live, Timing};
-use crate::report::{new_hist, Latency, Phase, ProcUse, Progress, Report, WorkerReport};
+use crate::report::{
+    merge_failures, new_hist, Latency, Phase, ProcUse, Progress, Report, WorkerReport,
+};
 use crate::seqs::expected_on_channel;
 use crate::worker::{raise_nofile, WorkerSpec};
 use crate::{now_us, proc};
@@ -316,6 +318,7 @@ pub fn run(o: Opts) -> i32 {
     let mut watched = watch(&o.pids);
     let overflows0 = proc::listen_overflows().unwrap_or(0);
     let run_start = Instant::now();
+    let run_start_us = now_us();
     let mut ws = match Workers::spawn(&o) {
         Ok(w) => w,
         Err(e) => {
@@ -456,6 +459,10 @@ pub fn run(o: Opts) -> i32 {
         }
         _ => unreachable!("validated scenario"),
     }
+    if last_reports.is_empty() {
+        // A phase failed before its reports: ask now, for the streams' figures.
+        last_reports = ws.reports(0);
+    }
     ws.line.done();
     let total = ws.total();
     rep.connects_ok = total.ok;
@@ -502,7 +509,17 @@ pub fn run(o: Opts) -> i32 {
             ..ProcUse::default()
         });
     }
-    rep.pass = ok && rep.connects_failed == 0;
+    for r in &last_reports {
+        rep.streams_opened += r.opened_once;
+        merge_failures(&mut rep.failures, &r.failures);
+        if let Some(t) = r.last_first_open_us {
+            let s = t.saturating_sub(run_start_us) as f64 / 1e6;
+            rep.last_open_s = Some(rep.last_open_s.map_or(s, |m: f64| m.max(s)));
+        }
+    }
+    // Streams never attempted (the connect phase timed out first) never opened either.
+    rep.streams_never_opened = rep.streams.saturating_sub(rep.streams_opened);
+    rep.pass = ok && rep.connects_failed == 0 && rep.failures.is_empty();
     drop(ws);
     print!("{}", rep.render());
     if o.scenario == "idle" && watched.len() == 1 {

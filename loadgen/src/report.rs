@@ -49,6 +49,41 @@ pub struct WorkerReport {
     pub cpu_s: f64,
     /// Peak RSS of this worker.
     pub peak_rss: u64,
+    /// Why streams failed to open, by reason.
+    pub failures: Vec<Failure>,
+    /// When the latest stream opened for the first time (unix microseconds).
+    pub last_first_open_us: Option<u64>,
+}
+
+/// One reason streams failed to open: `HTTP 401: {"error":"missing token"}`,
+/// `connect: refused`, `before the response head: reset`, ...
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The HTTP status and the start of the body, or the connect/read error.
+    pub reason: String,
+    /// Streams that failed this way at least once (a stream that retries counts once).
+    pub streams: u64,
+    /// Attempts that failed this way (retries included).
+    pub attempts: u64,
+}
+
+/// Adds `more` into `into`, by reason; the result sorted by streams, most first.
+pub fn merge_failures(into: &mut Vec<Failure>, more: &[Failure]) {
+    for f in more {
+        match into.iter_mut().find(|g| g.reason == f.reason) {
+            Some(g) => {
+                g.streams += f.streams;
+                g.attempts += f.attempts;
+            }
+            None => into.push(f.clone()),
+        }
+    }
+    into.sort_by(|a, b| {
+        b.streams
+            .cmp(&a.streams)
+            .then(b.attempts.cmp(&a.attempts))
+            .then(a.reason.cmp(&b.reason))
+    });
 }
 
 /// A new latency histogram: 1 us to 1 hour, 3 significant digits.
@@ -172,10 +207,20 @@ pub struct Report {
     pub publish: String,
     /// Successful stream opens (reconnects included).
     pub connects_ok: u64,
-    /// Failed stream opens.
+    /// Failed attempts to open a stream (retries included: see `streams_never_opened` and
+    /// `failures` for streams).
     pub connects_failed: u64,
-    /// Seconds until every stream had been attempted.
+    /// Seconds until every stream had been attempted once (opened or failed).
     pub connect_seconds: f64,
+    /// Streams that opened at least once.
+    pub streams_opened: u64,
+    /// Streams that never opened during the run.
+    pub streams_never_opened: u64,
+    /// Seconds from the start until the last stream opened for the first time (`None`: none
+    /// opened). Equals the time to open all only when `streams_opened == streams`.
+    pub last_open_s: Option<f64>,
+    /// Why streams failed to open, by reason, most streams first.
+    pub failures: Vec<Failure>,
     /// Streams the server ended.
     pub closed_by_server: u64,
     /// Storm: seconds from the drop until the last stream was open again.
@@ -195,7 +240,7 @@ pub struct Report {
     pub cpu_s_total: f64,
     /// loadgen's own processes (the parent first).
     pub loadgen: Vec<ProcUse>,
-    /// Every phase passed and every stream opened.
+    /// Every phase passed, every stream opened and none failed.
     pub pass: bool,
 }
 
@@ -215,11 +260,26 @@ impl Report {
         );
         let _ = writeln!(s, "streams  {}", self.urls.join("  "));
         let _ = writeln!(s, "publish  {}", self.publish);
+        let opened = match self.last_open_s {
+            Some(t) if self.streams_opened == self.streams => format!("all opened in {t:.1} s"),
+            Some(t) => format!(
+                "{} of {} opened, the last at {t:.1} s; {} never opened",
+                self.streams_opened, self.streams, self.streams_never_opened
+            ),
+            None => format!("none of {} opened", self.streams),
+        };
         let _ = writeln!(
             s,
-            "connects ok {}  failed {}  ({:.1} s to open all)  closed by server {}",
-            self.connects_ok, self.connects_failed, self.connect_seconds, self.closed_by_server
+            "streams  {opened}  (attempts ok {}, failed {})  closed by server {}",
+            self.connects_ok, self.connects_failed, self.closed_by_server
         );
+        for f in &self.failures {
+            let _ = writeln!(
+                s,
+                "failed   {:>7} streams {:>8} attempts  {}",
+                f.streams, f.attempts, f.reason
+            );
+        }
         if self.listen_overflows > 0 {
             let _ = writeln!(
                 s,

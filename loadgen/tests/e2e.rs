@@ -68,14 +68,23 @@ fn start_gateway() -> (Proc, SocketAddr) {
 }
 
 fn start_gateway_with(env: &[(&str, &str)]) -> (Proc, SocketAddr) {
+    start_gateway_without(env, &[])
+}
+
+/// A gateway with `env` set and the variables in `unset` left out of the defaults.
+fn start_gateway_without(env: &[(&str, &str)], unset: &[&str]) -> (Proc, SocketAddr) {
     // Port 0: the gateway binds a port nobody else holds and names it in its start-up line.
-    let mut child = Command::new(gateway_bin())
-        .env_clear()
+    let mut cmd = Command::new(gateway_bin());
+    cmd.env_clear()
         .env("SSE_LISTEN", "127.0.0.1:0")
         .env("SSE_CORES", "2")
         .env("SSE_AUTH_SECRET", SECRET)
         .env("SSE_KEEPALIVE_PERIOD", "1s")
-        .envs(env.iter().copied())
+        .envs(env.iter().copied());
+    for k in unset {
+        cmd.env_remove(k);
+    }
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -112,6 +121,13 @@ fn start_gateway_with(env: &[(&str, &str)]) -> (Proc, SocketAddr) {
 
 /// Runs loadgen with `args` against `addr`; returns its exit code and JSON report.
 fn loadgen(addr: SocketAddr, args: &str) -> (i32, serde_json::Value) {
+    let (code, r, _) = loadgen_out(addr, args);
+    (code, r)
+}
+
+/// Runs loadgen with `args` against `addr`; returns its exit code, JSON report and the human
+/// summary it printed.
+fn loadgen_out(addr: SocketAddr, args: &str) -> (i32, serde_json::Value, String) {
     let json = std::env::temp_dir().join(format!(
         "loadgen-e2e-{}-{}.json",
         std::process::id(),
@@ -122,8 +138,14 @@ fn loadgen(addr: SocketAddr, args: &str) -> (i32, serde_json::Value) {
         .args(["--target", &addr.to_string(), "--secret", SECRET, "--quiet"])
         .args(["--json", json.to_str().unwrap(), "--timeout", "30"])
         .stdin(Stdio::null())
-        .stdout(Stdio::null());
+        .stdout(Stdio::piped());
     let mut child = Proc(cmd.spawn().expect("spawn loadgen"));
+    let mut stdout = child.0.stdout.take().expect("piped stdout");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
     let end = Instant::now() + Duration::from_secs(90);
     let code = loop {
         if let Some(st) = child.0.try_wait().expect("wait") {
@@ -134,7 +156,12 @@ fn loadgen(addr: SocketAddr, args: &str) -> (i32, serde_json::Value) {
     };
     let text = std::fs::read_to_string(&json).expect("JSON report");
     let _ = std::fs::remove_file(&json);
-    (code, serde_json::from_str(&text).expect("report parses"))
+    let out = reader.join().unwrap_or_default();
+    (
+        code,
+        serde_json::from_str(&text).expect("report parses"),
+        out,
+    )
 }
 
 fn n(v: &serde_json::Value, key: &str) -> u64 {
@@ -361,4 +388,91 @@ fn redis_publisher_pipelines_publish_and_counts_receivers() {
     assert_eq!(count(&got), 30, "{text}");
     assert!(text.contains("SSE::1::2\r\n"), "{text}");
     assert!(text.contains(r#""player_id":2,"event_type":"loadgen","event_data":{"seq":9,"t":"#));
+}
+
+/// The report's failure reasons as `(reason, streams, attempts)`.
+fn failures(r: &serde_json::Value) -> Vec<(String, u64, u64)> {
+    r["failures"]
+        .as_array()
+        .unwrap_or_else(|| panic!("failures missing in {r:#}"))
+        .iter()
+        .map(|f| {
+            (
+                f["reason"].as_str().unwrap_or("").to_string(),
+                n(f, "streams"),
+                n(f, "attempts"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn refused_streams_are_reported_with_status_and_body_counted_per_stream() {
+    // Without SSE_AUTH_SECRET the gateway refuses every player stream with a 401 that says
+    // why. Streams retry every 100 ms for about 1.5 s: many attempts, 20 streams.
+    let (_gw, addr) = start_gateway_without(&[], &["SSE_AUTH_SECRET"]);
+    let (code, r, out) = loadgen_out(
+        addr,
+        "idle --streams 20 --per-worker 10 --hold 1 --reconnect-ms 100",
+    );
+    assert_eq!(code, 1, "{r:#}");
+    let f = failures(&r);
+    assert_eq!(f.len(), 1, "{r:#}");
+    let (reason, streams, attempts) = &f[0];
+    assert!(reason.starts_with("HTTP 401: "), "{reason}");
+    assert!(
+        reason.contains("SSE_AUTH_SECRET"),
+        "the body says why: {reason}"
+    );
+    assert!(reason.len() <= "HTTP 401: ".len() + 100, "{reason}");
+    assert_eq!(*streams, 20, "streams, not retries: {r:#}");
+    assert!(*attempts > 20, "retries are counted as attempts: {r:#}");
+    assert_eq!(n(&r, "connects_failed"), *attempts);
+    assert_eq!(
+        (n(&r, "streams_opened"), n(&r, "streams_never_opened")),
+        (0, 20)
+    );
+    assert!(r["last_open_s"].is_null(), "{r:#}");
+    assert!(out.contains("none of 20 opened"), "{out}");
+    assert!(!out.contains("to open all"), "{out}");
+    assert!(
+        out.contains("20 streams") && out.contains("HTTP 401"),
+        "{out}"
+    );
+}
+
+#[test]
+fn streams_refused_in_band_over_the_connection_limit_are_reported() {
+    // Five streams fit; the gateway answers the other fifteen with a 200 head, `retry:` and an
+    // error event, then closes: loadgen names that, per stream.
+    let (_gw, addr) = start_gateway_with(&[("SSE_CONNECTION_LIMIT", "5"), ("SSE_CORES", "1")]);
+    let (code, r, out) = loadgen_out(addr, "idle --streams 20 --hold 1 --reconnect-ms 200");
+    assert_eq!(code, 1, "{r:#}");
+    let f = failures(&r);
+    assert_eq!(f.len(), 1, "{r:#}");
+    assert!(
+        f[0].0
+            .starts_with("HTTP 200, then closed before any event: ")
+            && f[0].0.contains("connection limit reached"),
+        "{r:#}"
+    );
+    assert_eq!(f[0].1, 15, "streams, not retries: {r:#}");
+    assert!(f[0].2 >= 15, "{r:#}");
+    assert!(out.contains("connection limit reached"), "{out}");
+}
+
+#[test]
+fn a_refused_connect_is_named() {
+    // Nobody listens on the stream URL's port (bound, then closed).
+    let (_gw, addr) = start_gateway();
+    let dead = format!("http://127.0.0.1:{}/sse", free_port());
+    let (code, r, out) = loadgen_out(
+        addr,
+        &format!("idle --streams 3 --hold 1 --reconnect-ms 100 --url {dead}"),
+    );
+    assert_eq!(code, 1, "{r:#}");
+    let f = failures(&r);
+    assert_eq!(f.len(), 1, "{r:#}");
+    assert_eq!((f[0].0.as_str(), f[0].1), ("connect: refused", 3), "{r:#}");
+    assert!(out.contains("connect: refused"), "{out}");
 }
