@@ -4,8 +4,8 @@
 //! The parent talks to it in lines. Parent → worker (stdin): `phase` (start a new latency
 //! histogram), `storm` (drop every stream at once; they reconnect with `Last-Event-ID`),
 //! `report SENT` (account for SENT events published so far), `quit`. Worker → parent (stdout):
-//! `P <progress JSON>` twice a second, `O` once every stream has been attempted, `R <report
-//! JSON>`.
+//! `P <progress JSON>` twice a second, `S <second JSON>` once a (wall-clock) second with that
+//! second's figures, `O` once every stream has been attempted, `R <report JSON>`.
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{BufRead, Write};
@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::chunked::Dechunker;
 use crate::http::{self, Framing};
 use crate::opts::Opts;
-use crate::report::{hist_pairs, new_hist, Failure, Progress, WorkerReport};
+use crate::report::{hist_pairs, new_hist, Failure, Progress, Second, WorkerReport};
 use crate::seqs::{expected_on_channel, Seen, SeqSet};
 use crate::template::{Template, Vars};
 use crate::{now_us, proc, sse};
@@ -108,6 +108,45 @@ struct Shared {
     failures: Vec<Failure>,
     /// When the latest stream opened for the first time (unix microseconds).
     last_first_open_us: Option<u64>,
+    /// The wall-clock second being collected (unix seconds).
+    sec: u64,
+    /// Latency of the deliveries received in `sec` (one histogram reused: about 180 KiB,
+    /// cleared each second).
+    sec_hist: Histogram<u64>,
+    /// Fewest streams open during `sec` (a storm's dip is shorter than a second).
+    sec_open_min: u64,
+    /// Deliveries received for the first time in `sec`.
+    sec_received: u64,
+}
+
+impl Shared {
+    /// A stream closed: one fewer open, and maybe this second's fewest.
+    fn one_closed(&mut self) {
+        self.progress.open -= 1;
+        self.sec_open_min = self.sec_open_min.min(self.progress.open);
+    }
+
+    /// Ends the second being collected if the clock has moved on: its figures, and a fresh
+    /// second.
+    fn end_second(&mut self, now_s: u64) -> Option<Second> {
+        if now_s <= self.sec {
+            return None;
+        }
+        let done = Second {
+            sec: self.sec,
+            open: self.progress.open,
+            open_min: self.sec_open_min,
+            ok: self.progress.ok,
+            failed: self.progress.failed,
+            received: self.sec_received,
+            hist: hist_pairs(&self.sec_hist),
+        };
+        self.sec = now_s;
+        self.sec_hist.reset();
+        self.sec_open_min = self.progress.open;
+        self.sec_received = 0;
+        Some(done)
+    }
 }
 
 /// Per-run constants the stream tasks share.
@@ -250,6 +289,10 @@ async fn run(spec: WorkerSpec, cmds: Arc<Mutex<VecDeque<String>>>) -> i32 {
         storm_ms: None,
         failures: Vec::new(),
         last_first_open_us: None,
+        sec: now_us() / 1_000_000,
+        sec_hist: new_hist(),
+        sec_open_min: 0,
+        sec_received: 0,
     }));
     // Open the streams at this worker's share of the connect rate, in 10 ms steps.
     {
@@ -293,6 +336,13 @@ async fn run(spec: WorkerSpec, cmds: Arc<Mutex<VecDeque<String>>>) -> i32 {
                 Some("quit") | None => return 0,
                 Some(other) => eprintln!("worker: unknown command {other}"),
             }
+        }
+        let second = sh.borrow_mut().end_second(now_us() / 1_000_000);
+        if let Some(second) = second {
+            out(&format!(
+                "S {}",
+                serde_json::to_string(&second).unwrap_or_default()
+            ));
         }
         let s = sh.borrow();
         if !said_opened && s.attempted >= spec.count {
@@ -542,7 +592,7 @@ async fn stream_task(sh: Rc<RefCell<Shared>>, ctx: Rc<Ctx>, idx: usize) {
                     ctx.reconnect
                 }
                 End::Closed(early) => {
-                    s.progress.open -= 1;
+                    s.one_closed();
                     if s.slots[idx].gen < s.storm_gen {
                         Duration::ZERO
                     } else {
@@ -733,7 +783,9 @@ fn on_event(s: &mut Shared, idx: usize, e: &sse::Event<'_>) {
     match s.slots[idx].seqs.insert(seq) {
         Seen::New => {
             s.hist.saturating_record(lat);
+            s.sec_hist.saturating_record(lat);
             s.progress.received += 1;
+            s.sec_received += 1;
             if s.track_rounds {
                 let r = seq as usize;
                 if r < 1 << 20 {

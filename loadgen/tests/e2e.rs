@@ -251,11 +251,38 @@ fn broadcast_reaches_every_stream_every_round() {
 fn storm_reconnects_every_stream_with_last_event_id_and_loses_nothing() {
     let (_gw, addr) = start_gateway();
     // 100 players with 2 streams each: every event is 2 deliveries.
+    let html = std::env::temp_dir().join(format!("loadgen-e2e-storm-{}.html", std::process::id()));
     let (code, r) = loadgen(
         addr,
-        "storm --streams 200 --players 100 --per-worker 100 --rate 200 --duration 3 --storm-at 1",
+        &format!(
+            "storm --streams 200 --players 100 --per-worker 100 --rate 200 --duration 3 --storm-at 1 --html {}",
+            html.display()
+        ),
     );
     assert_eq!(code, 0, "{r:#}");
+    // The per-second series shows the storm: a second in which (nearly) every stream was
+    // down, and every stream open at the end.
+    let series = r["series"].as_array().expect("series");
+    assert!(series.len() >= 3, "{r:#}");
+    assert!(r["storm_at_s"].as_f64().is_some(), "{r:#}");
+    let storm_s = r["storm_at_s"].as_f64().unwrap();
+    assert!(
+        series
+            .iter()
+            .any(|p| p["t_s"].as_f64().unwrap() > storm_s && n(p, "open_min") < 100),
+        "{r:#}"
+    );
+    assert_eq!(n(series.last().unwrap(), "open"), 200, "{r:#}");
+    let page = std::fs::read_to_string(&html).expect("HTML report");
+    let _ = std::fs::remove_file(&html);
+    for id in [
+        "latency-over-time",
+        "latency-histogram",
+        "streams-over-time",
+    ] {
+        assert!(page.contains(&format!("<figure id=\"{id}\">")), "{id}");
+    }
+    assert!(page.contains(">storm</text>"), "the storm is marked");
     assert_eq!(
         n(&r, "connects_ok"),
         400,
