@@ -503,3 +503,193 @@ fn a_refused_connect_is_named() {
     assert_eq!((f[0].0.as_str(), f[0].1), ("connect: refused", 3), "{r:#}");
     assert!(out.contains("connect: refused"), "{out}");
 }
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+fn tests_js() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests-js")
+}
+
+/// Fails (never skips) when what the browser test needs is not installed.
+fn require_browser_tools() {
+    let fix =
+        "run scripts/install-deps (installs Debian's chromium, node and tests-js/node_modules)";
+    let node = Command::new("node")
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    assert!(
+        matches!(node, Ok(s) if s.success()),
+        "node is missing: {fix}"
+    );
+    assert!(
+        std::path::Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: {fix}"
+    );
+    assert!(
+        tests_js().join("node_modules/playwright-core").is_dir(),
+        "tests-js/node_modules/playwright-core is missing: {fix}"
+    );
+}
+
+/// Opens `page` (with `reports` as its parameter) in headless chromium through
+/// `tests-js/browser.js`; returns the harness's exit code and its JSON lines. The harness
+/// exits when the page reports `done`; a harness still running after 40 s is killed by PID,
+/// and the chromium it started (its process group) with it.
+fn render_in_chromium(
+    page: &std::path::Path,
+    reports: &str,
+) -> (Option<i32>, Vec<serde_json::Value>) {
+    require_browser_tools();
+    let dir = tests_js();
+    let mut child = Proc(
+        Command::new("node")
+            .current_dir(&dir)
+            .arg(dir.join("browser.js"))
+            .arg("--page")
+            .arg(page)
+            .args(["--param", &format!("reports={reports}")])
+            .args(["--timeout-ms", "30000"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn node (installed by scripts/install-deps)"),
+    );
+    let out = child.0.stdout.take().expect("piped stdout");
+    let reader = std::thread::spawn(move || {
+        BufReader::new(out)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+            .collect::<Vec<_>>()
+    });
+    let end = Instant::now() + Duration::from_secs(40);
+    let code = loop {
+        if let Some(st) = child.0.try_wait().expect("wait") {
+            break st.code();
+        }
+        if Instant::now() >= end {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(child);
+    let lines = reader.join().unwrap_or_default();
+    if code.is_none() {
+        // The last resort, as in the gateway's browser test: the chromium this test started
+        // leads its own process group.
+        if let Some(pid) = lines
+            .iter()
+            .find(|v| v["kind"] == "harness.ready")
+            .and_then(|v| v["browserPid"].as_i64())
+        {
+            // SAFETY: kill(2) with signal 0 only checks; then SIGKILL to the process group of
+            // the chromium this test started.
+            unsafe {
+                if libc::kill(pid as i32, 0) == 0 {
+                    libc::kill(-(pid as i32), libc::SIGKILL);
+                }
+            }
+        }
+    }
+    (code, lines)
+}
+
+#[test]
+fn the_html_report_renders_in_headless_chromium() {
+    let (_gw, addr) = start_gateway();
+    let dir = std::env::temp_dir().join(format!("loadgen-e2e-html-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/report-check.html"),
+        dir.join("check.html"),
+    )
+    .unwrap();
+    // Two plan steps of half a second each; the target is loose so both hold on a busy machine and
+    // the knee is the second step.
+    let (code, r) = loadgen(
+        addr,
+        &format!(
+            "plan --streams 50 --rate 100 --duration 0.5 --plan-steps 2 --target-p99 5000 --html {}",
+            dir.join("plan.html").display()
+        ),
+    );
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(r["plan_knee_rate"].as_f64(), Some(150.0), "{r:#}");
+    let (exit, lines) = render_in_chromium(&dir.join("check.html"), "plan.html");
+    let _ = std::fs::remove_dir_all(&dir);
+    let dump = lines
+        .iter()
+        .map(|v| v.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_eq!(exit, Some(0), "{dump}");
+    // No console message that is not the check's own (a CSP refusal, a failed load, an
+    // exception), no failed request.
+    let bad: Vec<_> = lines
+        .iter()
+        .filter(|v| {
+            let k = v["kind"].as_str().unwrap_or("");
+            k == "check.error"
+                || (k.starts_with("harness.") && !["harness.ready", "harness.exit"].contains(&k))
+        })
+        .collect();
+    assert!(bad.is_empty(), "{dump}");
+    let rep = lines
+        .iter()
+        .find(|v| v["kind"] == "report")
+        .unwrap_or_else(|| panic!("no report line: {dump}"));
+    assert_eq!(rep["resources"].as_array().map(Vec::len), Some(0), "{dump}");
+    assert_eq!(rep["scripts"], 0, "{dump}");
+    let fig = |id: &str| {
+        rep["figures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["id"] == id)
+            .unwrap_or_else(|| panic!("no figure {id}: {dump}"))
+            .clone()
+    };
+    for (id, paths, x, y) in [
+        (
+            "latency-over-time",
+            2,
+            "seconds since start",
+            "latency, ms (log)",
+        ),
+        ("latency-histogram", 2, "latency, ms (log)", "deliveries"),
+        (
+            "streams-over-time",
+            2,
+            "seconds since start",
+            "streams open",
+        ),
+        (
+            "events-over-time",
+            1,
+            "seconds since start",
+            "deliveries / s",
+        ),
+        (
+            "plan-curve",
+            1,
+            "target rate, events/s",
+            "p99 latency, ms (log)",
+        ),
+    ] {
+        let f = fig(id);
+        assert!(n(&f, "paths") >= paths, "{id}: {f:#}");
+        assert_eq!(f["axisLabels"], serde_json::json!([x, y]), "{id}: {f:#}");
+        assert!(n(&f, "ticks") >= 4, "{id}: {f:#}");
+        assert!(n(&f, "width") > 300 && n(&f, "height") > 100, "{id}: {f:#}");
+    }
+    assert_eq!(
+        fig("plan-curve")["knees"],
+        serde_json::json!(["knee: 150/s"]),
+        "{dump}"
+    );
+}
