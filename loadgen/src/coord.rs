@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 use crate::opts::Opts;
 use crate::publish::{self, Job, Live, Timing};
-use crate::report::{new_hist, Latency, Phase, ProcUse, Progress, Report, WorkerReport};
+use crate::report::{
+    log_bins, merge_failures, new_hist, Latency, Phase, ProcUse, Progress, Report, Second, Series,
+    WorkerReport,
+};
 use crate::seqs::expected_on_channel;
 use crate::worker::{raise_nofile, WorkerSpec};
 use crate::{now_us, proc};
@@ -37,6 +40,12 @@ struct Workers {
     rx: mpsc::Receiver<(usize, Option<String>)>,
     /// The live progress line.
     line: ProgressLine,
+    /// When the workers were started (unix microseconds).
+    start_us: u64,
+    /// The per-second series, fed by the workers' `S` lines.
+    series: Series,
+    /// When the storm dropped every stream (unix microseconds).
+    storm_us: Option<u64>,
 }
 
 impl Workers {
@@ -84,6 +93,9 @@ impl Workers {
             procs,
             rx,
             line: ProgressLine::new(o),
+            start_us: now_us(),
+            series: Series::new(now_us()),
+            storm_us: None,
         })
     }
 
@@ -119,6 +131,10 @@ impl Workers {
         if let Some(p) = line.strip_prefix("P ") {
             if let Ok(p) = serde_json::from_str(p) {
                 w.progress = p;
+            }
+        } else if let Some(sec) = line.strip_prefix("S ") {
+            if let Ok(sec) = serde_json::from_str::<Second>(sec) {
+                self.series.add(&sec);
             }
         } else if line == "O" {
             w.opened = true;
@@ -316,6 +332,7 @@ pub fn run(o: Opts) -> i32 {
     let mut watched = watch(&o.pids);
     let overflows0 = proc::listen_overflows().unwrap_or(0);
     let run_start = Instant::now();
+    let run_start_us = now_us();
     let mut ws = match Workers::spawn(&o) {
         Ok(w) => w,
         Err(e) => {
@@ -456,6 +473,10 @@ pub fn run(o: Opts) -> i32 {
         }
         _ => unreachable!("validated scenario"),
     }
+    if last_reports.is_empty() {
+        // A phase failed before its reports: ask now, for the streams' figures.
+        last_reports = ws.reports(0);
+    }
     ws.line.done();
     let total = ws.total();
     rep.connects_ok = total.ok;
@@ -502,7 +523,22 @@ pub fn run(o: Opts) -> i32 {
             ..ProcUse::default()
         });
     }
-    rep.pass = ok && rep.connects_failed == 0;
+    for r in &last_reports {
+        rep.streams_opened += r.opened_once;
+        merge_failures(&mut rep.failures, &r.failures);
+        if let Some(t) = r.last_first_open_us {
+            let s = t.saturating_sub(run_start_us) as f64 / 1e6;
+            rep.last_open_s = Some(rep.last_open_s.map_or(s, |m: f64| m.max(s)));
+        }
+    }
+    // Streams never attempted (the connect phase timed out first) never opened either.
+    rep.streams_never_opened = rep.streams.saturating_sub(rep.streams_opened);
+    rep.pass = ok && rep.connects_failed == 0 && rep.failures.is_empty();
+    rep.target_p99_ms = o.target_p99_ms;
+    rep.storm_at_s = ws
+        .storm_us
+        .map(|t| t.saturating_sub(ws.start_us) as f64 / 1e6);
+    rep.series = std::mem::take(&mut ws.series).finish();
     drop(ws);
     print!("{}", rep.render());
     if o.scenario == "idle" && watched.len() == 1 {
@@ -519,6 +555,12 @@ pub fn run(o: Opts) -> i32 {
     if let Some(path) = &o.json {
         let json = serde_json::to_string_pretty(&rep).unwrap_or_default();
         if let Err(e) = std::fs::write(path, json + "\n") {
+            eprintln!("error: writing {path}: {e}");
+            return 1;
+        }
+    }
+    if let Some(path) = &o.html {
+        if let Err(e) = std::fs::write(path, crate::html::render(&rep)) {
             eprintln!("error: writing {path}: {e}");
             return 1;
         }
@@ -562,6 +604,7 @@ fn phase(
     let live = Arc::new(Live::default());
     job.start_us = now_us() + 100_000;
     let started = Instant::now();
+    let start_s = job.start_us.saturating_sub(ws.start_us) as f64 / 1e6;
     let handle = publish::spawn(o, job, live.clone())?;
     let mut stormed = false;
     while !handle.is_finished() {
@@ -572,6 +615,7 @@ fn phase(
                 stormed = true;
                 eprintln!("\nloadgen: storm: dropping every stream");
                 ws.send_all("storm");
+                ws.storm_us = Some(now_us());
             }
         }
     }
@@ -638,6 +682,8 @@ fn phase(
         unexpected,
     };
     p.latency = Latency::of(&hist);
+    p.histogram = log_bins(&hist);
+    p.start_s = start_s;
     p.round_last_ms = rounds.iter().map(|v| *v as f64 / 1000.0).collect();
     p.procs = watched
         .iter()

@@ -16,7 +16,8 @@
 //!   event stream (incremental, borrowed slices, cheap).
 //! - `seqs`: loss and duplicate accounting.
 //! - `template`: `{i}`, `{player}`, `{channel}`, `{token}`, ... expansion.
-//! - `report`: progress, per-worker and run reports; table and JSON.
+//! - `report`: progress, per-worker and run reports, the per-second series; table and JSON.
+//! - `html`: the report as one self-contained HTML page with SVG plots (`--html`).
 //! - `proc`: CPU and memory of a process by PID.
 //!
 //! Why processes: a process may hold 20,000 open files here and one source address has about
@@ -26,6 +27,7 @@
 
 pub mod chunked;
 pub mod coord;
+pub mod html;
 pub mod http;
 pub mod opts;
 pub mod proc;

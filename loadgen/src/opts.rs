@@ -63,6 +63,10 @@ publishers:
 report:
   --pid PID            a process under test (repeatable, or comma-separated): CPU, peak RSS
   --json FILE          write the report as JSON too
+  --html FILE          write the report as one self-contained HTML page with plots: latency
+                       p50/p99 per second, the latency histogram, streams open per second
+                       (through a storm), deliveries per second, and plan's rate-vs-p99 curve
+                       with the knee marked
   --hold SECS          idle: how long to hold the streams (default 3)
   --timeout SECS       give up opening streams after this long (default 120)
   --drain SECS         after publishing, wait at most this long for late events (default 5)
@@ -128,6 +132,8 @@ pub struct Opts {
     pub pids: Vec<u32>,
     /// JSON report file.
     pub json: Option<String>,
+    /// HTML report file.
+    pub html: Option<String>,
     /// Idle hold time in seconds.
     pub hold: f64,
     /// Connect phase timeout in seconds.
@@ -175,6 +181,7 @@ impl Opts {
             plan_steps: 8,
             pids: Vec::new(),
             json: None,
+            html: None,
             hold: 3.0,
             timeout: 120.0,
             drain: 5.0,
@@ -229,6 +236,7 @@ impl Opts {
                     }
                 }
                 "--json" => o.json = Some(v),
+                "--html" => o.html = Some(v),
                 "--hold" => o.hold = num!(),
                 "--timeout" => o.timeout = num!(),
                 "--drain" => o.drain = num!(),

@@ -49,6 +49,201 @@ pub struct WorkerReport {
     pub cpu_s: f64,
     /// Peak RSS of this worker.
     pub peak_rss: u64,
+    /// Why streams failed to open, by reason.
+    pub failures: Vec<Failure>,
+    /// When the latest stream opened for the first time (unix microseconds).
+    pub last_first_open_us: Option<u64>,
+}
+
+/// One wall-clock second of one worker, sent as it ends (`S` lines): the parent adds the
+/// workers' seconds up into the run's per-second series.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Second {
+    /// Unix second.
+    pub sec: u64,
+    /// Streams open at its end.
+    pub open: u64,
+    /// Fewest streams open during it.
+    pub open_min: u64,
+    /// Successful opens so far (whole run).
+    pub ok: u64,
+    /// Failed attempts so far (whole run).
+    pub failed: u64,
+    /// Deliveries received for the first time during it.
+    pub received: u64,
+    /// Their latency, microseconds: `(value, count)` pairs.
+    pub hist: Vec<(u64, u64)>,
+}
+
+/// One second of the run, all workers together: what the HTML report plots over time.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Point {
+    /// Seconds since the run started (the end of this second).
+    pub t_s: f64,
+    /// Workers that reported this second.
+    pub workers: u64,
+    /// Streams open at its end.
+    pub open: u64,
+    /// Fewest open during it (the sum of each worker's fewest: a lower bound).
+    pub open_min: u64,
+    /// Successful opens so far.
+    pub ok: u64,
+    /// Failed attempts so far.
+    pub failed: u64,
+    /// Deliveries received for the first time during it.
+    pub received: u64,
+    /// Median latency of those, ms (0 when none).
+    pub p50_ms: f64,
+    /// 99th percentile, ms.
+    pub p99_ms: f64,
+    /// Maximum, ms.
+    pub max_ms: f64,
+}
+
+/// The run's per-second series, bounded: seconds still being reported keep their workers'
+/// latency pairs (a few hundred distinct values a second); a second older than
+/// [`Series::SETTLE_S`] becomes one [`Point`] of 80 bytes. An hour is 3,600 points.
+#[derive(Debug, Default)]
+pub struct Series {
+    /// Unix second of the run's start.
+    pub start_s: f64,
+    /// Seconds still open to workers' reports: the sum so far, and the merged latency pairs.
+    open: std::collections::BTreeMap<u64, (Point, std::collections::BTreeMap<u64, u64>)>,
+    /// Settled seconds, in order.
+    done: Vec<Point>,
+}
+
+impl Series {
+    /// A worker's second arrives at most this many seconds late (its loop wakes every 20 ms;
+    /// lines may queue behind a busy parent).
+    pub const SETTLE_S: u64 = 5;
+
+    /// A series for a run that started at `start_us` (unix microseconds).
+    pub fn new(start_us: u64) -> Series {
+        Series {
+            start_s: start_us as f64 / 1e6,
+            ..Series::default()
+        }
+    }
+
+    /// Adds a worker's second.
+    pub fn add(&mut self, s: &Second) {
+        if self
+            .done
+            .last()
+            .is_some_and(|p| p.t_s >= s.sec as f64 + 1.0 - self.start_s)
+        {
+            return; // Too late: that second is settled.
+        }
+        let (p, pairs) = self.open.entry(s.sec).or_default();
+        p.workers += 1;
+        p.open += s.open;
+        p.open_min += s.open_min;
+        p.ok += s.ok;
+        p.failed += s.failed;
+        p.received += s.received;
+        for &(v, c) in &s.hist {
+            *pairs.entry(v).or_default() += c;
+        }
+        while let Some((&first, _)) = self.open.first_key_value() {
+            if first + Self::SETTLE_S > s.sec {
+                break;
+            }
+            self.settle_first();
+        }
+    }
+
+    fn settle_first(&mut self) {
+        let Some((sec, (mut p, pairs))) = self.open.pop_first() else {
+            return;
+        };
+        p.t_s = sec as f64 + 1.0 - self.start_s;
+        let total: u64 = pairs.values().sum();
+        let at = |q: f64| -> f64 {
+            let want = ((q * total as f64).ceil() as u64).max(1);
+            let mut seen = 0;
+            for (&v, &c) in &pairs {
+                seen += c;
+                if seen >= want {
+                    return v as f64 / 1000.0;
+                }
+            }
+            0.0
+        };
+        if total > 0 {
+            p.p50_ms = at(0.5);
+            p.p99_ms = at(0.99);
+            p.max_ms = pairs.keys().next_back().map_or(0.0, |&v| v as f64 / 1000.0);
+        }
+        self.done.push(p);
+    }
+
+    /// Every second, settled or not, in order.
+    pub fn finish(mut self) -> Vec<Point> {
+        while !self.open.is_empty() {
+            self.settle_first();
+        }
+        self.done
+    }
+}
+
+/// A latency histogram bin for plotting: ten bins a decade.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Bin {
+    /// Upper bound, ms.
+    pub le_ms: f64,
+    /// Deliveries in it.
+    pub count: u64,
+}
+
+/// The recorded values of `h` in bins of a tenth of a decade (1.26x wide: plenty for a
+/// picture, and at most 96 bins from 1 us to 1 h).
+pub fn log_bins(h: &Histogram<u64>) -> Vec<Bin> {
+    let mut bins: Vec<Bin> = Vec::new();
+    for v in h.iter_recorded() {
+        let us = v.value_iterated_to().max(1) as f64;
+        let k = (us.log10() * 10.0).ceil();
+        let le_ms = 10f64.powf(k / 10.0) / 1000.0;
+        match bins.last_mut() {
+            Some(b) if (b.le_ms - le_ms).abs() < le_ms * 1e-9 => b.count += v.count_at_value(),
+            _ => bins.push(Bin {
+                le_ms,
+                count: v.count_at_value(),
+            }),
+        }
+    }
+    bins
+}
+
+/// One reason streams failed to open: `HTTP 401: {"error":"missing token"}`,
+/// `connect: refused`, `before the response head: reset`, ...
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The HTTP status and the start of the body, or the connect/read error.
+    pub reason: String,
+    /// Streams that failed this way at least once (a stream that retries counts once).
+    pub streams: u64,
+    /// Attempts that failed this way (retries included).
+    pub attempts: u64,
+}
+
+/// Adds `more` into `into`, by reason; the result sorted by streams, most first.
+pub fn merge_failures(into: &mut Vec<Failure>, more: &[Failure]) {
+    for f in more {
+        match into.iter_mut().find(|g| g.reason == f.reason) {
+            Some(g) => {
+                g.streams += f.streams;
+                g.attempts += f.attempts;
+            }
+            None => into.push(f.clone()),
+        }
+    }
+    into.sort_by(|a, b| {
+        b.streams
+            .cmp(&a.streams)
+            .then(b.attempts.cmp(&a.attempts))
+            .then(a.reason.cmp(&b.reason))
+    });
 }
 
 /// A new latency histogram: 1 us to 1 hour, 3 significant digits.
@@ -149,6 +344,10 @@ pub struct Phase {
     pub round_last_ms: Vec<f64>,
     /// Servers under test during this phase.
     pub procs: Vec<ProcUse>,
+    /// Seconds since the run started when publishing began.
+    pub start_s: f64,
+    /// The latency histogram, ten bins a decade.
+    pub histogram: Vec<Bin>,
     /// Whether p99 held the target with nothing lost or duplicated.
     pub pass: bool,
 }
@@ -172,14 +371,30 @@ pub struct Report {
     pub publish: String,
     /// Successful stream opens (reconnects included).
     pub connects_ok: u64,
-    /// Failed stream opens.
+    /// Failed attempts to open a stream (retries included: see `streams_never_opened` and
+    /// `failures` for streams).
     pub connects_failed: u64,
-    /// Seconds until every stream had been attempted.
+    /// Seconds until every stream had been attempted once (opened or failed).
     pub connect_seconds: f64,
+    /// Streams that opened at least once.
+    pub streams_opened: u64,
+    /// Streams that never opened during the run.
+    pub streams_never_opened: u64,
+    /// Seconds from the start until the last stream opened for the first time (`None`: none
+    /// opened). Equals the time to open all only when `streams_opened == streams`.
+    pub last_open_s: Option<f64>,
+    /// Why streams failed to open, by reason, most streams first.
+    pub failures: Vec<Failure>,
     /// Streams the server ended.
     pub closed_by_server: u64,
     /// Storm: seconds from the drop until the last stream was open again.
     pub storm_reconnect_s: Option<f64>,
+    /// Storm: seconds since the run started when every stream was dropped.
+    pub storm_at_s: Option<f64>,
+    /// The latency p99 target, ms.
+    pub target_p99_ms: f64,
+    /// Per second of the run: streams open, deliveries, latency percentiles.
+    pub series: Vec<Point>,
     /// Connections the kernel dropped because a listen queue was full, over the run
     /// (machine-wide `ListenOverflows`): a client retries them on its SYN timer (1 s, 3 s, ...).
     pub listen_overflows: u64,
@@ -195,7 +410,7 @@ pub struct Report {
     pub cpu_s_total: f64,
     /// loadgen's own processes (the parent first).
     pub loadgen: Vec<ProcUse>,
-    /// Every phase passed and every stream opened.
+    /// Every phase passed, every stream opened and none failed.
     pub pass: bool,
 }
 
@@ -215,11 +430,26 @@ impl Report {
         );
         let _ = writeln!(s, "streams  {}", self.urls.join("  "));
         let _ = writeln!(s, "publish  {}", self.publish);
+        let opened = match self.last_open_s {
+            Some(t) if self.streams_opened == self.streams => format!("all opened in {t:.1} s"),
+            Some(t) => format!(
+                "{} of {} opened, the last at {t:.1} s; {} never opened",
+                self.streams_opened, self.streams, self.streams_never_opened
+            ),
+            None => format!("none of {} opened", self.streams),
+        };
         let _ = writeln!(
             s,
-            "connects ok {}  failed {}  ({:.1} s to open all)  closed by server {}",
-            self.connects_ok, self.connects_failed, self.connect_seconds, self.closed_by_server
+            "streams  {opened}  (attempts ok {}, failed {})  closed by server {}",
+            self.connects_ok, self.connects_failed, self.closed_by_server
         );
+        for f in &self.failures {
+            let _ = writeln!(
+                s,
+                "failed   {:>7} streams {:>8} attempts  {}",
+                f.streams, f.attempts, f.reason
+            );
+        }
         if self.listen_overflows > 0 {
             let _ = writeln!(
                 s,

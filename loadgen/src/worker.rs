@@ -4,8 +4,8 @@
 //! The parent talks to it in lines. Parent → worker (stdin): `phase` (start a new latency
 //! histogram), `storm` (drop every stream at once; they reconnect with `Last-Event-ID`),
 //! `report SENT` (account for SENT events published so far), `quit`. Worker → parent (stdout):
-//! `P <progress JSON>` twice a second, `O` once every stream has been attempted, `R <report
-//! JSON>`.
+//! `P <progress JSON>` twice a second, `S <second JSON>` once a (wall-clock) second with that
+//! second's figures, `O` once every stream has been attempted, `R <report JSON>`.
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{BufRead, Write};
@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::chunked::Dechunker;
 use crate::http::{self, Framing};
 use crate::opts::Opts;
-use crate::report::{hist_pairs, new_hist, Progress, WorkerReport};
+use crate::report::{hist_pairs, new_hist, Failure, Progress, Second, WorkerReport};
 use crate::seqs::{expected_on_channel, Seen, SeqSet};
 use crate::template::{Template, Vars};
 use crate::{now_us, proc, sse};
@@ -60,7 +60,24 @@ struct Slot {
     opened: bool,
     /// Whether its first attempt is done (open or failed).
     attempted: bool,
+    /// loadgen events received on the current connection.
+    conn_events: u64,
+    /// Failure reasons this stream has met (indices into `Shared::failures`), so a stream
+    /// that retries counts once per reason, not once per attempt. Usually empty or one.
+    failed_with: Vec<u16>,
 }
+
+/// Most distinct failure reasons a worker keeps; later ones are counted under
+/// [`OTHER_REASON`]. A reason holds at most [`BODY_PREFIX`] bytes of body, so this bounds the
+/// memory at about 5 KiB whatever the server answers.
+const MAX_REASONS: usize = 32;
+
+/// The reason failures past [`MAX_REASONS`] are counted under.
+const OTHER_REASON: &str = "other (more distinct reasons than loadgen keeps)";
+
+/// How much of a refusal's body names its reason: enough for a gateway's one-line error
+/// (`{"error":"missing token"}` is 25 bytes), short enough to aggregate by.
+pub const BODY_PREFIX: usize = 100;
 
 /// State shared by the worker's tasks (one thread: `RefCell`).
 struct Shared {
@@ -87,6 +104,49 @@ struct Shared {
     storm_pending: usize,
     /// Reconnect-all time of the last storm.
     storm_ms: Option<f64>,
+    /// Why streams failed to open, by reason.
+    failures: Vec<Failure>,
+    /// When the latest stream opened for the first time (unix microseconds).
+    last_first_open_us: Option<u64>,
+    /// The wall-clock second being collected (unix seconds).
+    sec: u64,
+    /// Latency of the deliveries received in `sec` (one histogram reused: about 180 KiB,
+    /// cleared each second).
+    sec_hist: Histogram<u64>,
+    /// Fewest streams open during `sec` (a storm's dip is shorter than a second).
+    sec_open_min: u64,
+    /// Deliveries received for the first time in `sec`.
+    sec_received: u64,
+}
+
+impl Shared {
+    /// A stream closed: one fewer open, and maybe this second's fewest.
+    fn one_closed(&mut self) {
+        self.progress.open -= 1;
+        self.sec_open_min = self.sec_open_min.min(self.progress.open);
+    }
+
+    /// Ends the second being collected if the clock has moved on: its figures, and a fresh
+    /// second.
+    fn end_second(&mut self, now_s: u64) -> Option<Second> {
+        if now_s <= self.sec {
+            return None;
+        }
+        let done = Second {
+            sec: self.sec,
+            open: self.progress.open,
+            open_min: self.sec_open_min,
+            ok: self.progress.ok,
+            failed: self.progress.failed,
+            received: self.sec_received,
+            hist: hist_pairs(&self.sec_hist),
+        };
+        self.sec = now_s;
+        self.sec_hist.reset();
+        self.sec_open_min = self.progress.open;
+        self.sec_received = 0;
+        Some(done)
+    }
 }
 
 /// Per-run constants the stream tasks share.
@@ -227,6 +287,12 @@ async fn run(spec: WorkerSpec, cmds: Arc<Mutex<VecDeque<String>>>) -> i32 {
         storm_at: None,
         storm_pending: 0,
         storm_ms: None,
+        failures: Vec::new(),
+        last_first_open_us: None,
+        sec: now_us() / 1_000_000,
+        sec_hist: new_hist(),
+        sec_open_min: 0,
+        sec_received: 0,
     }));
     // Open the streams at this worker's share of the connect rate, in 10 ms steps.
     {
@@ -270,6 +336,13 @@ async fn run(spec: WorkerSpec, cmds: Arc<Mutex<VecDeque<String>>>) -> i32 {
                 Some("quit") | None => return 0,
                 Some(other) => eprintln!("worker: unknown command {other}"),
             }
+        }
+        let second = sh.borrow_mut().end_second(now_us() / 1_000_000);
+        if let Some(second) = second {
+            out(&format!(
+                "S {}",
+                serde_json::to_string(&second).unwrap_or_default()
+            ));
         }
         let s = sh.borrow();
         if !said_opened && s.attempted >= spec.count {
@@ -331,6 +404,8 @@ fn report(s: &Shared, ctx: &Ctx, sent: u64) -> WorkerReport {
         hist: hist_pairs(&s.hist),
         round_max_us: s.round_max.clone(),
         storm_reconnect_ms: s.storm_ms,
+        failures: s.failures.clone(),
+        last_first_open_us: s.last_first_open_us,
         cpu_s: proc::cpu_seconds(std::process::id()).unwrap_or(0.0),
         peak_rss: proc::peak_rss_bytes(std::process::id()).unwrap_or(0),
         ..WorkerReport::default()
@@ -351,10 +426,121 @@ fn report(s: &Shared, ctx: &Ctx, sent: u64) -> WorkerReport {
 
 /// Why a connection ended.
 enum End {
-    /// Could not connect, or no 200 event stream.
-    Failed,
-    /// It was open and then ended.
-    Closed,
+    /// Could not connect, or no 200 event stream: why, in words (`HTTP 401: {"error":...}`,
+    /// `connect: refused`, ...).
+    Failed(String),
+    /// It was open and then ended; with a reason when the server ended it before any
+    /// loadgen event (a refusal sent in-band, as the gateway does over its connection limit:
+    /// a 200 head, `retry:` and an error event).
+    Closed(Option<String>),
+}
+
+impl Shared {
+    /// Counts a failed attempt of stream `idx` under `reason`: the attempt always, the stream
+    /// the first time it meets that reason.
+    fn count_failure(&mut self, idx: usize, reason: String) {
+        let at = match self.failures.iter().position(|f| f.reason == reason) {
+            Some(i) => i,
+            None if self.failures.len() < MAX_REASONS => {
+                self.failures.push(Failure {
+                    reason,
+                    ..Failure::default()
+                });
+                self.failures.len() - 1
+            }
+            None => match self.failures.iter().position(|f| f.reason == OTHER_REASON) {
+                Some(i) => i,
+                None => {
+                    // Keep the bound: the last kept reason's slot becomes "other".
+                    let last = self.failures.len() - 1;
+                    self.failures[last].reason = OTHER_REASON.into();
+                    last
+                }
+            },
+        };
+        self.failures[at].attempts += 1;
+        let seen = &mut self.slots[idx].failed_with;
+        if !seen.contains(&(at as u16)) {
+            seen.push(at as u16);
+            self.failures[at].streams += 1;
+        }
+    }
+}
+
+/// Names a connect or I/O error the way an operator searches for it.
+fn io_reason(stage: &str, e: &std::io::Error) -> String {
+    let what = match e.raw_os_error() {
+        Some(libc::ECONNREFUSED) => "refused".to_string(),
+        Some(libc::ECONNRESET) | Some(libc::EPIPE) => "reset".to_string(),
+        Some(libc::ETIMEDOUT) => "timeout".to_string(),
+        Some(libc::EADDRNOTAVAIL) => "no free local port (EADDRNOTAVAIL)".to_string(),
+        Some(libc::EMFILE) | Some(libc::ENFILE) => "too many open files".to_string(),
+        _ => e.to_string(),
+    };
+    format!("{stage}: {what}")
+}
+
+/// The start of a refusal's body as one printable line: at most [`BODY_PREFIX`] bytes,
+/// control characters and invalid UTF-8 replaced, whitespace collapsed.
+pub fn body_prefix(body: &[u8]) -> String {
+    let cut = &body[..body.len().min(BODY_PREFIX)];
+    let text = String::from_utf8_lossy(cut);
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let c = if c.is_control() || c.is_whitespace() {
+            ' '
+        } else {
+            c
+        };
+        if c == ' ' && (out.is_empty() || out.ends_with(' ')) {
+            continue;
+        }
+        out.push(c);
+    }
+    out.trim_end().to_string()
+}
+
+/// The `event:` and `data:` lines of the start of an event stream: `retry:` (jittered per
+/// connection), `id:` and comments change from one connection to the next and would split
+/// one reason into many.
+pub fn event_lines(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len());
+    for line in body.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.starts_with(b"event:") || line.starts_with(b"data:") {
+            out.extend_from_slice(line);
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
+/// The first [`BODY_PREFIX`] bytes of a non-200 response's body: what came with the head,
+/// plus a few more reads (each at most 500 ms) when the server sent the body separately.
+async fn refusal_body(stream: &mut TcpStream, mut buf: Vec<u8>, head: &http::Head) -> Vec<u8> {
+    let mut raw = buf.split_off(head.len);
+    let want = match head.framing {
+        Framing::Length(n) => n.min(BODY_PREFIX + 64),
+        Framing::Chunked | Framing::Close => BODY_PREFIX + 64,
+    };
+    for _ in 0..4 {
+        if raw.len() >= want {
+            break;
+        }
+        let chunk = Vec::with_capacity(READ_BUF);
+        let read = monoio::time::timeout(Duration::from_millis(500), stream.read(chunk)).await;
+        match read {
+            Ok((Ok(n), b)) if n > 0 => raw.extend_from_slice(&b[..n]),
+            _ => break,
+        }
+    }
+    if head.framing != Framing::Chunked {
+        return raw;
+    }
+    let mut body = Vec::new();
+    let mut d = Dechunker::default();
+    let _ = d.feed(&raw, |b| body.extend_from_slice(b));
+    body
 }
 
 async fn stream_task(sh: Rc<RefCell<Shared>>, ctx: Rc<Ctx>, idx: usize) {
@@ -396,20 +582,24 @@ async fn stream_task(sh: Rc<RefCell<Shared>>, ctx: Rc<Ctx>, idx: usize) {
         let wait = {
             let mut s = sh.borrow_mut();
             match end {
-                End::Failed => {
+                End::Failed(reason) => {
                     s.progress.failed += 1;
+                    s.count_failure(idx, reason);
                     if !s.slots[idx].attempted {
                         s.slots[idx].attempted = true;
                         s.attempted += 1;
                     }
                     ctx.reconnect
                 }
-                End::Closed => {
-                    s.progress.open -= 1;
+                End::Closed(early) => {
+                    s.one_closed();
                     if s.slots[idx].gen < s.storm_gen {
                         Duration::ZERO
                     } else {
                         s.progress.closed += 1;
+                        if let Some(reason) = early {
+                            s.count_failure(idx, reason);
+                        }
                         ctx.reconnect
                     }
                 }
@@ -428,8 +618,9 @@ async fn session(
     src: Option<Ipv4Addr>,
     head: &str,
 ) -> End {
-    let Ok(mut stream) = connect(src, addr).await else {
-        return End::Failed;
+    let mut stream = match connect(src, addr).await {
+        Ok(s) => s,
+        Err(e) => return End::Failed(io_reason("connect", &e)),
     };
     let mut req = Vec::with_capacity(head.len() + 64);
     req.extend_from_slice(head.as_bytes());
@@ -443,8 +634,8 @@ async fn session(
         }
     }
     req.extend_from_slice(b"\r\n");
-    if stream.write_all(req).await.0.is_err() {
-        return End::Failed;
+    if let Err(e) = stream.write_all(req).await.0 {
+        return End::Failed(io_reason("sending the request", &e));
     }
     // The head.
     let mut buf: Vec<u8> = Vec::with_capacity(READ_BUF);
@@ -458,20 +649,28 @@ async fn session(
             .read(monoio::buf::IoBufMut::slice_mut(buf, len..cap))
             .await;
         buf = b.into_inner();
-        if !matches!(r, Ok(n) if n > 0) {
-            return End::Failed;
+        match r {
+            Ok(n) if n > 0 => {}
+            Ok(_) => return End::Failed("closed before the response head".into()),
+            Err(e) => return End::Failed(io_reason("before the response head", &e)),
         }
         match http::parse_head(&buf) {
             Ok(Some(h)) => break h,
             Ok(None) => continue,
             Err(_) => {
                 sh.borrow_mut().errors += 1;
-                return End::Failed;
+                return End::Failed("malformed response head".into());
             }
         }
     };
     if head.status != 200 {
-        return End::Failed;
+        let body = refusal_body(&mut stream, buf, &head).await;
+        let body = body_prefix(&body);
+        return End::Failed(if body.is_empty() {
+            format!("HTTP {}", head.status)
+        } else {
+            format!("HTTP {}: {body}", head.status)
+        });
     }
     {
         let mut s = sh.borrow_mut();
@@ -479,9 +678,11 @@ async fn session(
         s.progress.open += 1;
         let gen = s.storm_gen;
         let slot = &mut s.slots[idx];
-        slot.opened = true;
         slot.fd = stream.as_raw_fd();
+        slot.conn_events = 0;
         let first = !slot.attempted;
+        let first_open = !slot.opened;
+        slot.opened = true;
         slot.attempted = true;
         if slot.gen < gen {
             slot.gen = gen;
@@ -493,25 +694,56 @@ async fn session(
         if first {
             s.attempted += 1;
         }
+        if first_open {
+            s.last_first_open_us = Some(now_us());
+        }
     }
     let mut parser = sse::Parser::default();
     let mut dechunk = (head.framing == Framing::Chunked).then(Dechunker::default);
     let body_start = head.len;
+    // The start of the body, kept until the first loadgen event: if the server ends the
+    // stream before one, this says why.
+    let mut start: Vec<u8> = buf[body_start..]
+        .iter()
+        .take(BODY_PREFIX + 64)
+        .copied()
+        .collect();
     let mut bad = !feed(sh, idx, &mut parser, &mut dechunk, &buf[body_start..]);
     while !bad {
         buf.clear();
         let (r, b) = stream.read(buf).await;
         buf = b;
         match r {
-            Ok(n) if n > 0 => bad = !feed(sh, idx, &mut parser, &mut dechunk, &buf[..n]),
+            Ok(n) if n > 0 => {
+                if start.len() < BODY_PREFIX + 64 {
+                    let more = (BODY_PREFIX + 64 - start.len()).min(n);
+                    start.extend_from_slice(&buf[..more]);
+                }
+                bad = !feed(sh, idx, &mut parser, &mut dechunk, &buf[..n]);
+            }
             _ => break,
         }
     }
+    let mut s = sh.borrow_mut();
     if bad {
-        sh.borrow_mut().errors += 1;
+        s.errors += 1;
     }
-    sh.borrow_mut().slots[idx].fd = -1;
-    End::Closed
+    let slot = &mut s.slots[idx];
+    slot.fd = -1;
+    if slot.conn_events > 0 {
+        return End::Closed(None);
+    }
+    if head.framing == Framing::Chunked {
+        let mut body = Vec::new();
+        let _ = Dechunker::default().feed(&start, |b| body.extend_from_slice(b));
+        start = body;
+    }
+    let body = body_prefix(&event_lines(&start));
+    End::Closed(Some(if body.is_empty() {
+        "HTTP 200, then closed before any event".into()
+    } else {
+        format!("HTTP 200, then closed before any event: {body}")
+    }))
 }
 
 /// Feeds one read to the stream's parser; false when the framing is broken.
@@ -547,10 +779,13 @@ fn on_event(s: &mut Shared, idx: usize, e: &sse::Event<'_>) {
         return;
     };
     let lat = now_us().saturating_sub(t).max(1);
+    s.slots[idx].conn_events += 1;
     match s.slots[idx].seqs.insert(seq) {
         Seen::New => {
             s.hist.saturating_record(lat);
+            s.sec_hist.saturating_record(lat);
             s.progress.received += 1;
+            s.sec_received += 1;
             if s.track_rounds {
                 let r = seq as usize;
                 if r < 1 << 20 {
@@ -613,4 +848,36 @@ async fn connect(src: Option<Ipv4Addr>, dst: SocketAddr) -> std::io::Result<TcpS
         return Err(std::io::Error::from_raw_os_error(err));
     }
     Ok(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_one_short_printable_line() {
+        for (body, want) in [
+            (
+                &b"{\"error\":\"missing token\"}\n"[..],
+                "{\"error\":\"missing token\"}",
+            ),
+            (b"  two\r\n\tlines\x00 ", "two lines"),
+            (b"\xff\xfe bad utf-8", "\u{fffd}\u{fffd} bad utf-8"),
+            (b"", ""),
+        ] {
+            assert_eq!(body_prefix(body), want, "{body:?}");
+        }
+        assert_eq!(body_prefix(&[b'x'; 500]).len(), BODY_PREFIX);
+    }
+
+    #[test]
+    fn an_in_band_refusal_is_named_by_its_event_and_data_lines() {
+        let a = b"retry: 2012\r\nid: 7\r\n: hi\r\nevent: error\r\ndata: {\"message\":\"limit\"}\r\n\r\n";
+        let b = b"retry: 1873\nevent: error\ndata: {\"message\":\"limit\"}\n\n";
+        assert_eq!(event_lines(a), event_lines(b));
+        assert_eq!(
+            body_prefix(&event_lines(b)),
+            "event: error data: {\"message\":\"limit\"}"
+        );
+    }
 }

@@ -68,14 +68,23 @@ fn start_gateway() -> (Proc, SocketAddr) {
 }
 
 fn start_gateway_with(env: &[(&str, &str)]) -> (Proc, SocketAddr) {
+    start_gateway_without(env, &[])
+}
+
+/// A gateway with `env` set and the variables in `unset` left out of the defaults.
+fn start_gateway_without(env: &[(&str, &str)], unset: &[&str]) -> (Proc, SocketAddr) {
     // Port 0: the gateway binds a port nobody else holds and names it in its start-up line.
-    let mut child = Command::new(gateway_bin())
-        .env_clear()
+    let mut cmd = Command::new(gateway_bin());
+    cmd.env_clear()
         .env("SSE_LISTEN", "127.0.0.1:0")
         .env("SSE_CORES", "2")
         .env("SSE_AUTH_SECRET", SECRET)
         .env("SSE_KEEPALIVE_PERIOD", "1s")
-        .envs(env.iter().copied())
+        .envs(env.iter().copied());
+    for k in unset {
+        cmd.env_remove(k);
+    }
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -112,6 +121,13 @@ fn start_gateway_with(env: &[(&str, &str)]) -> (Proc, SocketAddr) {
 
 /// Runs loadgen with `args` against `addr`; returns its exit code and JSON report.
 fn loadgen(addr: SocketAddr, args: &str) -> (i32, serde_json::Value) {
+    let (code, r, _) = loadgen_out(addr, args);
+    (code, r)
+}
+
+/// Runs loadgen with `args` against `addr`; returns its exit code, JSON report and the human
+/// summary it printed.
+fn loadgen_out(addr: SocketAddr, args: &str) -> (i32, serde_json::Value, String) {
     let json = std::env::temp_dir().join(format!(
         "loadgen-e2e-{}-{}.json",
         std::process::id(),
@@ -125,8 +141,14 @@ fn loadgen(addr: SocketAddr, args: &str) -> (i32, serde_json::Value) {
         // a p99 target no run misses, so the exit code says only what the tests assert.
         .args(["--target-p99", "60000"])
         .stdin(Stdio::null())
-        .stdout(Stdio::null());
+        .stdout(Stdio::piped());
     let mut child = Proc(cmd.spawn().expect("spawn loadgen"));
+    let mut stdout = child.0.stdout.take().expect("piped stdout");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
     let end = Instant::now() + Duration::from_secs(90);
     let code = loop {
         if let Some(st) = child.0.try_wait().expect("wait") {
@@ -137,7 +159,12 @@ fn loadgen(addr: SocketAddr, args: &str) -> (i32, serde_json::Value) {
     };
     let text = std::fs::read_to_string(&json).expect("JSON report");
     let _ = std::fs::remove_file(&json);
-    (code, serde_json::from_str(&text).expect("report parses"))
+    let out = reader.join().unwrap_or_default();
+    (
+        code,
+        serde_json::from_str(&text).expect("report parses"),
+        out,
+    )
 }
 
 fn n(v: &serde_json::Value, key: &str) -> u64 {
@@ -227,11 +254,38 @@ fn broadcast_reaches_every_stream_every_round() {
 fn storm_reconnects_every_stream_with_last_event_id_and_loses_nothing() {
     let (_gw, addr) = start_gateway();
     // 100 players with 2 streams each: every event is 2 deliveries.
+    let html = std::env::temp_dir().join(format!("loadgen-e2e-storm-{}.html", std::process::id()));
     let (code, r) = loadgen(
         addr,
-        "storm --streams 200 --players 100 --per-worker 100 --rate 200 --duration 3 --storm-at 1",
+        &format!(
+            "storm --streams 200 --players 100 --per-worker 100 --rate 200 --duration 3 --storm-at 1 --html {}",
+            html.display()
+        ),
     );
     assert_eq!(code, 0, "{r:#}");
+    // The per-second series shows the storm: a second in which (nearly) every stream was
+    // down, and every stream open at the end.
+    let series = r["series"].as_array().expect("series");
+    assert!(series.len() >= 3, "{r:#}");
+    assert!(r["storm_at_s"].as_f64().is_some(), "{r:#}");
+    let storm_s = r["storm_at_s"].as_f64().unwrap();
+    assert!(
+        series
+            .iter()
+            .any(|p| p["t_s"].as_f64().unwrap() > storm_s && n(p, "open_min") < 100),
+        "{r:#}"
+    );
+    assert_eq!(n(series.last().unwrap(), "open"), 200, "{r:#}");
+    let page = std::fs::read_to_string(&html).expect("HTML report");
+    let _ = std::fs::remove_file(&html);
+    for id in [
+        "latency-over-time",
+        "latency-histogram",
+        "streams-over-time",
+    ] {
+        assert!(page.contains(&format!("<figure id=\"{id}\">")), "{id}");
+    }
+    assert!(page.contains(">storm</text>"), "the storm is marked");
     assert_eq!(
         n(&r, "connects_ok"),
         400,
@@ -364,4 +418,283 @@ fn redis_publisher_pipelines_publish_and_counts_receivers() {
     assert_eq!(count(&got), 30, "{text}");
     assert!(text.contains("SSE::1::2\r\n"), "{text}");
     assert!(text.contains(r#""player_id":2,"event_type":"loadgen","event_data":{"seq":9,"t":"#));
+}
+
+/// The report's failure reasons as `(reason, streams, attempts)`.
+fn failures(r: &serde_json::Value) -> Vec<(String, u64, u64)> {
+    r["failures"]
+        .as_array()
+        .unwrap_or_else(|| panic!("failures missing in {r:#}"))
+        .iter()
+        .map(|f| {
+            (
+                f["reason"].as_str().unwrap_or("").to_string(),
+                n(f, "streams"),
+                n(f, "attempts"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn refused_streams_are_reported_with_status_and_body_counted_per_stream() {
+    // Without SSE_AUTH_SECRET the gateway refuses every player stream with a 401 that says
+    // why. Streams retry every 100 ms for about 1.5 s: many attempts, 20 streams.
+    let (_gw, addr) = start_gateway_without(&[], &["SSE_AUTH_SECRET"]);
+    let (code, r, out) = loadgen_out(
+        addr,
+        "idle --streams 20 --per-worker 10 --hold 1 --reconnect-ms 100",
+    );
+    assert_eq!(code, 1, "{r:#}");
+    let f = failures(&r);
+    assert_eq!(f.len(), 1, "{r:#}");
+    let (reason, streams, attempts) = &f[0];
+    assert!(reason.starts_with("HTTP 401: "), "{reason}");
+    assert!(
+        reason.contains("SSE_AUTH_SECRET"),
+        "the body says why: {reason}"
+    );
+    assert!(reason.len() <= "HTTP 401: ".len() + 100, "{reason}");
+    assert_eq!(*streams, 20, "streams, not retries: {r:#}");
+    assert!(*attempts > 20, "retries are counted as attempts: {r:#}");
+    assert_eq!(n(&r, "connects_failed"), *attempts);
+    assert_eq!(
+        (n(&r, "streams_opened"), n(&r, "streams_never_opened")),
+        (0, 20)
+    );
+    assert!(r["last_open_s"].is_null(), "{r:#}");
+    assert!(out.contains("none of 20 opened"), "{out}");
+    assert!(!out.contains("to open all"), "{out}");
+    assert!(
+        out.contains("20 streams") && out.contains("HTTP 401"),
+        "{out}"
+    );
+}
+
+#[test]
+fn streams_refused_in_band_over_the_connection_limit_are_reported() {
+    // Five streams fit; the gateway answers the other fifteen with a 200 head, `retry:` and an
+    // error event, then closes: loadgen names that, per stream.
+    let (_gw, addr) = start_gateway_with(&[("SSE_CONNECTION_LIMIT", "5"), ("SSE_CORES", "1")]);
+    let (code, r, out) = loadgen_out(addr, "idle --streams 20 --hold 1 --reconnect-ms 200");
+    assert_eq!(code, 1, "{r:#}");
+    let f = failures(&r);
+    assert_eq!(f.len(), 1, "{r:#}");
+    assert!(
+        f[0].0
+            .starts_with("HTTP 200, then closed before any event: ")
+            && f[0].0.contains("connection limit reached"),
+        "{r:#}"
+    );
+    assert_eq!(f[0].1, 15, "streams, not retries: {r:#}");
+    assert!(f[0].2 >= 15, "{r:#}");
+    assert!(out.contains("connection limit reached"), "{out}");
+}
+
+#[test]
+fn a_refused_connect_is_named() {
+    // Nobody listens on the stream URL's port (bound, then closed).
+    let (_gw, addr) = start_gateway();
+    let dead = format!("http://127.0.0.1:{}/sse", free_port());
+    let (code, r, out) = loadgen_out(
+        addr,
+        &format!("idle --streams 3 --hold 1 --reconnect-ms 100 --url {dead}"),
+    );
+    assert_eq!(code, 1, "{r:#}");
+    let f = failures(&r);
+    assert_eq!(f.len(), 1, "{r:#}");
+    assert_eq!((f[0].0.as_str(), f[0].1), ("connect: refused", 3), "{r:#}");
+    assert!(out.contains("connect: refused"), "{out}");
+}
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+fn tests_js() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests-js")
+}
+
+/// Fails (never skips) when what the browser test needs is not installed.
+fn require_browser_tools() {
+    let fix =
+        "run scripts/install-deps (installs Debian's chromium, node and tests-js/node_modules)";
+    let node = Command::new("node")
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    assert!(
+        matches!(node, Ok(s) if s.success()),
+        "node is missing: {fix}"
+    );
+    assert!(
+        std::path::Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: {fix}"
+    );
+    assert!(
+        tests_js().join("node_modules/playwright-core").is_dir(),
+        "tests-js/node_modules/playwright-core is missing: {fix}"
+    );
+}
+
+/// Opens `page` (with `reports` as its parameter) in headless chromium through
+/// `tests-js/browser.js`; returns the harness's exit code and its JSON lines. The harness
+/// exits when the page reports `done`; a harness still running after 40 s is killed by PID,
+/// and the chromium it started (its process group) with it.
+fn render_in_chromium(
+    page: &std::path::Path,
+    reports: &str,
+) -> (Option<i32>, Vec<serde_json::Value>) {
+    require_browser_tools();
+    let dir = tests_js();
+    let mut child = Proc(
+        Command::new("node")
+            .current_dir(&dir)
+            .arg(dir.join("browser.js"))
+            .arg("--page")
+            .arg(page)
+            .args(["--param", &format!("reports={reports}")])
+            .args(["--timeout-ms", "30000"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn node (installed by scripts/install-deps)"),
+    );
+    let out = child.0.stdout.take().expect("piped stdout");
+    let reader = std::thread::spawn(move || {
+        BufReader::new(out)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+            .collect::<Vec<_>>()
+    });
+    let end = Instant::now() + Duration::from_secs(40);
+    let code = loop {
+        if let Some(st) = child.0.try_wait().expect("wait") {
+            break st.code();
+        }
+        if Instant::now() >= end {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(child);
+    let lines = reader.join().unwrap_or_default();
+    if code.is_none() {
+        // The last resort, as in the gateway's browser test: the chromium this test started
+        // leads its own process group.
+        if let Some(pid) = lines
+            .iter()
+            .find(|v| v["kind"] == "harness.ready")
+            .and_then(|v| v["browserPid"].as_i64())
+        {
+            // SAFETY: kill(2) with signal 0 only checks; then SIGKILL to the process group of
+            // the chromium this test started.
+            unsafe {
+                if libc::kill(pid as i32, 0) == 0 {
+                    libc::kill(-(pid as i32), libc::SIGKILL);
+                }
+            }
+        }
+    }
+    (code, lines)
+}
+
+#[test]
+fn the_html_report_renders_in_headless_chromium() {
+    let (_gw, addr) = start_gateway();
+    let dir = std::env::temp_dir().join(format!("loadgen-e2e-html-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/report-check.html"),
+        dir.join("check.html"),
+    )
+    .unwrap();
+    // Two plan steps of a second each. The target is loose so both hold on a busy machine,
+    // and the rate low: a step holds only if the publisher achieved 95% of its rate, timed to
+    // the last reply, which at 20 events/s in 1 s leaves about 100 ms for a stall of a busy
+    // machine (at 100/s in 0.5 s it was 36 ms, and once not enough). The knee is step 2.
+    let (code, r) = loadgen(
+        addr,
+        &format!(
+            "plan --streams 20 --rate 20 --duration 1 --plan-steps 2 --target-p99 5000 --html {}",
+            dir.join("plan.html").display()
+        ),
+    );
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(r["plan_knee_rate"].as_f64(), Some(30.0), "{r:#}");
+    let (exit, lines) = render_in_chromium(&dir.join("check.html"), "plan.html");
+    let _ = std::fs::remove_dir_all(&dir);
+    let dump = lines
+        .iter()
+        .map(|v| v.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_eq!(exit, Some(0), "{dump}");
+    // No console message that is not the check's own (a CSP refusal, a failed load, an
+    // exception), no failed request.
+    let bad: Vec<_> = lines
+        .iter()
+        .filter(|v| {
+            let k = v["kind"].as_str().unwrap_or("");
+            k == "check.error"
+                || (k.starts_with("harness.") && !["harness.ready", "harness.exit"].contains(&k))
+        })
+        .collect();
+    assert!(bad.is_empty(), "{dump}");
+    let rep = lines
+        .iter()
+        .find(|v| v["kind"] == "report")
+        .unwrap_or_else(|| panic!("no report line: {dump}"));
+    assert_eq!(rep["resources"].as_array().map(Vec::len), Some(0), "{dump}");
+    assert_eq!(rep["scripts"], 0, "{dump}");
+    let fig = |id: &str| {
+        rep["figures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["id"] == id)
+            .unwrap_or_else(|| panic!("no figure {id}: {dump}"))
+            .clone()
+    };
+    for (id, paths, x, y) in [
+        (
+            "latency-over-time",
+            2,
+            "seconds since start",
+            "latency, ms (log)",
+        ),
+        ("latency-histogram", 2, "latency, ms (log)", "deliveries"),
+        (
+            "streams-over-time",
+            2,
+            "seconds since start",
+            "streams open",
+        ),
+        (
+            "events-over-time",
+            1,
+            "seconds since start",
+            "deliveries / s",
+        ),
+        (
+            "plan-curve",
+            1,
+            "target rate, events/s",
+            "p99 latency, ms (log)",
+        ),
+    ] {
+        let f = fig(id);
+        assert!(n(&f, "paths") >= paths, "{id}: {f:#}");
+        assert_eq!(f["axisLabels"], serde_json::json!([x, y]), "{id}: {f:#}");
+        assert!(n(&f, "ticks") >= 4, "{id}: {f:#}");
+        assert!(n(&f, "width") > 300 && n(&f, "height") > 100, "{id}: {f:#}");
+    }
+    assert_eq!(
+        fig("plan-curve")["knees"],
+        serde_json::json!(["knee: 30/s"]),
+        "{dump}"
+    );
 }
