@@ -651,13 +651,13 @@ impl Hub {
 
     /// The newest sequence number on `channels` of `family` here (0: none).
     fn newest_of(&self, channels: &Channels, family: usize) -> u64 {
-        let newest = |c: &Box<Channel>| c.newest_seq;
+        let newest = |c: &Channel| c.newest_seq;
         match channels {
-            Channels::One(c) => self.channels.get(&**c).map_or(0, newest),
+            Channels::One(c) => self.channels.get(&**c).map_or(0, |c| newest(c)),
             Channels::Many(list) => list
                 .iter()
                 .filter_map(|c| self.channels.get(&**c))
-                .map(newest)
+                .map(|c| newest(c))
                 .max()
                 .unwrap_or(0),
             Channels::All => self.families.get(family).map_or(0, |f| f.newest),
