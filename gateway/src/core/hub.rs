@@ -112,14 +112,20 @@ pub enum Membership {
     },
 }
 
+/// The hasher of the channel table.
+type ChannelHasher = foldhash::quality::RandomState;
+
 /// The registry of one core.
 #[derive(Debug)]
 pub struct Hub {
-    /// Channels by name, each boxed. Why boxed: a channel is about 200 bytes, and the table
-    /// is rebuilt now and then under churn (grown, or rehashed to clear the slots of removed
-    /// channels); at 100,000 channels moving them inline stalled the core for ~100 ms
-    /// (`/healthz` in the hostile run), moving pointers takes a few.
-    channels: HashMap<Box<str>, Box<Channel>>,
+    /// Channels by name, each boxed, hashed with foldhash. Under churn (a flood opening and
+    /// evicting channels) the table is rebuilt now and then, grown or rehashed in place to
+    /// clear the slots of removed channels, which rehashes and moves every entry: at 100,000
+    /// channels, moving ~200-byte channels inline and SipHash on every name stalled the core
+    /// for ~100 ms, then ~40 ms with boxes (`perf` in the hostile run: `reserve_rehash`,
+    /// SipHash). foldhash (hashbrown's own default, seeded at random per process, so names
+    /// chosen to collide cannot be precomputed) is several times faster on short names.
+    channels: HashMap<Box<str>, Box<Channel>, ChannelHasher>,
     /// Subscribers of every channel of a family (`topics=all`), by family.
     wildcards: HashMap<usize, Slab<Rc<Subscriber>>>,
     /// Per family: the sequence counter when a message of the family was last dropped here
@@ -201,7 +207,7 @@ impl Hub {
     /// An empty hub whose ids start with `<run>.<core>.`.
     pub fn new(run: &str, core: usize, history: usize) -> Hub {
         Hub {
-            channels: HashMap::new(),
+            channels: HashMap::default(),
             wildcards: HashMap::new(),
             lost_upto: HashMap::new(),
             gap_upto: 0,
