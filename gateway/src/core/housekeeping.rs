@@ -31,10 +31,20 @@ fn write_limit_ticks(timeout: Duration, tick: Duration) -> u64 {
     (timeout.as_nanos().div_ceil(tick.as_nanos().max(1)) as u64).max(1)
 }
 
+/// How long one pass of the write-deadline scan over every stream takes: a tenth of
+/// `SSE_WRITE_TIMEOUT`, at most a second, at least a tick. A stalled write is cut within this
+/// much of its deadline (30 s + at most 1 s by default).
+fn stall_scan_period(timeout: Duration, tick: Duration) -> Duration {
+    (timeout / 10).clamp(tick, STALL_SCAN_MAX.max(tick))
+}
+
+/// The longest a pass of the write-deadline scan takes.
+const STALL_SCAN_MAX: Duration = Duration::from_secs(1);
+
 impl Shard {
     /// How often [`Shard::keepalive_tick`] must run.
     pub fn tick_period(&self) -> Duration {
-        self.wheel.tick()
+        self.wheel.borrow().tick()
     }
 
     /// The keep-alive ticks so far: the coarse clock a stream's write is timed by.
@@ -42,48 +52,45 @@ impl Shard {
         self.ticks.get()
     }
 
-    /// One tick of the keep-alive wheel: cuts every stream whose write has taken longer than
-    /// `SSE_WRITE_TIMEOUT`, and queues a keep-alive on every stream whose slot is due (each
-    /// family's block encoded once per tick); a stream whose queue is full is cut.
+    /// One tick of the keep-alive wheel: queues a keep-alive on every stream whose slot is
+    /// due (each family's block encoded once per tick; a stream whose queue is full is cut),
+    /// and cuts the streams of this tick's slice of the write-deadline scan whose write has
+    /// taken longer than `SSE_WRITE_TIMEOUT`.
     ///
-    /// The write deadline is checked here rather than by a timer per write: this loop walks
-    /// every stream anyway, and a write then costs one store to mark it instead of a timer
-    /// set and cancelled per write on the delivery path. The deadline is kept within one tick
-    /// (100 ms), which is nothing against a 30 s limit.
+    /// The tick visits only the streams due now and a slice of the rest, so its cost follows
+    /// the keep-alives it writes (about `streams / period` per second), not the streams held
+    /// (see [`crate::core::wheel`]). The write deadline is checked by this scan rather than
+    /// by a timer per write: a write then costs one store to mark it instead of a timer set
+    /// and cancelled per write on the delivery path.
     pub fn keepalive_tick(&self) {
         let n = self.ticks.get() + 1;
         self.ticks.set(n);
-        let families = self.routes().families.len();
         let now = unix_now();
-        let mut frames: Vec<Option<Bytes>> = vec![None; families];
+        let mut frames: Vec<Option<Bytes>> = vec![None; self.routes().families.len()];
         let mut cut = 0;
-        let mut stalled = 0;
-        let limit = write_limit_ticks(self.config().write_timeout, self.wheel.tick());
-        for (_, sub) in self.streams.borrow().iter() {
-            if sub.cut_if_stalled(n, limit) {
-                stalled += 1;
-                continue;
-            }
-            let f = sub.family;
-            let every = self.wheel.every(f);
-            if n % every != sub.slot as u64 % every {
-                continue;
-            }
-            let bytes = frames[f]
-                .get_or_insert_with(|| {
-                    let mut b = BytesMut::with_capacity(128);
-                    encode_keepalive(self.family(f).keepalive, now, &mut b);
-                    b.freeze()
-                })
-                .clone();
-            if sub.push(Frame {
-                bytes,
-                arrived: None,
-            }) == Pushed::Cut
-            {
-                cut += 1;
-            }
+        {
+            let streams = self.streams.borrow();
+            self.wheel.borrow_mut().advance(n, |key, slot| {
+                let sub = streams.get(key).filter(|s| s.slot as u32 == slot as u32)?;
+                let f = sub.family;
+                let bytes = frames[f]
+                    .get_or_insert_with(|| {
+                        let mut b = BytesMut::with_capacity(128);
+                        encode_keepalive(self.family(f).keepalive, now, &mut b);
+                        b.freeze()
+                    })
+                    .clone();
+                let frame = Frame {
+                    bytes,
+                    arrived: None,
+                };
+                if sub.push(frame) == Pushed::Cut {
+                    cut += 1;
+                }
+                Some(f)
+            });
         }
+        let stalled = self.scan_stalled(n);
         for _ in 0..cut {
             bump(&self.stats().slow_consumers_cut);
         }
@@ -99,10 +106,32 @@ impl Shard {
         stats.history_trimmed.store(trimmed, Relaxed);
     }
 
+    /// This tick's slice of the write-deadline scan: every stream is visited once per
+    /// [`stall_scan_period`]. Answers how many were cut.
+    fn scan_stalled(&self, n: u64) -> usize {
+        let tick = self.tick_period();
+        let timeout = self.config().write_timeout;
+        let limit = write_limit_ticks(timeout, tick);
+        let rounds =
+            (stall_scan_period(timeout, tick).as_nanos() / tick.as_nanos().max(1)).max(1) as usize;
+        let streams = self.streams.borrow();
+        let keys = streams.capacity();
+        let from = match self.stall_cursor.get() {
+            c if c < keys => c,
+            _ => 0,
+        };
+        let to = (from + keys.div_ceil(rounds)).min(keys);
+        self.stall_cursor.set(to);
+        (from..to)
+            .filter_map(|k| streams.get(k))
+            .filter(|sub| sub.cut_if_stalled(n, limit))
+            .count()
+    }
+
     /// Drops channels idle for longer than they are kept, a slice at a time: called every
     /// tick, it visits every channel without a subscriber once per [`SWEEP_EVERY`].
     pub fn sweep(&self, now: Instant) {
-        let rounds = SWEEP_EVERY.as_nanos() / self.wheel.tick().as_nanos().max(1);
+        let rounds = SWEEP_EVERY.as_nanos() / self.tick_period().as_nanos().max(1);
         self.hub.borrow_mut().sweep(now, rounds as usize);
     }
 

@@ -97,7 +97,9 @@ pub struct Shard {
     /// Keep-alive ticks so far.
     pub(super) ticks: Cell<u64>,
     /// The keep-alive wheel.
-    pub(super) wheel: Wheel,
+    pub(super) wheel: RefCell<Wheel>,
+    /// Where the next slice of the write-deadline scan starts in `streams`.
+    pub(super) stall_cursor: Cell<usize>,
     /// When an invalid payload was last logged, per channel (at most once a minute each).
     invalid_logged: RefCell<HashMap<Box<str>, Instant>>,
     /// Whether messages are flowing: always without Redis; with Redis, while this core's
@@ -139,7 +141,8 @@ impl Shard {
             encode_buf: RefCell::new(BytesMut::with_capacity(64 * 1024)),
             next_slot: Cell::new(0),
             ticks: Cell::new(0),
-            wheel: Wheel::new(node.routes(), node.config().keepalive_period),
+            wheel: RefCell::new(Wheel::new(node.routes(), node.config().keepalive_period)),
+            stall_cursor: Cell::new(0),
             invalid_logged: RefCell::new(HashMap::new()),
             source_up: Cell::new(!with_redis),
             broker,

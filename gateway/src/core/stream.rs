@@ -130,6 +130,9 @@ impl Shard {
             hub.subscribe(spec.channels, family, sub.clone())
         };
         let stream_key = self.streams.borrow_mut().insert(sub.clone());
+        self.wheel
+            .borrow_mut()
+            .add(stream_key, sub.slot, family, self.ticks.get());
         self.stats().streams_open[family].fetch_add(1, Relaxed);
         let reg = Registration {
             shard: self.clone(),

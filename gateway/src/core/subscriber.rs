@@ -65,7 +65,7 @@ pub struct Subscriber {
     conflate: bool,
     /// The core's keep-alive tick when the write in progress began, plus one (0: no write in
     /// progress). The tick, not a clock: marking a write costs a store, no clock read and no
-    /// timer, and the timer that checks it already walks every stream each tick.
+    /// timer; the core's timer scans every stream's mark once per second at most.
     write_since: Cell<u64>,
 }
 
