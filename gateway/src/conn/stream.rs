@@ -13,6 +13,7 @@
 //! submits an `IORING_OP_ASYNC_CANCEL`, so the kernel lets go of the buffer and of the
 //! socket at once instead of when the client reads again (which a stalled client never
 //! does).
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -46,8 +47,9 @@ pub fn start(shard: Rc<Shard>, stream: TcpStream, mut spec: StreamSpec) {
         Ok((reg, replay)) => {
             let prelude = Bytes::copy_from_slice(&b);
             shard.pool().give(b);
+            let fd = Fd(stream.as_raw_fd());
             let (rd, wr) = stream.into_split();
-            monoio::spawn(write_loop(reg, rd, wr, Frames::new(prelude, replay)));
+            monoio::spawn(write_loop(reg, rd, wr, fd, Frames::new(prelude, replay)));
         }
         Err(why) => {
             shard.pool().give(b);
@@ -78,6 +80,7 @@ async fn write_loop(
     reg: Registration,
     mut rd: OwnedReadHalf<TcpStream>,
     mut wr: OwnedWriteHalf<TcpStream>,
+    fd: Fd,
     prelude: Frames,
 ) {
     let shard = reg.shard();
@@ -118,7 +121,7 @@ async fn write_loop(
             if let Some(t) = f.arrived {
                 arrivals.push(t);
             }
-            Box::pin(write(&mut wr, f.bytes, &reg, &mut gone))
+            Box::pin(write(&mut wr, fd, f.bytes, &reg, &mut gone))
                 .await
                 .is_some()
         } else {
@@ -130,7 +133,7 @@ async fn write_loop(
                 }
                 continue;
             }
-            match Box::pin(write(&mut wr, b, &reg, &mut gone)).await {
+            match Box::pin(write(&mut wr, fd, b, &reg, &mut gone)).await {
                 Some(b) => {
                     shard.pool().give(b);
                     true
@@ -149,18 +152,54 @@ async fn write_loop(
     }
 }
 
+/// The socket of a stream, for the writes that go around the ring (see [`write`]). Valid
+/// while the stream's write half lives: both are owned by the stream's task.
+#[derive(Debug, Clone, Copy)]
+struct Fd(RawFd);
+
 /// Writes all of `buf` unless the stream is cut (its queue overflowed, or this write took
 /// longer than `SSE_WRITE_TIMEOUT`) or the client leaves first; gives the buffer back on
 /// success.
+///
+/// First one `send(2)` that does not wait (`MSG_DONTWAIT`): when the socket's send buffer has
+/// room, the usual case for a client that reads, the kernel takes everything at once and the
+/// write is over: no ring operation to submit and complete, no second wake-up of this task.
+/// Only what the kernel did not take (a full send buffer: a slow client) goes through the
+/// ring, which waits for room and is timed by the write deadline. `perf` on the Redis path
+/// at 3,000 events a second: each delivered event cost one `io_uring_enter` submit, a
+/// completion and a task wake-up besides the send itself.
 async fn write<T: IoBuf + 'static, G: std::future::Future<Output = ()> + Unpin>(
     wr: &mut OwnedWriteHalf<TcpStream>,
+    fd: Fd,
     buf: T,
     reg: &Registration,
     gone: &mut G,
 ) -> Option<T> {
+    let len = buf.bytes_init();
+    // SAFETY: `buf` is initialised for `len` bytes and outlives the call; `fd` is the
+    // stream's socket, open while `wr` lives (see `Fd`).
+    let sent = unsafe {
+        libc::send(
+            fd.0,
+            buf.read_ptr().cast(),
+            len,
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    let done = match sent {
+        n if n >= 0 => n as usize,
+        _ => match std::io::Error::last_os_error().kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => 0,
+            // The client is gone (reset, broken pipe): the stream ends.
+            _ => return None,
+        },
+    };
+    if done >= len {
+        return Some(buf);
+    }
     let all = async {
-        let (res, buf) = wr.write_all(buf).await;
-        res.ok().map(|_| buf)
+        let (res, rest) = wr.write_all(buf.slice(done..)).await;
+        res.ok().map(|_| rest.into_inner())
     };
     timed(all, reg, gone).await
 }
