@@ -102,7 +102,7 @@ async fn write_loop(
             }
         }
     });
-    if Box::pin(write_frames(&mut wr, prelude, &reg, &mut gone))
+    if Box::pin(write_frames(&mut wr, fd, prelude, &reg, &mut gone))
         .await
         .is_none()
     {
@@ -227,10 +227,16 @@ async fn timed<T, G: std::future::Future<Output = ()> + Unpin>(
 /// few `writev` calls as the socket allows, without copying the frames.
 async fn write_frames<G: std::future::Future<Output = ()> + Unpin>(
     wr: &mut OwnedWriteHalf<TcpStream>,
+    fd: Fd,
     mut frames: Frames,
     reg: &Registration,
     gone: &mut G,
 ) -> Option<()> {
+    // What the kernel takes at once goes without the ring (see [`write`]).
+    frames.send_now(fd);
+    if frames.is_empty() {
+        return Some(());
+    }
     let all = async {
         while !frames.is_empty() {
             let (res, back) = wr.writev(frames).await;
@@ -285,6 +291,26 @@ impl Frames {
     /// Whether everything is written.
     fn is_empty(&self) -> bool {
         self.iov[self.first..].iter().all(|v| v.iov_len == 0)
+    }
+
+    /// Sends what the socket takes now, without waiting (`sendmsg` with `MSG_DONTWAIT`);
+    /// an error is left to the ring's write, which meets it again and ends the stream.
+    fn send_now(&mut self, fd: Fd) {
+        let len = self.read_iovec_len();
+        if len == 0 {
+            return;
+        }
+        // SAFETY: a zeroed `msghdr` is valid (no name, no control data); its `iovec`s are
+        // this value's, valid for the call (see `IoVecBuf` below).
+        let sent = unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = self.read_iovec_ptr() as *mut libc::iovec;
+            msg.msg_iovlen = len as _;
+            libc::sendmsg(fd.0, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+        };
+        if sent > 0 {
+            self.advance(sent as usize);
+        }
     }
 
     /// Records that the kernel took `n` more bytes.
