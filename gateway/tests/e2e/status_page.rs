@@ -2,11 +2,13 @@
 //! the admin listener only when there is one, with a policy that forbids loading anything
 //! from elsewhere; its stream sends a snapshot every period, is capped at
 //! `SSE_STATUS_VIEWERS` (one more gets `503`), and frees a place when a viewer leaves.
+//! The page itself is driven by headless chromium in `the_status_page_renders_and_moves`.
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::browser::Browser;
 use crate::common::*;
 
 /// `GET path` on `addr`, connection closed after the answer.
@@ -155,4 +157,94 @@ fn the_status_page_and_its_stream_are_served_bounded_and_live() {
     let mut again = Sse::open(admin, "/status/stream", "");
     assert_eq!(again.status(), 200, "{}", again.head);
     assert!(next_status(&mut again, Duration::from_secs(2)).is_some());
+}
+
+/// Whether a probe line shows a number above `min` for `key` (the page's figures are
+/// written like `1,234` or `2.5`; a dash means not known yet).
+fn shows_above(line: &Value, key: &str, min: f64) -> bool {
+    line[key]
+        .as_str()
+        .and_then(|t| t.replace(',', "").parse::<f64>().ok())
+        .is_some_and(|n| n > min)
+}
+
+#[test]
+fn the_status_page_renders_and_moves_in_chromium() {
+    let gw = Gateway::start(&[("SSE_STATUS_PERIOD", "200ms")]);
+    let url = format!("http://{}/status", gw.addr);
+    let mut b = Browser::open_url(&url, "status-probe.js", Duration::from_secs(30));
+    let probes = |lines: &[Value]| -> Vec<Value> {
+        lines
+            .iter()
+            .filter(|v| v["kind"] == "status")
+            .cloned()
+            .collect()
+    };
+    // Rendered, live, with nothing open yet.
+    assert!(
+        b.wait_for(Duration::from_secs(15), |l| {
+            probes(l)
+                .iter()
+                .any(|p| p["updates"].as_u64() >= Some(2) && p["streams"] == "0")
+        }),
+        "the page shows a snapshot: {}",
+        b.dump()
+    );
+    let quiet = probes(&b.lines()).last().cloned().expect("a probe line");
+    assert_eq!(quiet["state"], "live", "{quiet}");
+    assert_eq!(quiet["eventsIn"], "0", "{quiet}");
+    assert_eq!(quiet["coreBars"], 2, "a bar per core: {quiet}");
+    assert_eq!(quiet["families"], 6, "a row per family: {quiet}");
+    assert!(quiet["refusals"].as_u64() >= Some(9), "{quiet}");
+
+    // Load arrives: three topic streams, and events published until the page shows them
+    // (bounded: 5 s at most).
+    let mut streams: Vec<Sse> = (0..3)
+        .map(|_| Sse::open(gw.addr, "/api/v1/events?topics=status", ""))
+        .collect();
+    let end = Instant::now() + Duration::from_secs(5);
+    let moved = |lines: &[Value]| {
+        probes(lines).iter().any(|p| {
+            shows_above(p, "streams", 2.0)
+                && shows_above(p, "eventsIn", 0.0)
+                && shows_above(p, "eventsOut", 0.0)
+                && p["latencyBars"].as_u64() >= Some(1)
+        })
+    };
+    let mut n = 0;
+    while Instant::now() < end && !moved(&b.lines()) {
+        let body = format!("{{\"topic\":\"status\",\"type\":\"tick\",\"data\":{{\"n\":{n}}}}}");
+        let r = gw.post("/api/v1/events/broadcast", &body);
+        assert_eq!(r.status, 202, "{r:?}");
+        n += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        moved(&b.lines()),
+        "streams, events in and out and the latency histogram move: {}",
+        b.dump()
+    );
+    for s in &mut streams {
+        assert!(s.next_app_event(Duration::from_secs(2)).is_some());
+    }
+    let lines = b.lines();
+    assert_eq!(b.finish(Duration::from_secs(10)), Some(0), "{}", b.dump());
+
+    // No console message, page error or failed request, and nothing loaded from elsewhere.
+    let bad: Vec<&Value> = lines
+        .iter()
+        .filter(|v| {
+            let k = v["kind"].as_str().unwrap_or("");
+            k.starts_with("harness.") && !["harness.ready", "harness.exit"].contains(&k)
+        })
+        .collect();
+    assert!(bad.is_empty(), "{bad:#?}");
+    let origin = format!("http://{}", gw.addr);
+    for p in probes(&lines) {
+        assert_eq!(p["origin"], origin.as_str());
+        for r in p["resources"].as_array().into_iter().flatten() {
+            let r = r.as_str().unwrap_or("");
+            assert!(r.starts_with(&origin), "loaded from elsewhere: {r}");
+        }
+    }
 }
