@@ -198,11 +198,11 @@ fn the_status_page_renders_and_moves_in_chromium() {
     assert!(quiet["refusals"].as_u64() >= Some(9), "{quiet}");
 
     // Load arrives: three topic streams, and events published until the page shows them
-    // (bounded: 5 s at most).
+    // (bounded: 10 s at most; about a second where the machine is not overloaded).
     let mut streams: Vec<Sse> = (0..3)
         .map(|_| Sse::open(gw.addr, "/api/v1/events?topics=status", ""))
         .collect();
-    let end = Instant::now() + Duration::from_secs(5);
+    let end = Instant::now() + Duration::from_secs(10);
     let moved = |lines: &[Value]| {
         probes(lines).iter().any(|p| {
             shows_above(p, "streams", 2.0)
