@@ -4,6 +4,14 @@
 // Usage:
 //   node browser.js --page <file.html> [--param key=value ...] [--expect N]
 //                   [--expect-kind KIND] [--timeout-ms T] [--port P] [--exit-on-stdin-close]
+//   node browser.js --url <http://...> [--init-script <file.js>] [--screenshot <file.png>]
+//                   [--viewport WxH] [... the options above but --page, --param, --port]
+//
+// With --url it opens that address as it is (a page the gateway serves itself, such as
+// /status) instead of serving a page; --init-script adds a script to the page before any of
+// its own runs (through the DevTools protocol, so the page's Content-Security-Policy does not
+// apply to it): it reports as a page would. --screenshot saves the page (whole, at --viewport,
+// default 1280x800) when it reports {"kind":"done"}, before closing.
 //
 // It serves the page's folder over HTTP on 127.0.0.1 (port P, default 0: a free one), so the
 // page has an origin of its own, different from the gateway's (a cross-origin load, as on a
@@ -65,6 +73,10 @@ function parseArgs(argv) {
     timeoutMs: 30000,
     port: 0,
     exitOnStdinClose: false,
+    url: null,
+    initScript: null,
+    screenshot: null,
+    viewport: { width: 1280, height: 800 },
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -102,11 +114,26 @@ function parseArgs(argv) {
       case '--exit-on-stdin-close':
         o.exitOnStdinClose = true;
         break;
+      case '--url':
+        o.url = val();
+        break;
+      case '--init-script':
+        o.initScript = val();
+        break;
+      case '--screenshot':
+        o.screenshot = val();
+        break;
+      case '--viewport': {
+        const m = /^(\d+)x(\d+)$/.exec(val());
+        if (!m) usage('--viewport wants WIDTHxHEIGHT');
+        o.viewport = { width: parseInt(m[1], 10), height: parseInt(m[2], 10) };
+        break;
+      }
       default:
         usage(`unknown argument ${a}`);
     }
   }
-  if (!o.page) usage('--page is required');
+  if (!o.page === !o.url) usage('one of --page and --url is required');
   if (o.timeoutMs <= 0) usage('--timeout-ms must be positive');
   return o;
 }
@@ -158,8 +185,11 @@ function serveStatic(root, port) {
 
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
-  const pageFile = path.resolve(opts.page);
-  if (!fs.existsSync(pageFile)) usage(`no such page: ${pageFile}`);
+  const pageFile = opts.page && path.resolve(opts.page);
+  if (pageFile && !fs.existsSync(pageFile)) usage(`no such page: ${pageFile}`);
+  if (opts.initScript && !fs.existsSync(opts.initScript)) {
+    usage(`no such script: ${opts.initScript}`);
+  }
   if (!fs.existsSync(CHROMIUM)) {
     out({ kind: 'harness.fatal', message: `${CHROMIUM} is missing: run scripts/install-deps` });
     process.exit(1);
@@ -207,10 +237,18 @@ async function main() {
     process.stdin.resume();
   }
 
+  let page = null;
   const report = (o) => {
     if (finishing) return;
     out(o);
-    if (o.kind === 'done') {
+    if (o.kind === 'done' && opts.screenshot && page) {
+      const file = opts.screenshot;
+      page
+        .screenshot({ path: file, fullPage: true })
+        .then(() => out({ kind: 'harness.screenshot', file }))
+        .catch((e) => out({ kind: 'harness.fatal', message: `screenshot: ${e}` }))
+        .finally(() => finish('done', 0));
+    } else if (o.kind === 'done') {
       finish('done', 0);
     } else if (opts.expect > 0 && o.kind === opts.expectKind) {
       got += 1;
@@ -219,9 +257,16 @@ async function main() {
   };
 
   try {
-    httpServer = await serveStatic(path.dirname(pageFile), opts.port);
-    const origin = `http://127.0.0.1:${httpServer.address().port}`;
-    const url = `${origin}/${encodeURIComponent(path.basename(pageFile))}?${new URLSearchParams(opts.params)}`;
+    let origin;
+    let url;
+    if (pageFile) {
+      httpServer = await serveStatic(path.dirname(pageFile), opts.port);
+      origin = `http://127.0.0.1:${httpServer.address().port}`;
+      url = `${origin}/${encodeURIComponent(path.basename(pageFile))}?${new URLSearchParams(opts.params)}`;
+    } else {
+      url = opts.url;
+      origin = new URL(url).origin;
+    }
 
     // launchServer, not launch: it tells the browser's PID, so the caller can make sure it
     // is gone. The harness closes it on every way out; playwright's own exit hook kills it
@@ -238,7 +283,8 @@ async function main() {
     if (finishing) return;
     browser = await chromium.connect(browserServer.wsEndpoint());
     if (finishing) return;
-    const page = await browser.newPage();
+    page = await browser.newPage({ viewport: opts.viewport });
+    if (opts.initScript) await page.addInitScript({ path: path.resolve(opts.initScript) });
 
     page.on('console', (msg) => {
       const text = msg.text();

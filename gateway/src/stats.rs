@@ -213,6 +213,11 @@ pub struct CoreStats {
     pub queries_in_flight: AtomicU64,
     /// Stats and metrics requests answered `503` because too many were in flight here.
     pub queries_refused: AtomicU64,
+    /// Status page streams (`/status/stream`) open on this core (gauge); the core that takes
+    /// the node's snapshot sends it only to cores where this is above 0.
+    pub status_viewers: AtomicU64,
+    /// Status page streams answered `503` because `SSE_STATUS_VIEWERS` were open.
+    pub status_refused: AtomicU64,
     /// HTTP publishes answered `504`: written to Redis, no answer in time (outcome unknown).
     pub publish_unknown: AtomicU64,
     /// Redis links dropped because Redis sent bytes we refuse (malformed, nested too deep,
@@ -384,6 +389,38 @@ impl Stats {
             );
         }
         s.push_str("}}");
+        s
+    }
+
+    /// One event of the live status page (`/status/stream`): the stats JSON of
+    /// [`Stats::render_json`], the same figures from the same function, with what a page that
+    /// plots them live needs on top: `at_ms`, when the snapshot was taken (milliseconds since
+    /// the node started, so a viewer computes rates over the snapshots' own interval, not over
+    /// when they reached it), `period_ms`, and `latency_histogram`, the delivery-latency
+    /// histogram of every family merged, cumulative since start, as `[upper_bound_us, count]`
+    /// pairs of its non-empty buckets (at most 160; a viewer takes the difference of two
+    /// snapshots for the latency of the interval between them).
+    pub fn render_status(&self, routes: &[&str], extra: &NodeGauges, period: Duration) -> String {
+        let mut s = self.render_json(routes, extra);
+        // The stats object's closing brace, reopened for the status fields.
+        s.pop();
+        let mut h = HistogramSnapshot::default();
+        for i in 0..routes.len() {
+            h.merge(&self.latency(i));
+        }
+        let _ = write!(
+            s,
+            ",\"at_ms\":{},\"period_ms\":{},\"latency_histogram\":[",
+            self.started.elapsed().as_millis(),
+            period.as_millis()
+        );
+        let mut first = true;
+        for (i, n) in h.buckets.iter().enumerate().filter(|(_, n)| **n > 0) {
+            let comma = if first { "" } else { "," };
+            first = false;
+            let _ = write!(s, "{comma}[{},{n}]", Histogram::upper_bound(i));
+        }
+        s.push_str("]}");
         s
     }
 
@@ -878,6 +915,24 @@ const FIGURES: &[Figure] = &[
         |c| &c.queries_refused,
     ),
     figure(
+        Some((Section::Top, "status_viewers")),
+        Some((
+            "sse_status_viewers",
+            "Live status page streams open (/status/stream).",
+            Kind::Gauge,
+        )),
+        |c| &c.status_viewers,
+    ),
+    figure(
+        Some((Section::Top, "status_viewers_refused")),
+        Some((
+            "sse_status_viewers_refused_total",
+            "Status page streams answered 503: SSE_STATUS_VIEWERS already open.",
+            Kind::Counter,
+        )),
+        |c| &c.status_refused,
+    ),
+    figure(
         Some((Section::Redis, "rejected_streams")),
         Some((
             "sse_redis_rejected_streams_total",
@@ -1169,6 +1224,42 @@ mod tests {
                 assert_eq!(samples.count(), 1, "{name}");
             }
         }
+    }
+
+    #[test]
+    fn the_status_event_is_the_stats_json_with_a_histogram() {
+        let stats = Stats::new(2, "epoll", "embedded");
+        stats.cores[0].latency[0].record(Duration::from_micros(5));
+        stats.cores[1].latency[0].record(Duration::from_micros(5));
+        stats.cores[1].latency[1].record(Duration::from_micros(1000));
+        bump(&stats.cores[1].status_refused);
+        let gauges = NodeGauges {
+            connection_limit: 9,
+            pending_limit: 7,
+            draining: false,
+            topics: TopicCounts::default(),
+            descriptors: None,
+        };
+        let names = ["p", "q"];
+        let stats_json: serde_json::Value =
+            serde_json::from_str(&stats.render_json(&names, &gauges)).expect("stats JSON");
+        let status: serde_json::Value =
+            serde_json::from_str(&stats.render_status(&names, &gauges, Duration::from_millis(250)))
+                .expect("status JSON");
+        // Every key of the stats answer, with the same value (uptime aside: it may tick).
+        for (k, v) in stats_json.as_object().unwrap() {
+            if k != "uptime_seconds" {
+                assert_eq!(&status[k], v, "{k}");
+            }
+        }
+        assert_eq!(status["status_viewers_refused"], 1);
+        assert_eq!(status["period_ms"], 250);
+        assert!(status["at_ms"].is_u64());
+        // Buckets of both families merged: 5 us (twice) in [5, 6), 1000 us in [896, 1024).
+        assert_eq!(
+            status["latency_histogram"],
+            serde_json::json!([[6, 2], [1024, 1]])
+        );
     }
 
     #[test]

@@ -44,6 +44,14 @@ const MAX_METRICS_TOPICS: usize = 10_000;
 /// Most clock skew [`Config::jwt_leeway`] may allow: NTP keeps clocks within a second; a few
 /// minutes covers a broken one, more would make expiry meaningless for short-lived tokens.
 const MAX_JWT_LEEWAY: Duration = Duration::from_secs(300);
+/// Most viewers [`Config::status_viewers`] may allow: each is a stream written once a period
+/// (a few KiB); the page is for operators, not an audience.
+const MAX_STATUS_VIEWERS: usize = 1024;
+/// Shortest [`Config::status_period`]: below it a snapshot (every core's counters and topic
+/// counts) would be taken more often than a human reads it.
+const MIN_STATUS_PERIOD: Duration = Duration::from_millis(100);
+/// Longest [`Config::status_period`]: beyond it the page is no longer live.
+const MAX_STATUS_PERIOD: Duration = Duration::from_secs(60);
 /// Least [`Config::channel_limit`]: one topic stream may ask for 64 channels.
 const MIN_CHANNELS: usize = 64;
 
@@ -136,6 +144,15 @@ pub struct Config {
     /// then answers 404; it serves those and the health probes only. Unset: all on SSE_LISTEN.
     #[arg(long, env = "SSE_ADMIN_LISTEN", value_name = "ADDR", value_parser = values::listen)]
     pub admin_listen: Option<SocketAddr>,
+    /// Most browsers the live status page (`/status/stream`) may feed at once (0-1024; 0: the
+    /// page is refused), where stats and metrics are served; one more is answered 503.
+    #[arg(long, env = "SSE_STATUS_VIEWERS", value_name = "N", value_parser = values::count)]
+    #[arg(default_value = "16")]
+    pub status_viewers: usize,
+    /// How often the status page's figures are sampled and sent to its viewers (100ms-1m).
+    #[arg(long, env = "SSE_STATUS_PERIOD", value_name = "DURATION")]
+    #[arg(value_parser = duration::parse, default_value = "1s")]
+    pub status_period: Duration,
     /// Origins that get CORS headers, for pages served from another origin: comma-separated
     /// scheme://host[:port], or * for any; unset: none.
     #[arg(long, env = "SSE_CORS_ORIGINS", value_name = "ORIGINS")]
@@ -255,6 +272,18 @@ impl Config {
                 let reason = "must differ from SSE_LISTEN (the admin API gets its own port)";
                 return Err(invalid("SSE_ADMIN_LISTEN", admin, reason));
             }
+        }
+        if self.status_viewers > MAX_STATUS_VIEWERS {
+            let reason = format!("must be from 0 (page off) to {MAX_STATUS_VIEWERS}");
+            return Err(invalid("SSE_STATUS_VIEWERS", self.status_viewers, reason));
+        }
+        if !(MIN_STATUS_PERIOD..=MAX_STATUS_PERIOD).contains(&self.status_period) {
+            let value = duration::format(self.status_period);
+            return Err(invalid(
+                "SSE_STATUS_PERIOD",
+                value,
+                "must be from 100ms to 1m",
+            ));
         }
         let cors = self.cors_origins.check();
         cors.map_err(|(origin, r)| invalid("SSE_CORS_ORIGINS", origin, r))?;

@@ -197,6 +197,18 @@ const CASES: &[Case] = &[
         check: |c| c.admin_listen == Some(SocketAddr::from(([127, 0, 0, 1], 9090))),
     },
     Case {
+        env: "SSE_STATUS_VIEWERS",
+        text: "3",
+        toml: "status_viewers = 3",
+        check: |c| c.status_viewers == 3,
+    },
+    Case {
+        env: "SSE_STATUS_PERIOD",
+        text: "250ms",
+        toml: r#"status_period = "250ms""#,
+        check: |c| c.status_period == Duration::from_millis(250),
+    },
+    Case {
         env: "SSE_CORS_ORIGINS",
         text: "https://a.example, http://b.example:8080",
         toml: r#"cors_origins = ["https://a.example", "http://b.example:8080"]"#,
@@ -404,6 +416,9 @@ fn invalid_values_name_their_setting() {
         ("SSE_CORS_ORIGINS", "*, https://a.example", "only entry"),
         ("SSE_IO_DRIVER", "uring", "auto, io_uring, epoll"),
         ("SSE_HEAD_TIMEOUT", "0s", "greater than 0"),
+        ("SSE_STATUS_VIEWERS", "1025", "from 0 (page off) to 1024"),
+        ("SSE_STATUS_PERIOD", "50ms", "from 100ms to 1m"),
+        ("SSE_STATUS_PERIOD", "90s", "from 100ms to 1m"),
     ];
     for (env, value, reason) in cases {
         let flag = format!("--{}", flag_of(env));

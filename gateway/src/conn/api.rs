@@ -36,7 +36,7 @@ pub async fn query(shard: &Shard, api: Api) -> Reply {
 
 /// Node-wide gauges, with subscriber counts per topic gathered from every core: the
 /// `SSE_METRICS_TOPICS` busiest on their own, the rest summed (topic names are the clients').
-async fn gauges(shard: &Shard) -> NodeGauges {
+pub(super) async fn gauges(shard: &Shard) -> NodeGauges {
     let config = shard.config();
     NodeGauges {
         connection_limit: config.connection_limit,

@@ -6,6 +6,7 @@ use crate::auth::credentials;
 use crate::broker::message::MAX_PAYLOAD;
 use crate::config::Config;
 use crate::conn::reply::Reply;
+use crate::conn::status;
 use crate::http::cors::CorsOrigins;
 use crate::http::request::{parse_head, BodyKind, Method, Parsed, RequestHead};
 use crate::http::response::Status;
@@ -78,7 +79,8 @@ impl Framing {
 pub enum Listener {
     /// `SSE_LISTEN`: streams, and everything else unless `SSE_ADMIN_LISTEN` is set.
     Public,
-    /// `SSE_ADMIN_LISTEN`: publish, stats and metrics (and the health probes), no streams.
+    /// `SSE_ADMIN_LISTEN`: publish, stats, metrics and the status page (and the health
+    /// probes), no event streams.
     Admin,
 }
 
@@ -174,9 +176,10 @@ pub fn decide(ctx: &Context<'_>, buf: &[u8]) -> Option<Action> {
         Endpoint::Api(api @ (Api::Publish | Api::Broadcast)) => {
             Some(publish(ctx, &head, api, body_len, allow_origin))
         }
-        Endpoint::Api(api @ (Api::Stats | Api::Metrics | Api::Readyz)) => {
+        Endpoint::Api(api @ (Api::Stats | Api::Metrics | Api::Readyz | Api::StatusStream)) => {
             Some(Action::Query { api, framing })
         }
+        Endpoint::Api(Api::Status) => answer(status::page(), framing),
         Endpoint::Api(Api::Healthz) => answer(
             Reply::json(Status::Ok, &b"{\"status\":\"ok\"}"[..]),
             framing,
@@ -200,8 +203,8 @@ pub fn decide(ctx: &Context<'_>, buf: &[u8]) -> Option<Action> {
 }
 
 /// Whether the connection's listener serves `path`. Without `SSE_ADMIN_LISTEN` the public
-/// listener serves everything; with it, publish, stats and metrics are served only on the
-/// admin listener, which serves nothing but the fixed API (no streams).
+/// listener serves everything; with it, publish, stats, metrics and the status page are
+/// served only on the admin listener, which serves nothing but the fixed API (no streams).
 fn serves(ctx: &Context<'_>, path: &str) -> bool {
     if ctx.config.admin_listen.is_none() {
         return true;
@@ -554,6 +557,8 @@ mod tests {
             (&split, Public, get("/healthz"), "200 keep all"),
             (&split, Public, get("/readyz"), "query Readyz keep all"),
             (&split, Public, get("/api/v1/events?topics=a"), "stream 5 events:a resume=None cors=None"),
+            (&split, Public, get("/status"), "404 keep all"),
+            (&split, Public, get("/status/stream"), "404 keep all"),
             // Split, admin side: the fixed API only.
             (&split, Admin, publish("/api/v1/publish"), "publish Publish body=2 keep all"),
             (&split, Admin, publish("/api/v1/events/broadcast"), "publish Broadcast body=2 keep all"),
@@ -561,6 +566,8 @@ mod tests {
             (&split, Admin, get("/metrics"), "query Metrics keep all"),
             (&split, Admin, get("/healthz"), "200 keep all"),
             (&split, Admin, get("/readyz"), "query Readyz keep all"),
+            (&split, Admin, get("/status/stream"), "query StatusStream keep all"),
+            (&single, Public, get("/status/stream"), "query StatusStream keep all"),
             (&split, Admin, get("/api/v1/publish"), "405 keep all Allow=POST"),
             (&split, Admin, get("/api/v1/events?topics=a"), "404 keep all"),
             (&split, Admin, get("/subscribe?channel=ws_broadcast_g"), "404 keep all"),

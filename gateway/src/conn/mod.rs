@@ -4,4 +4,5 @@ pub mod api;
 pub mod decide;
 pub mod reply;
 pub mod serve;
+pub mod status;
 pub mod stream;

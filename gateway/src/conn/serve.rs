@@ -14,6 +14,7 @@ use monoio::net::TcpStream;
 use crate::conn::api;
 use crate::conn::decide::{decide, Action, Context, Framing, Listener, MAX_PUBLISH_BODY};
 use crate::conn::reply::{write_within, Reply};
+use crate::conn::status;
 use crate::conn::stream;
 use crate::core::shard::{Admission, Shard};
 use crate::core::stream::unix_now;
@@ -120,6 +121,24 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, li
                 let reply = api::publish_body(&shard, api, &buf[head_len..head_len + len]).await;
                 (reply, framing)
             }
+            Action::Query {
+                api: Api::StatusStream,
+                framing,
+            } if !framing.head_only => match shard.open_viewer() {
+                Some(viewer) => {
+                    // Like a stream: bounded by its own limit, not a pending connection, and
+                    // in a task of its own.
+                    drop(counted);
+                    let origin = framing.allow_origin;
+                    monoio::spawn(status::watch(shard.clone(), stream, viewer, origin));
+                    return;
+                }
+                None => (status::refused(shard.config().status_viewers), framing),
+            },
+            Action::Query {
+                api: Api::StatusStream,
+                framing,
+            } => (status::stream_head(), framing),
             Action::Query { api, framing } => {
                 // Readiness is cheap and must always answer; stats and metrics take a place.
                 let stats = shard.stats();

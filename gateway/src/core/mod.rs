@@ -10,6 +10,7 @@ pub mod node;
 pub mod pending;
 pub mod refusal;
 pub mod shard;
+pub mod status;
 pub mod stream;
 pub mod subscriber;
 pub mod wheel;

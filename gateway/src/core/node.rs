@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use tracing::info;
 
 use crate::config::Config;
@@ -20,6 +21,9 @@ pub enum Control {
     Drain(Duration),
     /// Report subscriber counts of list families (topics) to the stats endpoint.
     Counts(flume::Sender<TopicCounts>),
+    /// The node's newest status snapshot (one SSE event, encoded once), for this core's
+    /// status page viewers.
+    Status(Bytes),
 }
 
 /// A socket moving to its owner core, with what was already decided about it.
@@ -64,6 +68,8 @@ pub struct Node {
     draining: AtomicBool,
     /// Cores whose Redis subscription is live (with Redis configured, `/readyz` needs all).
     redis_subscribed: AtomicUsize,
+    /// Status page streams open across all cores, for `SSE_STATUS_VIEWERS`.
+    status_viewers: AtomicUsize,
     /// Identifies this run in event ids, so an id from before a restart is never taken for
     /// one of this run's.
     run_id: String,
@@ -92,6 +98,7 @@ impl Node {
             open_streams: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             redis_subscribed: AtomicUsize::new(0),
+            status_viewers: AtomicUsize::new(0),
             run_id,
             issued: (0..cores).map(|_| AtomicU64::new(0)).collect(),
         }
@@ -169,6 +176,27 @@ impl Node {
     /// Uncounts a stream that ended (or never started).
     pub fn close_stream(&self) {
         self.open_streams.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Counts a new status page viewer if the node is under `SSE_STATUS_VIEWERS`; `false`
+    /// means refuse it.
+    pub fn try_open_viewer(&self) -> bool {
+        let limit = self.config.status_viewers;
+        self.status_viewers
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Uncounts a status page viewer that left.
+    pub fn close_viewer(&self) {
+        self.status_viewers.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Status page viewers open on the node.
+    pub fn viewers(&self) -> usize {
+        self.status_viewers.load(Ordering::Acquire)
     }
 
     /// Whether SIGTERM started the drain.

@@ -26,6 +26,7 @@ use crate::core::hub::Hub;
 use crate::core::node::{Control, Handoff, Node};
 use crate::core::pending::Pending;
 use crate::core::refusal::Refusal;
+use crate::core::status::{StatusFeed, Viewer};
 use crate::core::subscriber::Subscriber;
 use crate::core::wheel::Wheel;
 use crate::route::resolve::StreamSpec;
@@ -109,6 +110,8 @@ pub struct Shard {
     broker: Broker,
     /// The last topic count (see [`Shard::topic_counts`]).
     topics_cache: RefCell<Option<CachedCounts>>,
+    /// The live status page's feed on this core.
+    status: Rc<StatusFeed>,
 }
 
 /// A core's topic count and what it cost.
@@ -147,6 +150,7 @@ impl Shard {
             source_up: Cell::new(!with_redis),
             broker,
             topics_cache: RefCell::new(None),
+            status: Rc::default(),
             node,
         }
     }
@@ -189,6 +193,17 @@ impl Shard {
     /// The core's non-stream connections.
     pub fn pending(&self) -> &Pending {
         &self.pending
+    }
+
+    /// Admits a live status page viewer on this core, if the node has room for one (see
+    /// [`Viewer::admit`]).
+    pub fn open_viewer(&self) -> Option<Viewer> {
+        Viewer::admit(&self.status, &self.node, self.id)
+    }
+
+    /// The node's newest status snapshot, for this core's viewers.
+    pub fn status_snapshot(&self, frame: bytes::Bytes) {
+        self.status.publish(frame);
     }
 
     /// Whether the drain has started on this core.

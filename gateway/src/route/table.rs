@@ -315,16 +315,26 @@ pub enum Api {
     Healthz,
     /// `GET /readyz`
     Readyz,
+    /// `GET /status`: the live status page (HTML).
+    Status,
+    /// `GET /status/stream`: the status page's figures, one SSE event per period.
+    StatusStream,
 }
 
 impl Api {
     /// Whether this endpoint moves to the admin listener when `SSE_ADMIN_LISTEN` is set:
-    /// publishing, and what the node's state tells about its clients. `/healthz` and
-    /// `/readyz` stay on both (a balancer probes the public port).
+    /// publishing, and what the node's state tells about its clients (the status page
+    /// shows the same figures as stats). `/healthz` and `/readyz` stay on both (a balancer
+    /// probes the public port).
     pub fn admin_only(self) -> bool {
         matches!(
             self,
-            Api::Publish | Api::Broadcast | Api::Stats | Api::Metrics
+            Api::Publish
+                | Api::Broadcast
+                | Api::Stats
+                | Api::Metrics
+                | Api::Status
+                | Api::StatusStream
         )
     }
 }
@@ -354,13 +364,15 @@ pub enum Match {
     NotFound,
 }
 
-const APIS: [(&str, Method, Api); 6] = [
+const APIS: [(&str, Method, Api); 8] = [
     ("/api/v1/publish", Method::Post, Api::Publish),
     ("/api/v1/events/broadcast", Method::Post, Api::Broadcast),
     ("/api/v1/events/stats", Method::Get, Api::Stats),
     ("/metrics", Method::Get, Api::Metrics),
     ("/healthz", Method::Get, Api::Healthz),
     ("/readyz", Method::Get, Api::Readyz),
+    ("/status", Method::Get, Api::Status),
+    ("/status/stream", Method::Get, Api::StatusStream),
 ];
 
 /// The fixed API paths (a custom family may not take one over).

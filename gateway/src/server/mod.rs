@@ -4,5 +4,6 @@
 pub mod fds;
 pub mod redis_sink;
 pub mod start;
+pub mod status;
 pub mod timer;
 pub mod worker;

@@ -24,6 +24,7 @@ use crate::core::pending::Entry;
 use crate::core::shard::Shard;
 use crate::error::StartError;
 use crate::server::redis_sink::RedisSink;
+use crate::server::status;
 use crate::server::timer;
 use crate::stats::bump;
 use crate::task::{yield_now, DELIVER_BATCH};
@@ -157,6 +158,9 @@ async fn run(start: CoreStart) {
     let drain_period = Rc::new(Cell::new(Duration::ZERO));
     monoio::spawn(control_loop(shard.clone(), control, drain_period.clone()));
     monoio::spawn(timer::keepalive_loop(shard.clone()));
+    if id == 0 {
+        monoio::spawn(status::snapshot_loop(shard.clone()));
+    }
     if let Some(admin) = admin {
         let shard = shard.clone();
         monoio::spawn(async move { accept_loop(&shard, admin, Listener::Admin).await });
@@ -284,6 +288,7 @@ async fn control_loop(
             Control::Counts(reply) => {
                 let _ = reply.send(shard.topic_counts());
             }
+            Control::Status(frame) => shard.status_snapshot(frame),
         }
     }
 }

@@ -127,7 +127,7 @@ fn require_browser_tools() {
 /// One run of `tests-js/browser.js`: the page's JSON lines as they arrive. Dropping it ends
 /// the run: stdin is closed (the harness then closes chromium and exits), and whatever is
 /// still alive after a bounded wait is killed by PID.
-struct Browser {
+pub(crate) struct Browser {
     child: Child,
     stdin: Option<ChildStdin>,
     lines: Arc<Mutex<Vec<Value>>>,
@@ -135,18 +135,39 @@ struct Browser {
 
 impl Browser {
     fn start(page: &str, params: &[(&str, &str)], timeout: Duration) -> Browser {
+        let mut args = vec![
+            "--page".to_string(),
+            tests_js().join("pages").join(page).display().to_string(),
+        ];
+        for (k, v) in params {
+            args.extend(["--param".to_string(), format!("{k}={v}")]);
+        }
+        Browser::launch(&args, timeout)
+    }
+
+    /// Opens `url` as it is (a page the gateway serves itself), with `init_script` (a file
+    /// of `tests-js/pages`) added to it before its own scripts run.
+    pub(crate) fn open_url(url: &str, init_script: &str, timeout: Duration) -> Browser {
+        let script = tests_js().join("pages").join(init_script);
+        let args = [
+            "--url".to_string(),
+            url.to_string(),
+            "--init-script".to_string(),
+            script.display().to_string(),
+        ];
+        Browser::launch(&args, timeout)
+    }
+
+    /// Runs `tests-js/browser.js` with `args`, reading its lines as they come.
+    fn launch(args: &[String], timeout: Duration) -> Browser {
         require_browser_tools();
         let dir = tests_js();
         let mut cmd = Command::new("node");
         cmd.current_dir(&dir)
             .arg(dir.join("browser.js"))
-            .arg("--page")
-            .arg(dir.join("pages").join(page))
+            .args(args)
             .args(["--timeout-ms", &timeout.as_millis().to_string()])
             .arg("--exit-on-stdin-close");
-        for (k, v) in params {
-            cmd.args(["--param", &format!("{k}={v}")]);
-        }
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -174,7 +195,7 @@ impl Browser {
         }
     }
 
-    fn lines(&self) -> Vec<Value> {
+    pub(crate) fn lines(&self) -> Vec<Value> {
         self.lines.lock().unwrap().clone()
     }
 
@@ -196,7 +217,7 @@ impl Browser {
     }
 
     /// All lines, one per row, for failure messages.
-    fn dump(&self) -> String {
+    pub(crate) fn dump(&self) -> String {
         self.lines()
             .iter()
             .map(|v| v.to_string())
@@ -207,7 +228,11 @@ impl Browser {
     /// Waits (at most `within`) until `f` holds over the lines; gives up early when the page's
     /// EventSource is closed for good (`readyState` 2: it will not reconnect, e.g. a CORS
     /// refusal) or the harness has exited.
-    fn wait_for(&mut self, within: Duration, mut f: impl FnMut(&[Value]) -> bool) -> bool {
+    pub(crate) fn wait_for(
+        &mut self,
+        within: Duration,
+        mut f: impl FnMut(&[Value]) -> bool,
+    ) -> bool {
         let end = Instant::now() + within;
         loop {
             let lines = self.lines();
@@ -229,7 +254,7 @@ impl Browser {
 
     /// Ends the run: closes stdin and waits (bounded) for the harness to close chromium and
     /// exit; returns its exit code.
-    fn finish(&mut self, within: Duration) -> Option<i32> {
+    pub(crate) fn finish(&mut self, within: Duration) -> Option<i32> {
         drop(self.stdin.take());
         wait_child(&mut self.child, within)
     }

@@ -25,6 +25,7 @@ mod prometheus;
 mod readme;
 mod redis;
 mod resume;
+mod status_page;
 mod systemd;
 mod third_party_client;
 mod topic_stream;
