@@ -67,6 +67,7 @@ impl Fanout {
                 channel: Bytes::from_static(channel.as_bytes()),
                 payload: Bytes::from_static(fixtures::JACKPOT_VALUE_003),
                 arrived: Instant::now(),
+                durable: None,
             },
             encode_buf: BytesMut::with_capacity(64 * 1024),
         };

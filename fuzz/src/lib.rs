@@ -7,6 +7,7 @@
 //! libFuzzer's mutations (insert, erase, copy a chunk) keep most of an input's structure.
 
 pub mod decide;
+pub mod durable_envelope;
 pub mod jwt;
 pub mod payload;
 pub mod query;
@@ -15,8 +16,9 @@ pub mod request_head;
 pub mod sse_encode;
 
 /// Every target by name (the names of `fuzz_targets/*.rs`).
-pub const TARGETS: [&str; 7] = [
+pub const TARGETS: [&str; 8] = [
     "decide",
+    "durable_envelope",
     "jwt",
     "payload",
     "query",
@@ -29,6 +31,7 @@ pub const TARGETS: [&str; 7] = [
 pub fn target(name: &str) -> Option<fn(&[u8])> {
     Some(match name {
         "decide" => decide::run,
+        "durable_envelope" => durable_envelope::run,
         "jwt" => jwt::run,
         "payload" => payload::run,
         "query" => query::run,

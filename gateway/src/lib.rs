@@ -62,6 +62,7 @@ pub mod util;
 pub mod internals {
     pub use crate::auth::jwt;
     pub use crate::auth::Secret;
+    pub use crate::broker::durable;
     pub use crate::broker::message::Message;
     pub use crate::broker::resp;
     pub use crate::config::Config;

@@ -185,6 +185,14 @@ pub struct CoreStats {
     pub resets: AtomicU64,
     /// Of `resets`: those because the replay would have exceeded `SSE_REPLAY_LIMIT`.
     pub resets_replay_limit: AtomicU64,
+    /// Resumes from a durable id this node's memory could not answer, read from Redis's
+    /// history (`FCALL_RO ssegw_read`): what a reconnect storm costs Redis.
+    pub resume_redis_reads: AtomicU64,
+    /// Of those, the ones that first waited for one of the core's `SSE_RESUME_READS`.
+    pub resume_redis_waits: AtomicU64,
+    /// Resumes that needed Redis's history and could not read it (unreachable, timed out,
+    /// no `ssegw` library, or the wait for a read took too long): a reset.
+    pub resume_redis_failed: AtomicU64,
     /// 1 while this core's Redis subscription is live (gauge).
     pub redis_up: AtomicU64,
     /// Times this core's Redis subscription was lost.
@@ -822,6 +830,33 @@ const FIGURES: &[Figure] = &[
             Kind::Counter,
         )),
         |c| &c.resets_replay_limit,
+    ),
+    figure(
+        Some((Section::Top, "resume_redis_reads")),
+        Some((
+            "sse_resume_redis_reads_total",
+            "Resumes from a durable id answered by reading Redis's history (memory could not).",
+            Kind::Counter,
+        )),
+        |c| &c.resume_redis_reads,
+    ),
+    figure(
+        Some((Section::Top, "resume_redis_waits")),
+        Some((
+            "sse_resume_redis_waits_total",
+            "Redis history reads that waited for one of SSE_RESUME_READS per core.",
+            Kind::Counter,
+        )),
+        |c| &c.resume_redis_waits,
+    ),
+    figure(
+        Some((Section::Top, "resume_redis_failed")),
+        Some((
+            "sse_resume_redis_failed_total",
+            "Resumes that needed Redis's history and could not read it (a reset).",
+            Kind::Counter,
+        )),
+        |c| &c.resume_redis_failed,
     ),
     figure(
         Some((Section::Top, "conflated")),

@@ -5,6 +5,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use crate::broker::durable::Durable;
+
 /// Longest channel name accepted from a publisher (HTTP or Redis).
 pub const MAX_CHANNEL: usize = 1024;
 
@@ -22,6 +24,9 @@ pub struct Message {
     pub payload: Bytes,
     /// When it reached the gateway: the start of the delivery-latency measurement.
     pub arrived: Instant,
+    /// Its durable id, when it came through the durable path (an envelope, opened: `payload`
+    /// is then the event's own); `None` for a plain `PUBLISH`.
+    pub durable: Option<Durable>,
 }
 
 /// How long an HTTP publish waits for Redis's answer.

@@ -17,6 +17,14 @@ pub enum Broker {
 }
 
 impl Broker {
+    /// The Redis publisher, when Redis is the broker (it also reads durable history).
+    pub fn redis(&self) -> Option<&Publisher> {
+        match self {
+            Broker::Embedded(_) => None,
+            Broker::Redis(p) => Some(p),
+        }
+    }
+
     /// Publishes `msg`; the number of receivers (`delivered_to_nodes`): 1 for the embedded
     /// broker, Redis's receiver count (one per core of every node) for Redis.
     pub async fn publish(&self, msg: Message) -> Result<u64, PublishError> {

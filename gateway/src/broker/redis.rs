@@ -26,6 +26,7 @@ use std::fmt;
 use std::future::poll_fn;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -34,7 +35,9 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
 use redis_protocol::resp2::types::BytesFrame;
+use tracing::warn;
 
+use crate::broker::durable;
 use crate::broker::message::PublishError;
 use crate::broker::message::{MAX_CHANNEL, MAX_PAYLOAD, PUBLISH_TIMEOUT};
 use crate::broker::resp::{encode_command, FrameError, Next, Reader};
@@ -413,6 +416,8 @@ async fn watchdog(
 pub struct Publisher {
     /// Where Redis is.
     target: RedisTarget,
+    /// The durable path's settings; `None`: plain `PUBLISH` only.
+    durable: Option<DurableSettings>,
     /// The live link, if any.
     link: RefCell<Option<Rc<PubLink>>>,
     /// When the last connect failed.
@@ -422,6 +427,18 @@ pub struct Publisher {
     /// Publishers waiting for the connect in progress.
     waiting: RefCell<Vec<Waker>>,
 }
+
+/// What a durable publish passes to `ssegw_publish` besides channel and payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurableSettings {
+    /// Events kept per channel in Redis (`SSE_HISTORY`).
+    pub history: usize,
+    /// Seconds an idle channel's history lives (`SSE_HISTORY_TTL`).
+    pub ttl_s: u64,
+}
+
+/// Whether "Redis has no functions: the durable path is off" was logged (once per process).
+static NO_FUNCTIONS_LOGGED: AtomicBool = AtomicBool::new(false);
 
 /// One publisher connection: commands go out in order, replies come back in order.
 struct PubLink {
@@ -438,19 +455,22 @@ struct PubLink {
     dead: Cell<bool>,
     /// The socket, shut down when the link fails (see [`Publisher`]).
     fd: RawFd,
+    /// Whether this Redis has the `ssegw` library (checked, and loaded if need be, when the
+    /// link was made: a Redis restarted without persistence has lost it).
+    durable: bool,
 }
 
-/// Where one publish's answer lands.
+/// Where one command's answer lands.
 #[derive(Default)]
 struct Reply {
-    /// Redis's receiver count, or why not.
-    result: RefCell<Option<Result<u64, PublishError>>>,
-    /// The publisher's task.
+    /// Redis's answer, or why none came.
+    result: RefCell<Option<Result<BytesFrame, PublishError>>>,
+    /// The waiting task.
     waker: RefCell<Option<Waker>>,
 }
 
 impl Reply {
-    fn set(&self, r: Result<u64, PublishError>) {
+    fn set(&self, r: Result<BytesFrame, PublishError>) {
         *self.result.borrow_mut() = Some(r);
         let w = self.waker.borrow_mut().take();
         if let Some(w) = w {
@@ -459,11 +479,63 @@ impl Reply {
     }
 }
 
+/// Makes sure the Redis behind `stream` has the `ssegw` library at [`durable::VERSION`] or
+/// newer, loading it when absent or older; `false` when this Redis has no functions (< 7) or
+/// refuses the library (said once per process).
+async fn ensure_library(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<bool, RedisError> {
+    let mut reader = Reader::new();
+    let mut cmd = BytesMut::new();
+    encode_command(&[b"FCALL_RO", b"ssegw_version", b"0"], &mut cmd);
+    let (r, _) = stream.write_all(cmd.freeze()).await;
+    r.map_err(RedisError::Io)?;
+    let why = match read_frame(stream, &mut reader, buf).await? {
+        BytesFrame::Integer(v) if v >= durable::VERSION => return Ok(true),
+        BytesFrame::Integer(_) => None,
+        BytesFrame::Error(e) if e.contains("nknown command") => {
+            Some(format!("this Redis has no functions (Redis 7 has): {e}"))
+        }
+        BytesFrame::Error(_) => None,
+        other => Some(format!(
+            "unexpected answer to FCALL_RO ssegw_version: {other:?}"
+        )),
+    };
+    let why = match why {
+        Some(why) => why,
+        None => {
+            let mut cmd = BytesMut::new();
+            encode_command(
+                &[
+                    b"FUNCTION",
+                    b"LOAD",
+                    b"REPLACE",
+                    durable::LIBRARY.as_bytes(),
+                ],
+                &mut cmd,
+            );
+            let (r, _) = stream.write_all(cmd.freeze()).await;
+            r.map_err(RedisError::Io)?;
+            match read_frame(stream, &mut reader, buf).await? {
+                BytesFrame::BulkString(_) | BytesFrame::SimpleString(_) => return Ok(true),
+                other => format!("FUNCTION LOAD of the ssegw library failed: {other:?}"),
+            }
+        }
+    };
+    if !NO_FUNCTIONS_LOGGED.swap(true, Ordering::Relaxed) {
+        warn!(
+            reason = %why,
+            "the durable path is off (plain PUBLISH; event ids and history per node)"
+        );
+    }
+    Ok(false)
+}
+
 impl Publisher {
-    /// A publisher for `target`; connects on first use.
-    pub fn new(target: RedisTarget) -> Publisher {
+    /// A publisher for `target`, publishing through the durable path with `durable` when
+    /// Redis has functions; connects on first use.
+    pub fn new(target: RedisTarget, durable: Option<DurableSettings>) -> Publisher {
         Publisher {
             target,
+            durable,
             link: RefCell::new(None),
             failed_at: Cell::new(None),
             connecting: Cell::new(false),
@@ -471,13 +543,79 @@ impl Publisher {
         }
     }
 
-    /// `PUBLISH channel payload`: Redis's receiver count (subscriber connections, one per
-    /// core of every node), or why it could not be published, or that nobody knows
-    /// ([`PublishError::outcome_unknown`]).
+    /// Publishes `payload` on `channel`: through `ssegw_publish` (history kept in Redis, the
+    /// event's durable id in its envelope) when this Redis has the library, else `PUBLISH`.
+    /// Redis's receiver count (subscriber connections, one per core of every node), or why
+    /// it could not be published, or that nobody knows ([`PublishError::outcome_unknown`]).
     pub async fn publish(&self, channel: &[u8], payload: &[u8]) -> Result<u64, PublishError> {
         let link = self.link().await?;
+        let frame = match self.durable.filter(|_| link.durable) {
+            Some(d) => {
+                let history = d.history.to_string();
+                let ttl = d.ttl_s.to_string();
+                let args: [&[u8]; 7] = [
+                    b"FCALL",
+                    b"ssegw_publish",
+                    b"1",
+                    channel,
+                    payload,
+                    history.as_bytes(),
+                    ttl.as_bytes(),
+                ];
+                self.roundtrip(link.clone(), &args).await?
+            }
+            None => {
+                self.roundtrip(link.clone(), &[b"PUBLISH", channel, payload])
+                    .await?
+            }
+        };
+        match frame {
+            BytesFrame::Integer(n) => Ok(u64::try_from(n).unwrap_or(0)),
+            BytesFrame::Error(e) => Err(PublishError::Refused(e.to_string())),
+            other => {
+                let why = format!("unexpected reply to PUBLISH: {other:?}");
+                link.fail(&why);
+                Err(PublishError::Unknown(why))
+            }
+        }
+    }
+
+    /// Whether a durable history read can be tried: Redis reachable (a link made now if
+    /// need be) and holding the library.
+    pub async fn durable_ready(&self) -> bool {
+        self.durable.is_some() && self.link().await.is_ok_and(|l| l.durable)
+    }
+
+    /// `FCALL_RO ssegw_read` of the histories `keys`: what they hold after `after`, within
+    /// `max_bytes` (see `ssegw.lua`). An error when the durable path is unavailable.
+    pub async fn read_history(
+        &self,
+        keys: &[Vec<u8>],
+        after: u64,
+        max_bytes: usize,
+    ) -> Result<BytesFrame, PublishError> {
+        let link = self.link().await?;
+        if !link.durable {
+            return Err(PublishError::Refused("the durable path is off".into()));
+        }
+        let n = keys.len().to_string();
+        let after = after.to_string();
+        let max = max_bytes.to_string();
+        let mut args: Vec<&[u8]> = vec![b"FCALL_RO", b"ssegw_read", n.as_bytes()];
+        args.extend(keys.iter().map(|k| &k[..]));
+        args.push(after.as_bytes());
+        args.push(max.as_bytes());
+        self.roundtrip(link, &args).await
+    }
+
+    /// Sends one command on `link` and waits (at most [`PUBLISH_TIMEOUT`]) for its answer.
+    async fn roundtrip(
+        &self,
+        link: Rc<PubLink>,
+        args: &[&[u8]],
+    ) -> Result<BytesFrame, PublishError> {
         let reply = Rc::new(Reply::default());
-        encode_command(&[b"PUBLISH", channel, payload], &mut link.out.borrow_mut());
+        encode_command(args, &mut link.out.borrow_mut());
         link.pending.borrow_mut().push_back(reply.clone());
         link.unsent.set(link.unsent.get() + 1);
         // The write goes out from a task of its own: no publish waits on another's write,
@@ -537,13 +675,24 @@ impl Publisher {
             return Err(PublishError::Backoff);
         }
         self.connecting.set(true);
-        let r = connect(&self.target).await;
+        let r = match connect(&self.target).await {
+            Ok((mut stream, mut buf)) if self.durable.is_some() => {
+                let check = ensure_library(&mut stream, &mut buf);
+                match monoio::time::timeout(CONNECT_TIMEOUT, check).await {
+                    Ok(Ok(durable)) => Ok((stream, buf, durable)),
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(RedisError::Timeout("loading the ssegw library")),
+                }
+            }
+            Ok((stream, buf)) => Ok((stream, buf, false)),
+            Err(e) => Err(e),
+        };
         self.connecting.set(false);
         for w in std::mem::take(&mut *self.waiting.borrow_mut()) {
             w.wake();
         }
         match r {
-            Ok((stream, buf)) => {
+            Ok((stream, buf, durable)) => {
                 self.failed_at.set(None);
                 let fd = stream.as_raw_fd();
                 let (rd, wr) = stream.into_split();
@@ -554,6 +703,7 @@ impl Publisher {
                     unsent: Cell::new(0),
                     dead: Cell::new(false),
                     fd,
+                    durable,
                 });
                 monoio::spawn(read_replies(link.clone(), rd, buf));
                 *self.link.borrow_mut() = Some(link.clone());
@@ -649,16 +799,7 @@ async fn read_replies(link: Rc<PubLink>, mut rd: OwnedReadHalf<TcpStream>, mut b
             link.fail("Redis sent a reply nobody asked for");
             return;
         };
-        match frame {
-            BytesFrame::Integer(n) => reply.set(Ok(u64::try_from(n).unwrap_or(0))),
-            BytesFrame::Error(e) => reply.set(Err(PublishError::Refused(e.to_string()))),
-            other => {
-                let why = format!("unexpected reply to PUBLISH: {other:?}");
-                reply.set(Err(PublishError::Unknown(why.clone())));
-                link.fail(&why);
-                return;
-            }
-        }
+        reply.set(Ok(frame));
     }
 }
 

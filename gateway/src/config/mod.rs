@@ -36,6 +36,8 @@ const MAX_CORES: usize = 1024;
 const MAX_QUEUE: usize = 65_536;
 /// Least [`Config::history_bytes`]: sixteen of the largest events (64 KiB).
 const MIN_HISTORY_BYTES: usize = 1 << 20;
+/// Most Redis history reads [`Config::resume_reads`] may allow in flight per core.
+const MAX_RESUME_READS: usize = 1024;
 /// Least [`Config::replay_limit`]: below a kilobyte not even one typical event would replay.
 const MIN_REPLAY: usize = 1024;
 /// Most topics [`Config::metrics_topics`] may give series of their own: 10,000 topics are
@@ -116,6 +118,16 @@ pub struct Config {
     #[arg(long, env = "SSE_REPLAY_LIMIT", value_name = "N", value_parser = values::count)]
     #[arg(default_value = "1048576")]
     pub replay_limit: usize,
+    /// How long a channel's history in Redis (the durable path) lives after its last publish
+    /// (1s to 24h): a client away longer than this may get a reset instead of a replay.
+    #[arg(long, env = "SSE_HISTORY_TTL", value_name = "DURATION")]
+    #[arg(value_parser = duration::parse, default_value = "1h")]
+    pub history_ttl: Duration,
+    /// Redis history reads (resumes this node's memory cannot answer) in flight per core
+    /// (1-1024); more wait for one to finish, so a reconnect storm cannot flood Redis.
+    #[arg(long, env = "SSE_RESUME_READS", value_name = "N", value_parser = values::count)]
+    #[arg(default_value = "8")]
+    pub resume_reads: usize,
     /// Time every write to a stream (prelude, events, keep-alives) may take (> 0) before the
     /// stream is cut, so a client that stops reading frees what it holds.
     #[arg(long, env = "SSE_WRITE_TIMEOUT", value_name = "DURATION")]
@@ -251,6 +263,11 @@ impl Config {
         if self.replay_limit < MIN_REPLAY {
             let reason = format!("must be at least {MIN_REPLAY} (bytes)");
             return Err(invalid("SSE_REPLAY_LIMIT", self.replay_limit, reason));
+        }
+        check_duration("SSE_HISTORY_TTL", self.history_ttl, false)?;
+        if !(1..=MAX_RESUME_READS).contains(&self.resume_reads) {
+            let reason = format!("must be from 1 to {MAX_RESUME_READS}");
+            return Err(invalid("SSE_RESUME_READS", self.resume_reads, reason));
         }
         check_duration("SSE_WRITE_TIMEOUT", self.write_timeout, false)?;
         if self.channel_limit < MIN_CHANNELS {

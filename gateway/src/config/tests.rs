@@ -227,6 +227,18 @@ const CASES: &[Case] = &[
         check: |c| c.io_driver == IoDriverChoice::Epoll,
     },
     Case {
+        env: "SSE_HISTORY_TTL",
+        text: "10m",
+        toml: r#"history_ttl = "10m""#,
+        check: |c| c.history_ttl == Duration::from_secs(600),
+    },
+    Case {
+        env: "SSE_RESUME_READS",
+        text: "32",
+        toml: "resume_reads = 32",
+        check: |c| c.resume_reads == 32,
+    },
+    Case {
         env: "SSE_HEAD_TIMEOUT",
         text: "2m",
         toml: r#"head_timeout = "2m""#,
@@ -401,6 +413,9 @@ fn invalid_values_name_their_setting() {
         ("SSE_HISTORY", "65537", "65536"),
         ("SSE_REPLAY_LIMIT", "1023", "at least 1024"),
         ("SSE_WRITE_TIMEOUT", "0s", "greater than 0"),
+        ("SSE_HISTORY_TTL", "0s", "greater than 0"),
+        ("SSE_RESUME_READS", "0", "from 1 to 1024"),
+        ("SSE_RESUME_READS", "1025", "from 1 to 1024"),
         ("SSE_CHANNEL_LIMIT", "63", "at least 64"),
         (
             "SSE_CORS_ORIGINS",

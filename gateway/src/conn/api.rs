@@ -210,6 +210,7 @@ async fn send(shard: &Shard, channel: &str, payload: Bytes, arrived: Instant) ->
         channel: Bytes::copy_from_slice(channel.as_bytes()),
         payload,
         arrived,
+        durable: None,
     };
     match shard.publish(msg).await {
         Ok(n) => Reply::json(Status::Accepted, format!("{{\"delivered_to_nodes\":{n}}}")),

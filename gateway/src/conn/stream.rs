@@ -27,7 +27,7 @@ use monoio::net::TcpStream;
 use crate::conn::reply::{cors_headers, write_within};
 use crate::core::refusal::Refusal;
 use crate::core::shard::Shard;
-use crate::core::stream::Registration;
+use crate::core::stream::{Opened, Registration};
 use crate::core::subscriber::State;
 use crate::http::response::write_stream_head;
 use crate::route::resolve::StreamSpec;
@@ -44,12 +44,32 @@ pub fn start(shard: Rc<Shard>, stream: TcpStream, mut spec: StreamSpec) {
     let allow_origin = spec.allow_origin.take();
     write_stream_head(&mut b, &cors_headers(allow_origin.as_deref()));
     match shard.open_stream(spec, &mut b) {
-        Ok((reg, replay)) => {
+        Ok(Opened {
+            reg,
+            replay,
+            read: None,
+        }) => {
             let prelude = Bytes::copy_from_slice(&b);
             shard.pool().give(b);
             let fd = Fd(stream.as_raw_fd());
             let (rd, wr) = stream.into_split();
             monoio::spawn(write_loop(reg, rd, wr, fd, Frames::new(prelude, replay)));
+        }
+        Ok(Opened {
+            reg,
+            read: Some(read),
+            ..
+        }) => {
+            // What it missed is in Redis: read it (subscribed already), then the same writer.
+            let mut prelude = b.clone();
+            shard.pool().give(b);
+            let (rd, wr) = stream.into_split();
+            monoio::spawn(async move {
+                let (reset, replay) = reg.shard().read_durable(reg.sub(), read).await;
+                prelude.extend_from_slice(&reset);
+                let frames = Frames::new(prelude.freeze(), replay);
+                Box::pin(write_loop(reg, rd, wr, frames)).await
+            });
         }
         Err(why) => {
             shard.pool().give(b);

@@ -13,7 +13,7 @@ use bytes::BytesMut;
 use crate::broker::message::Message;
 use crate::core::hub::{Fanout, Hub};
 use crate::route::payload::{self, PayloadError};
-use crate::route::table::{owner_core, EventName, Greeting, Placement, RouteTable};
+use crate::route::table::{owner_core, EventName, Family, Greeting, Placement, RouteTable};
 use crate::sse::encode::{encode_event, Event};
 
 /// Which core delivers, among how many (owner placement hashes channels onto cores).
@@ -83,6 +83,10 @@ pub fn deliver(
     own: impl Fn(usize) -> bool,
     scratch: &mut BytesMut,
 ) -> Delivery {
+    if let Some(tag) = &msg.durable {
+        // Whatever becomes of it here, it reached this core (see `Hub::durable_arrived`).
+        hub.durable_arrived(tag);
+    }
     let Ok(channel) = std::str::from_utf8(&msg.channel) else {
         return Delivery::Dropped(Dropped::NotUtf8);
     };
@@ -112,37 +116,73 @@ pub fn deliver(
             return Delivery::Dropped(Dropped::NoSubscriber);
         }
     }
-    let (event, data): (Option<Cow<str>>, &[u8]) = match &fam.event_name {
-        EventName::FromPayload => match payload::typed_event(&msg.payload) {
-            Ok(ev) => (Some(ev.name), ev.data),
-            Err(e) => return Delivery::Dropped(Dropped::Invalid(e)),
-        },
-        name => {
-            if let Err(e) = payload::check(fam.payload, &msg.payload) {
-                return Delivery::Dropped(Dropped::Invalid(e));
-            }
-            match name {
-                EventName::Fixed(n) => (Some(Cow::Borrowed(n.as_str())), &msg.payload),
-                _ => (None, &msg.payload),
-            }
-        }
+    let (event, data) = match event_of(fam, &msg.payload) {
+        Ok(e) => e,
+        Err(e) => return Delivery::Dropped(Dropped::Invalid(e)),
     };
-    let out = hub.publish(channel, &msg.payload, msg.arrived, scratch, |id, out| {
-        encode_event(
-            &Event {
-                id: Some(id),
-                event: event.as_deref(),
-                data,
-                retry: None,
-            },
-            out,
-        )
-    });
+    let durable = msg.durable.as_ref();
+    let out = hub.publish_as(
+        channel,
+        &msg.payload,
+        msg.arrived,
+        durable,
+        scratch,
+        |id, out| {
+            encode_event(
+                &Event {
+                    id: Some(id),
+                    event: event.as_deref(),
+                    data,
+                    retry: None,
+                },
+                out,
+            )
+        },
+    );
     match out {
         Some(fanout) => Delivery::Delivered(fanout),
         // The channel exists by now (known, kept or created above).
         None => Delivery::Dropped(Dropped::NoSubscriber),
     }
+}
+
+/// The event name and data of `payload` in family `fam`, or why its rule refuses it.
+fn event_of<'a>(
+    fam: &'a Family,
+    payload: &'a [u8],
+) -> Result<(Option<Cow<'a, str>>, &'a [u8]), PayloadError> {
+    match &fam.event_name {
+        EventName::FromPayload => {
+            let ev = payload::typed_event(payload)?;
+            Ok((Some(ev.name), ev.data))
+        }
+        name => {
+            payload::check(fam.payload, payload)?;
+            Ok(match name {
+                EventName::Fixed(n) => (Some(Cow::Borrowed(n.as_str())), payload),
+                _ => (None, payload),
+            })
+        }
+    }
+}
+
+/// Encodes an event read back from Redis's history (a resume on a node whose memory did not
+/// hold it) exactly as its delivery would have; `false` when its family's rule refuses it
+/// (it was not delivered live either).
+pub fn encode_stored(fam: &Family, payload: &[u8], id: &str, out: &mut BytesMut) -> bool {
+    let Ok((event, data)) = event_of(fam, payload) else {
+        return false;
+    };
+    encode_event(
+        &Event {
+            id: Some(id),
+            event: event.as_deref(),
+            data,
+            retry: None,
+        },
+        out,
+    );
+    true
 }
 
 #[cfg(test)]
@@ -165,6 +205,7 @@ mod tests {
             channel: Bytes::copy_from_slice(channel),
             payload: Bytes::copy_from_slice(payload),
             arrived: Instant::now(),
+            durable: None,
         }
     }
 

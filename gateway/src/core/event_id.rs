@@ -5,6 +5,10 @@
 //! taken for one of this run's; the core says which core's history can answer a resume (so
 //! the stream is placed there); the sequence number orders events of one core, across all of
 //! its channels, and is never reused within a run.
+//!
+//! These ids are per node: events of the durable path (Redis 7, `ssegw_publish`) carry a
+//! [`DurableId`](crate::broker::durable::DurableId) instead, `<epoch>-<seq>-<unix_s>`, the
+//! same on every node; the two forms cannot be taken for each other (that one has no `.`).
 use std::fmt;
 
 /// One event id, borrowed from the text it was parsed from or written for.

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use slab::Slab;
 
+use crate::broker::durable::{Durable, DurableId};
 use crate::core::event_id::EventId;
 use crate::core::subscriber::{Frame, Pushed, Subscriber};
 use crate::route::resolve::Channels;
@@ -48,8 +49,9 @@ pub struct Channel {
     /// Kept even without subscribers, with its latest message (families that greet new
     /// streams with the latest message).
     keep: bool,
-    /// The latest payload and its sequence number, when `keep`.
-    latest: Option<(u64, Bytes)>,
+    /// The latest payload, its sequence number and its durable id if it has one, when
+    /// `keep`.
+    latest: Option<(u64, Option<Bytes>, Bytes)>,
     /// Its key in the hub's `idle` order while it has no subscriber of its own (0: it has).
     lru: u64,
 }
@@ -183,6 +185,19 @@ pub struct Hub {
     /// Per family (by index): what a `topics=all` resume needs without visiting every
     /// channel.
     families: Vec<FamilyIndex>,
+    /// The epoch of the durable events this core receives (the Redis data set's): a durable
+    /// id of another epoch is never answered from memory.
+    durable_epoch: Option<Bytes>,
+    /// The durable seq from which on this core has received every durable event (the one
+    /// before the first it received since it started, since its Redis subscription came back
+    /// or since the epoch changed; `u64::MAX` until that first one): a resume from an older
+    /// id may have missed events that never reached this core.
+    durable_floor: u64,
+    /// `(durable seq, core seq)` of the durable events published here, oldest first (both
+    /// increase: Redis delivers in its order): turns a durable id into this core's sequence,
+    /// so the resume bookkeeping above (created, evicted, lost, gap) answers for it too.
+    /// Trimmed with history; `durable_floor` rises past what is trimmed.
+    durable_marks: VecDeque<(u64, u64)>,
 }
 
 /// What a resume of every channel of one family needs, kept as events come and go, so that
@@ -232,6 +247,9 @@ impl Hub {
             history_order: VecDeque::new(),
             history_trimmed: 0,
             families: Vec::new(),
+            durable_epoch: None,
+            durable_floor: u64::MAX,
+            durable_marks: VecDeque::new(),
         }
     }
 
@@ -328,6 +346,13 @@ impl Hub {
         }
         if self.history_order.len() > 2 * self.history_events + 1024 {
             self.history_order.retain(held);
+        }
+        // Marks of events long gone from history answer no resume: as many as history
+        // holds events (twice, for slack), and the floor rises past the ones dropped.
+        while self.durable_marks.len() > 2 * self.history_events + 1024 {
+            if let Some((d, _)) = self.durable_marks.pop_front() {
+                self.durable_floor = self.durable_floor.max(d);
+            }
         }
     }
 
@@ -490,6 +515,67 @@ impl Hub {
     /// followed by messages this core never got.
     pub fn mark_gap(&mut self) {
         self.gap_upto = self.next_seq;
+        self.durable_floor = u64::MAX;
+        self.durable_marks.clear();
+    }
+
+    /// A durable event reached this core (whether or not a channel here takes it): sets the
+    /// floor after a start, an outage or a new epoch (see `durable_floor`).
+    pub fn durable_arrived(&mut self, tag: &Durable) {
+        if self.durable_epoch.as_deref() != Some(&tag.epoch[..]) {
+            // A Redis restarted without persistence: its seqs start again, so nothing kept
+            // may be matched against them.
+            if self.durable_epoch.is_some() {
+                self.gap_upto = self.next_seq;
+            }
+            self.durable_epoch = Some(Bytes::copy_from_slice(&tag.epoch));
+            self.durable_marks.clear();
+            self.durable_floor = u64::MAX;
+        }
+        if self.durable_floor == u64::MAX {
+            self.durable_floor = tag.seq.saturating_sub(1);
+        }
+    }
+
+    /// What a client resuming `channels` of `family` from the durable id `from` missed, when
+    /// this core's memory provably holds all of it: every durable event after `from` reached
+    /// this core (its floor), and the resume bookkeeping of this core's own sequence (from
+    /// the first durable event after `from` published here) finds no gap. `None`: memory
+    /// cannot answer (ask Redis).
+    pub fn resume_durable(
+        &self,
+        channels: &Channels,
+        family: usize,
+        from: &DurableId,
+    ) -> Option<Vec<Bytes>> {
+        if self.durable_epoch.as_deref() != Some(from.epoch.as_bytes())
+            || from.seq < self.durable_floor
+        {
+            return None;
+        }
+        let first_after = self.durable_marks.partition_point(|(d, _)| *d <= from.seq);
+        let seq = match self.durable_marks.get(first_after) {
+            Some((_, core_seq)) => core_seq - 1,
+            None => self.next_seq,
+        };
+        // The floor stands for the outage check: every durable event after `from` arrived.
+        match self.replay_from(channels, family, seq, false) {
+            Resume::Replay(parts) => Some(parts),
+            Resume::Reset { .. } => None,
+        }
+    }
+
+    /// A reset's cursor for `channels` of `family`: see [`Hub::resume`].
+    pub fn reset_cursor(&mut self, channels: &Channels, family: usize) -> String {
+        let newest = self.newest_of(channels, family);
+        let lost = self.lost_upto.get(&family).copied().unwrap_or(0);
+        let cursor = if newest > self.gap_upto && newest > lost {
+            newest
+        } else {
+            self.next_seq += 1;
+            self.next_seq
+        };
+        self.id(cursor)
     }
 
     /// Records that a message of `family` was dropped because nobody here subscribes to its
@@ -518,8 +604,12 @@ impl Hub {
 
     /// The latest message of a kept channel: its id and payload.
     pub fn latest(&self, channel: &str) -> Option<(String, Bytes)> {
-        let (seq, payload) = self.channels.get(channel)?.latest.as_ref()?;
-        Some((self.id(*seq), payload.clone()))
+        let (seq, durable, payload) = self.channels.get(channel)?.latest.as_ref()?;
+        let id = match durable {
+            Some(id) => String::from_utf8_lossy(id).into_owned(),
+            None => self.id(*seq),
+        };
+        Some((id, payload.clone()))
     }
 
     /// Removes a stream's membership; a channel left without subscribers stays for
@@ -583,13 +673,41 @@ impl Hub {
         scratch: &mut BytesMut,
         encode: impl FnOnce(&str, &mut BytesMut),
     ) -> Option<Fanout> {
+        self.publish_as(channel, payload, arrived, None, scratch, encode)
+    }
+
+    /// [`Hub::publish`] of an event that may have a durable id (`durable`, from its
+    /// envelope): it is then the id on the wire, and the event's place in Redis's order is
+    /// remembered, so a resume from a durable id can be answered from this core's memory
+    /// when that is provably complete ([`Hub::resume_durable`]).
+    pub fn publish_as(
+        &mut self,
+        channel: &str,
+        payload: &Bytes,
+        arrived: Instant,
+        durable: Option<&Durable>,
+        scratch: &mut BytesMut,
+        encode: impl FnOnce(&str, &mut BytesMut),
+    ) -> Option<Fanout> {
         let ch = self.channels.get_mut(channel)?;
         self.next_seq += 1;
         let seq = self.next_seq;
-        // Not `self.id`: `ch` borrows the channel map mutably meanwhile.
-        let id = id_of(&self.run, self.core, seq);
         scratch.clear();
-        encode(&id, scratch);
+        let dseq = match durable {
+            Some(d) => {
+                // The envelope's parser took the id from UTF-8 text.
+                encode(std::str::from_utf8(&d.id).unwrap_or_default(), scratch);
+                if self.durable_marks.back().is_none_or(|(s, _)| *s < d.seq) {
+                    self.durable_marks.push_back((d.seq, seq));
+                }
+                d.seq
+            }
+            None => {
+                // Not `self.id`: `ch` borrows the channel map mutably meanwhile.
+                encode(&id_of(&self.run, self.core, seq), scratch);
+                0
+            }
+        };
         // An exact-size copy, not a split of the scratch buffer: a split would share (and so
         // pin) the whole scratch allocation for as long as history keeps this one event.
         let bytes = Bytes::copy_from_slice(scratch);
@@ -597,7 +715,11 @@ impl Hub {
         if ch.keep {
             // A copy: a payload from Redis is a slice of a 64 KiB read buffer, which a kept
             // reference would pin for as long as the channel lives.
-            ch.latest = Some((seq, Bytes::copy_from_slice(payload)));
+            ch.latest = Some((
+                seq,
+                durable.map(|d| Bytes::copy_from_slice(&d.id)),
+                Bytes::copy_from_slice(payload),
+            ));
             if ch.subs.is_empty() {
                 ch.idle_since = Some(Instant::now());
             }
@@ -627,6 +749,9 @@ impl Hub {
         let mut out = Fanout::default();
         let wild = self.wildcards.get(&ch.family).into_iter().flatten();
         for (_, sub) in ch.subs.iter().chain(wild) {
+            if dseq != 0 && !sub.admits(dseq) {
+                continue;
+            }
             match sub.push(Frame {
                 bytes: bytes.clone(),
                 arrived: Some(arrived),
@@ -650,20 +775,10 @@ impl Hub {
     /// instead: it names no event, and resuming from it replays what came after it.
     pub fn resume(&mut self, channels: &Channels, family: usize, last_event_id: &str) -> Resume {
         match self.replay(channels, family, last_event_id) {
-            Resume::Reset { reason, .. } => {
-                let newest = self.newest_of(channels, family);
-                let lost = self.lost_upto.get(&family).copied().unwrap_or(0);
-                let cursor = if newest > self.gap_upto && newest > lost {
-                    newest
-                } else {
-                    self.next_seq += 1;
-                    self.next_seq
-                };
-                Resume::Reset {
-                    newest_id: Some(self.id(cursor)),
-                    reason,
-                }
-            }
+            Resume::Reset { reason, .. } => Resume::Reset {
+                newest_id: Some(self.reset_cursor(channels, family)),
+                reason,
+            },
             replay => replay,
         }
     }
@@ -684,18 +799,27 @@ impl Hub {
     }
 
     fn replay(&self, channels: &Channels, family: usize, last_event_id: &str) -> Resume {
-        let reset = |reason| Resume::Reset {
-            newest_id: None,
-            reason,
-        };
         let Some(seq) = EventId::of_run(last_event_id, &self.run)
             .filter(|id| id.core == self.core)
             .map(|id| id.seq)
             .filter(|s| *s <= self.next_seq)
         else {
-            return reset("unknown Last-Event-ID (from another node, core or run)");
+            return Resume::Reset {
+                newest_id: None,
+                reason: "unknown Last-Event-ID (from another node, core or run)",
+            };
         };
-        if seq <= self.gap_upto {
+        self.replay_from(channels, family, seq, true)
+    }
+
+    /// What followed this core's event `seq` on `channels`, or why that is unknown.
+    /// `outages`: whether a Redis outage since `seq` is a reset (see `gap_upto`).
+    fn replay_from(&self, channels: &Channels, family: usize, seq: u64, outages: bool) -> Resume {
+        let reset = |reason| Resume::Reset {
+            newest_id: None,
+            reason,
+        };
+        if outages && seq <= self.gap_upto {
             return reset("events published while Redis was unreachable are lost");
         }
         let lost = self.lost_upto.get(&family).copied().unwrap_or(0);
@@ -1274,6 +1398,108 @@ mod tests {
             text(hub.resume(&one("a"), 0, "r.0.4")),
             "reset Some(\"r.0.5\")"
         );
+    }
+
+    #[test]
+    fn a_durable_id_resumes_from_memory_only_when_every_event_after_it_arrived_here() {
+        let mut hub = Hub::new("r", 0, 8);
+        let tag = |epoch: &'static str, seq: u64| Durable {
+            id: Bytes::from(format!("{epoch}-{seq}-100")),
+            epoch: Bytes::from_static(epoch.as_bytes()),
+            seq,
+        };
+        let durable = |hub: &mut Hub, c: &str, t: Durable| {
+            hub.durable_arrived(&t);
+            let now = Instant::now();
+            hub.publish_as(c, &Bytes::new(), now, Some(&t), &mut BytesMut::new(), enc);
+        };
+        let sub = Rc::new(Subscriber::new(0, 0, 100));
+        hub.subscribe(one("a"), 0, sub.clone());
+        hub.subscribe(one("b"), 0, sub.clone());
+        let from = |seq| DurableId {
+            epoch: "e",
+            seq,
+            unix_s: 100,
+        };
+        let ab = Channels::Many(vec!["a".into(), "b".into()].into_boxed_slice());
+        let resume = |hub: &Hub, ch: &Channels, seq| {
+            hub.resume_durable(ch, 0, &from(seq))
+                .map(|p| String::from_utf8(p.concat()).unwrap())
+        };
+        assert_eq!(resume(&hub, &ab, 3), None, "nothing received here yet");
+        // The first durable event here is 5: from 4 on, every later one arrived.
+        durable(&mut hub, "a", tag("e", 5));
+        durable(&mut hub, "b", tag("e", 6));
+        publish(&mut hub, "a"); // a plain event in between: r.0.3
+        durable(&mut hub, "a", tag("e", 9));
+        let cases: &[(&Channels, u64, Option<&str>)] = &[
+            // From before the core's very first event: its own sequence has nothing before
+            // it to hold on to, so memory does not claim it (Redis answers).
+            (&ab, 4, None),
+            (&ab, 5, Some("id: e-6-100\n\nid: r.0.3\n\nid: e-9-100\n\n")),
+            (&ab, 7, Some("id: e-9-100\n\n")),
+            (&ab, 9, Some("")),
+            (&ab, 12, Some("")),
+            (&ab, 3, None),
+            (
+                &Channels::All,
+                5,
+                Some("id: e-6-100\n\nid: r.0.3\n\nid: e-9-100\n\n"),
+            ),
+        ];
+        for (ch, seq, want) in cases {
+            assert_eq!(
+                resume(&hub, ch, *seq).as_deref(),
+                *want,
+                "from {seq} on {ch:?}"
+            );
+        }
+        // A channel this core does not hold: unknown (a message of the family was dropped
+        // for want of it, or may have been).
+        hub.note_dropped(0);
+        assert_eq!(resume(&hub, &one("c"), 5), None);
+        assert_eq!(
+            resume(&hub, &one("a"), 5).as_deref(),
+            Some("id: r.0.3\n\nid: e-9-100\n\n")
+        );
+        let other = DurableId {
+            epoch: "f",
+            seq: 5,
+            unix_s: 100,
+        };
+        assert_eq!(
+            hub.resume_durable(&one("a"), 0, &other),
+            None,
+            "another epoch"
+        );
+        // An outage: nothing before the first event after it is provable.
+        hub.mark_gap();
+        assert_eq!(resume(&hub, &one("a"), 9), None);
+        durable(&mut hub, "a", tag("e", 12));
+        assert_eq!(resume(&hub, &one("a"), 9), None, "10 and 11 may be lost");
+        assert_eq!(
+            resume(&hub, &one("a"), 11).as_deref(),
+            Some("id: e-12-100\n\n")
+        );
+        // A new epoch (Redis restarted empty): its seqs start again; nothing older matches.
+        durable(&mut hub, "a", tag("g", 1));
+        let new = DurableId {
+            epoch: "g",
+            seq: 0,
+            unix_s: 100,
+        };
+        let got = hub.resume_durable(&one("a"), 0, &new).map(|p| p.concat());
+        assert_eq!(got.as_deref(), Some(&b"id: g-1-100\n\n"[..]));
+        assert_eq!(resume(&hub, &one("a"), 11), None);
+        // Live frames skip what a resume replayed.
+        let mut out = BytesMut::new();
+        sub.take_into(&mut out, &mut Vec::new());
+        sub.skip_upto(2);
+        durable(&mut hub, "a", tag("g", 2));
+        durable(&mut hub, "a", tag("g", 3));
+        out.clear();
+        sub.take_into(&mut out, &mut Vec::new());
+        assert_eq!(&out[..], b"id: g-3-100\n\n");
     }
 
     #[test]

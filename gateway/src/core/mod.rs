@@ -3,6 +3,7 @@
 //! ([`deliver::deliver`]) so the benchmarks measure the gateway's own code. Nothing here runs
 //! a loop or touches a socket but to hand one to its owner core: the server drives the verbs.
 pub mod deliver;
+pub mod durable;
 pub mod event_id;
 pub mod housekeeping;
 pub mod hub;

@@ -106,8 +106,12 @@ pub struct Shard {
     /// Whether messages are flowing: always without Redis; with Redis, while this core's
     /// pattern subscription is live. Streams opened while it is down are refused.
     pub(super) source_up: Cell<bool>,
-    /// Where this core's HTTP publishes go.
-    broker: Broker,
+    /// Where this core's HTTP publishes go (and, with Redis, where resumes read history).
+    pub(super) broker: Broker,
+    /// Redis history reads in flight (at most `SSE_RESUME_READS`).
+    pub(super) resume_reads: Cell<usize>,
+    /// Resumes waiting for one of those.
+    pub(super) resume_waiters: RefCell<Vec<std::task::Waker>>,
     /// The last topic count (see [`Shard::topic_counts`]).
     topics_cache: RefCell<Option<CachedCounts>>,
     /// The live status page's feed on this core.
@@ -149,6 +153,8 @@ impl Shard {
             invalid_logged: RefCell::new(HashMap::new()),
             source_up: Cell::new(!with_redis),
             broker,
+            resume_reads: Cell::new(0),
+            resume_waiters: RefCell::new(Vec::new()),
             topics_cache: RefCell::new(None),
             status: Rc::default(),
             node,

@@ -8,6 +8,8 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::broker::durable::DurableId;
+use crate::core::durable::{DurableRead, HISTORY_GONE};
 use crate::core::hub::{Membership, Resume, OVER_REPLAY_LIMIT};
 use crate::core::refusal::{Refusal, RETRY_MS};
 use crate::core::shard::Shard;
@@ -89,11 +91,16 @@ impl Shard {
     /// between can be missed or delivered twice. The prelude is returned rather than queued,
     /// so no cut or conflation of the queue can drop it. The replay is the history's own
     /// shared frames (at most `SSE_REPLAY_LIMIT` bytes), never a copy of them.
+    ///
+    /// A resume from a durable id that this core's memory cannot answer returns a
+    /// [`DurableRead`] too: the stream is subscribed already (so nothing published from now
+    /// on is missed), and [`Shard::read_durable`] then reads what it missed from Redis and
+    /// gives the rest of its prelude.
     pub fn open_stream(
         self: &Rc<Self>,
         spec: StreamSpec,
         out: &mut BytesMut,
-    ) -> Result<(Registration, Vec<Bytes>), Refusal> {
+    ) -> Result<Opened, Refusal> {
         let family = spec.family;
         let fam = self.family(family);
         let refusal = if self.draining.is_set() {
@@ -117,7 +124,7 @@ impl Shard {
             Subscriber::new(family, self.take_slot(), self.config().event_buffer)
                 .conflating(fam.slow == SlowPolicy::Conflate),
         );
-        let replay = self.encode_prelude(&spec, out);
+        let (replay, read) = self.encode_prelude(&spec, &sub, out);
         let membership = {
             let mut hub = self.hub.borrow_mut();
             if let (Greeting::Latest, Some(channel)) = (fam.greeting, spec.channels.one()) {
@@ -140,7 +147,7 @@ impl Shard {
             membership,
             stream_key,
         };
-        Ok((reg, replay))
+        Ok(Opened { reg, replay, read })
     }
 
     /// A keep-alive slot for a new stream: consecutive streams get consecutive slots, so one
@@ -156,7 +163,16 @@ impl Shard {
     /// with the latest message sends it as `initial` unless the client resumed (it would be a
     /// duplicate of a replayed or already seen event, and after a reset "no partial history
     /// follows").
-    fn encode_prelude(&self, spec: &StreamSpec, out: &mut BytesMut) -> Vec<Bytes> {
+    ///
+    /// A resume from a durable id that is not a reset skips live events up to that id (a
+    /// node whose subscription lags may still receive some); after a reset nothing is
+    /// skipped (the id may be of another epoch, whose numbers mean nothing now).
+    fn encode_prelude(
+        &self,
+        spec: &StreamSpec,
+        sub: &Subscriber,
+        out: &mut BytesMut,
+    ) -> (Vec<Bytes>, Option<DurableRead>) {
         let family = self.family(spec.family);
         encode_retry(RETRY_MS, out);
         if family.greeting == Greeting::Connected {
@@ -165,7 +181,25 @@ impl Shard {
         let mut hub = self.hub.borrow_mut();
         let mut resumed = false;
         let mut replay = Vec::new();
-        if let Some(last) = &spec.last_event_id {
+        let mut read = None;
+        let durable = spec.last_event_id.as_deref().and_then(DurableId::parse);
+        if let Some(from) = durable {
+            resumed = true;
+            if let Some(missed) = hub.resume_durable(&spec.channels, spec.family, &from) {
+                bump(&self.stats().resumes);
+                sub.skip_upto(from.seq);
+                replay = missed;
+            } else if let Some(r) = DurableRead::of(&spec.channels, spec.family, &from)
+                .filter(|_| self.durable_capable())
+            {
+                sub.skip_upto(from.seq);
+                read = Some(r);
+            } else {
+                bump(&self.stats().resets);
+                let cursor = hub.reset_cursor(&spec.channels, spec.family);
+                encode_reset(Some(&cursor), family.named_system_events, HISTORY_GONE, out);
+            }
+        } else if let Some(last) = &spec.last_event_id {
             resumed = true;
             match hub.resume(&spec.channels, spec.family, last) {
                 Resume::Replay(missed) => {
@@ -199,6 +233,17 @@ impl Shard {
                 );
             }
         }
-        replay
+        (replay, read)
     }
+}
+
+/// A stream just opened: its registration, what its prelude replays from memory, and what
+/// it must still read from Redis before that prelude is complete.
+pub struct Opened {
+    /// The stream's place in the core.
+    pub reg: Registration,
+    /// Replayed events, written after the prelude.
+    pub replay: Vec<Bytes>,
+    /// A resume memory could not answer: read Redis with [`Shard::read_durable`] first.
+    pub read: Option<DurableRead>,
 }

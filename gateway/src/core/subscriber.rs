@@ -67,6 +67,12 @@ pub struct Subscriber {
     /// progress). The tick, not a clock: marking a write costs a store, no clock read and no
     /// timer; the core's timer scans every stream's mark once per second at most.
     write_since: Cell<u64>,
+    /// Durable events up to this seq are not queued: a resume read from Redis replayed them
+    /// already (0: none skipped).
+    skip_upto: Cell<u64>,
+    /// The durable seq of the first durable event queued (0: none yet): a resume read from
+    /// Redis while the stream was already subscribed replays only what came before it.
+    first_live: Cell<u64>,
 }
 
 impl Subscriber {
@@ -81,7 +87,32 @@ impl Subscriber {
             state: Cell::new(State::Open),
             conflate: false,
             write_since: Cell::new(0),
+            skip_upto: Cell::new(0),
+            first_live: Cell::new(0),
         }
+    }
+
+    /// Whether the durable event `seq` is to be queued (not replayed already), noting the
+    /// first one that is.
+    #[inline]
+    pub fn admits(&self, seq: u64) -> bool {
+        if seq <= self.skip_upto.get() {
+            return false;
+        }
+        if self.first_live.get() == 0 {
+            self.first_live.set(seq);
+        }
+        true
+    }
+
+    /// The durable seq of the first durable event queued so far (0: none).
+    pub fn first_live(&self) -> u64 {
+        self.first_live.get()
+    }
+
+    /// Durable events up to `seq` are not queued from now on (they were replayed).
+    pub fn skip_upto(&self, seq: u64) {
+        self.skip_upto.set(seq);
     }
 
     /// Makes a full queue keep the newest frame instead of cutting the stream.

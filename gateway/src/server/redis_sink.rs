@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tracing::{debug, info, warn};
 
+use crate::broker::durable::{self, Envelope};
 use crate::broker::message::Message;
 use crate::broker::redis::{RedisError, SubscriberSink};
 use crate::core::shard::Shard;
@@ -54,10 +55,19 @@ impl RedisSink {
 
 impl SubscriberSink for RedisSink {
     fn message(&self, pattern: &[u8], channel: Bytes, payload: Bytes, arrived: Instant) {
+        let (payload, durable) = match durable::open(&payload) {
+            Envelope::Plain => (payload, None),
+            Envelope::Durable(tag, inner) => (inner, Some(tag)),
+            Envelope::Malformed => {
+                self.shard.source_dropped("malformed durable envelope");
+                return;
+            }
+        };
         let msg = Message {
             channel,
             payload,
             arrived,
+            durable,
         };
         self.shard
             .deliver(&msg, |f| self.own[f].as_bytes() == pattern);

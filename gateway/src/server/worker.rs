@@ -14,7 +14,7 @@ use tracing::{debug, info, warn};
 use crate::broker::embedded::EmbeddedBroker;
 use crate::broker::message::Message;
 use crate::broker::publish::Broker;
-use crate::broker::redis::{self, Publisher};
+use crate::broker::redis::{self, DurableSettings, Publisher};
 use crate::broker::target::RedisTarget;
 use crate::config::IoDriverChoice;
 use crate::conn;
@@ -143,7 +143,14 @@ async fn run(start: CoreStart) {
     };
     let (broker, redis) = match broker {
         BrokerStart::Embedded(b) => (Broker::Embedded(b), None),
-        BrokerStart::Redis(target) => (Broker::Redis(Publisher::new(target.clone())), Some(target)),
+        BrokerStart::Redis(target) => {
+            let durable = DurableSettings {
+                history: node.config().history,
+                ttl_s: node.config().history_ttl.as_secs(),
+            };
+            let publisher = Publisher::new(target.clone(), Some(durable));
+            (Broker::Redis(publisher), Some(target))
+        }
     };
     let shard = Rc::new(Shard::new(id, node, broker));
     if let Some(inbox) = inbox {

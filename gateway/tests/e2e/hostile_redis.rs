@@ -339,8 +339,14 @@ fn timed_out_publisher_links_are_closed_while_redis_is_frozen() {
         most <= base + 3,
         "descriptors {base} before, up to {most} while publishes timed out: {statuses:?}"
     );
+    // The first publish times out (504); each later one opens a new link whose `ssegw`
+    // library check (the durable path) times out before anything is published (503): a
+    // link per publish either way, each closed at once.
     let timeouts = statuses.iter().filter(|&&s| s == 504).count();
-    assert!(timeouts >= 4, "publishes kept timing out: {statuses:?}");
+    assert!(
+        timeouts >= 1 && statuses.len() >= 4,
+        "publishes kept timing out: {statuses:?}"
+    );
     assert!(
         statuses.iter().all(|s| [503, 504].contains(s)),
         "{statuses:?}"

@@ -9,6 +9,7 @@ mod browser;
 mod cors;
 mod custom_routes;
 mod descriptors;
+mod durable;
 mod family_resume;
 mod game_stream;
 mod getting_started;
