@@ -63,12 +63,13 @@ pub fn start(shard: Rc<Shard>, stream: TcpStream, mut spec: StreamSpec) {
             // What it missed is in Redis: read it (subscribed already), then the same writer.
             let mut prelude = b.clone();
             shard.pool().give(b);
+            let fd = Fd(stream.as_raw_fd());
             let (rd, wr) = stream.into_split();
             monoio::spawn(async move {
                 let (reset, replay) = reg.shard().read_durable(reg.sub(), read).await;
                 prelude.extend_from_slice(&reset);
                 let frames = Frames::new(prelude.freeze(), replay);
-                Box::pin(write_loop(reg, rd, wr, frames)).await
+                Box::pin(write_loop(reg, rd, wr, fd, frames)).await
             });
         }
         Err(why) => {
