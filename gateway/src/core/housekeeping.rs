@@ -18,6 +18,10 @@ use crate::stats::bump;
 /// How often every idle channel is visited by the sweep (spread over the ticks in between).
 pub const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
+/// How often the tick's chores that need no fine clock run: the sweep's slice and the stats
+/// figures of the channel table. Keep-alives need the fine tick (small batches); these do not.
+pub const CHORES: Duration = Duration::from_millis(100);
+
 /// Encodes one keep-alive block of `format` for time `now`.
 pub fn encode_keepalive(format: KeepaliveFormat, now: u64, out: &mut BytesMut) {
     match format {
@@ -97,6 +101,9 @@ impl Shard {
         for _ in 0..stalled {
             bump(&self.stats().write_timeouts);
         }
+        if n % self.chores_every() != 0 {
+            return;
+        }
         let hub = self.hub.borrow();
         let stats = self.stats();
         stats.channels.store(hub.channel_count() as u64, Relaxed);
@@ -128,10 +135,20 @@ impl Shard {
             .count()
     }
 
+    /// Every how many ticks the chores that need no finer clock run (the sweep, the channel
+    /// and history figures): every [`CHORES`].
+    fn chores_every(&self) -> u64 {
+        (CHORES.as_nanos() / self.tick_period().as_nanos().max(1)).max(1) as u64
+    }
+
     /// Drops channels idle for longer than they are kept, a slice at a time: called every
-    /// tick, it visits every channel without a subscriber once per [`SWEEP_EVERY`].
+    /// tick, it works every [`CHORES`] and visits every channel without a subscriber once per
+    /// [`SWEEP_EVERY`].
     pub fn sweep(&self, now: Instant) {
-        let rounds = SWEEP_EVERY.as_nanos() / self.tick_period().as_nanos().max(1);
+        if self.ticks.get() % self.chores_every() != 0 {
+            return;
+        }
+        let rounds = SWEEP_EVERY.as_nanos() / CHORES.max(self.tick_period()).as_nanos();
         self.hub.borrow_mut().sweep(now, rounds as usize);
     }
 

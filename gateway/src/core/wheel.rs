@@ -2,16 +2,19 @@
 //! a tick fine enough that no tick's keep-alives hold up an event.
 //!
 //! A keep-alive write costs what an event's does (10-14 us of kernel time on loopback), and an
-//! event that arrives while a tick's writes are being submitted waits for all of them. With a
+//! event that arrives while a tick's writes are being made waits for all of them. With a
 //! 100 ms tick, 16,700 streams at 15 s meant about 110 writes (~1.5 ms) per tick, and the
 //! delivery p99 at 50,000 streams was 2.9 ms with keep-alives against 0.95 ms without them.
-//! Ticking every 10 ms makes that about 11 writes (~0.15 ms): the period of each stream stays
-//! exactly its family's (a stream is due every `period / tick` ticks), only the batches get ten
-//! times smaller.
+//! A 10 ms tick (about 11 writes) still left p99 30-50% above the run without keep-alives
+//! (0.79 against 0.52-0.61 ms, docs/BENCHMARKS.md); ticking every 2 ms makes a tick about
+//! 2 writes (~30 us), as fine as a core's timer goes. The period of each stream stays exactly
+//! its family's (a stream is due every `period / tick` ticks); only the batches get smaller.
+//! What the finer tick costs: 500 timer wake-ups a second per core (~3 us each, about 0.15% of
+//! a core), paid idle too.
 //!
 //! A tick touches only the streams that are due (a hashed timing wheel: [`SPOKES`] buckets of
-//! stream keys by due tick), not every stream: walking 16,700 streams a hundred times a second
-//! would cost more than the keep-alives themselves. Streams get their phase round-robin (their
+//! stream keys by due tick), not every stream: walking 16,700 streams 500 times a second would
+//! cost more than the keep-alives themselves. Streams get their phase round-robin (their
 //! `slot`), so keep-alives are spread evenly over the period however the streams arrived,
 //! including 50,000 in a reconnect storm.
 use std::time::Duration;
@@ -19,12 +22,12 @@ use std::time::Duration;
 use crate::route::table::RouteTable;
 
 /// Resolution of the keep-alive wheel.
-pub const TICK: Duration = Duration::from_millis(10);
+pub const TICK: Duration = Duration::from_millis(2);
 
-/// Buckets of the wheel: a tick visits one (1/1024 of the streams at a 15 s period, each
-/// visited about 1.5 times per period: the entries of periods longer than 1024 ticks wait a
+/// Buckets of the wheel: a tick visits one (1/4096 of the streams at a 15 s period, each
+/// visited about twice per period: the entries of periods longer than 4,096 ticks wait a
 /// round or more in their bucket).
-pub const SPOKES: usize = 1024;
+pub const SPOKES: usize = 4096;
 
 /// A stream's place on the wheel.
 #[derive(Debug, Clone, Copy)]
@@ -147,11 +150,11 @@ mod tests {
 
     #[test]
     fn each_stream_fires_once_per_period_at_its_phase_and_gone_streams_leave() {
-        // 15 s at the default 10 ms tick: every 1,500 ticks, more than one turn of the wheel.
+        // 15 s at the default 2 ms tick: every 7,500 ticks, more than one turn of the wheel.
         let mut w = wheel(15_000);
         let every = w.every(0);
-        assert_eq!(every, 1_500);
-        let streams = 3_000usize;
+        assert_eq!(every, 7_500);
+        let streams = 15_000usize;
         for key in 0..streams {
             w.add(key, key, 0, 0);
         }
@@ -171,7 +174,7 @@ mod tests {
             assert_eq!(at.len(), 3, "stream {key} fired at {at:?}");
             assert!(at.windows(2).all(|p| p[1] - p[0] == every), "{key}: {at:?}");
         }
-        // Spread: 3,000 streams over 1,500 ticks is two per tick, never a burst.
+        // Spread: 15,000 streams over 7,500 ticks is two per tick, never a burst.
         assert_eq!(per_tick.iter().max(), Some(&2));
         // A stream that is gone leaves the wheel the next time it is due.
         for now in 3 * every + 1..=4 * every {
@@ -183,8 +186,8 @@ mod tests {
     #[test]
     fn a_reused_key_is_told_apart_by_its_slot() {
         let mut w = wheel(50);
-        // 50 ms at the 10 ms tick: due every fifth tick.
-        assert_eq!((w.tick(), w.every(0)), (Duration::from_millis(10), 5));
+        // 50 ms at the 2 ms tick: due every 25th tick.
+        assert_eq!((w.tick(), w.every(0)), (Duration::from_millis(2), 25));
         w.add(7, 1, 0, 0);
         w.add(7, 2, 0, 0);
         let mut seen = Vec::new();
