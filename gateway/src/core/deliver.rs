@@ -127,17 +127,7 @@ pub fn deliver(
         msg.arrived,
         durable,
         scratch,
-        |id, out| {
-            encode_event(
-                &Event {
-                    id: Some(id),
-                    event: event.as_deref(),
-                    data,
-                    retry: None,
-                },
-                out,
-            )
-        },
+        |id, out| encode_one(event.as_deref(), data, id, out),
     );
     match out {
         Some(fanout) => Delivery::Delivered(fanout),
@@ -173,16 +163,22 @@ pub fn encode_stored(fam: &Family, payload: &[u8], id: &str, out: &mut BytesMut)
     let Ok((event, data)) = event_of(fam, payload) else {
         return false;
     };
+    encode_one(event.as_deref(), data, id, out);
+    true
+}
+
+/// One event with its id, as every stream of its channel gets it (live or replayed).
+#[inline]
+fn encode_one(event: Option<&str>, data: &[u8], id: &str, out: &mut BytesMut) {
     encode_event(
         &Event {
             id: Some(id),
-            event: event.as_deref(),
+            event,
             data,
             retry: None,
         },
         out,
-    );
-    true
+    )
 }
 
 #[cfg(test)]
