@@ -19,12 +19,13 @@ use std::sync::LazyLock;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
+use monoio::io::{AsyncWriteRentExt, Splitable};
 use monoio::net::TcpStream;
 use sha2::{Digest, Sha256};
 
 use crate::conn::api;
 use crate::conn::reply::{cors_headers, Reply};
+use crate::conn::stream::client_gone;
 use crate::core::refusal::RETRY_MS;
 use crate::core::shard::Shard;
 use crate::core::status::Viewer;
@@ -149,22 +150,9 @@ pub async fn watch(
     if let Some(frame) = viewer.current() {
         first.extend_from_slice(&frame);
     }
-    let (mut rd, mut wr) = stream.into_split();
-    // As for event streams: a read that ends only when the client resets; EOF is a legal
-    // half-close, after which the next failing write ends the stream.
-    let mut gone = Box::pin(async move {
-        let mut b = Vec::with_capacity(16);
-        loop {
-            let (r, nb) = rd.read(b).await;
-            b = nb;
-            b.clear();
-            match r {
-                Ok(0) => std::future::pending::<()>().await,
-                Err(_) => return,
-                Ok(_) => continue,
-            }
-        }
-    });
+    let (rd, mut wr) = stream.into_split();
+    // As for event streams: ends only when the client resets.
+    let mut gone = Box::pin(client_gone(rd));
     let mut frame = first.freeze();
     loop {
         let written = monoio::select! {

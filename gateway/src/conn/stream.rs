@@ -99,30 +99,14 @@ pub async fn refuse(
 /// exist only while a write is in flight.
 async fn write_loop(
     reg: Registration,
-    mut rd: OwnedReadHalf<TcpStream>,
+    rd: OwnedReadHalf<TcpStream>,
     mut wr: OwnedWriteHalf<TcpStream>,
     fd: Fd,
     prelude: Frames,
 ) {
     let shard = reg.shard();
     let sub = reg.sub();
-    let mut gone = Box::pin(async move {
-        let mut b = Vec::with_capacity(16);
-        let rd = &mut rd;
-        loop {
-            let (r, nb) = rd.read(b).await;
-            b = nb;
-            b.clear();
-            match r {
-                // A half-close after the request (`printf ... | nc -N`) is legal HTTP: the
-                // client still reads. Reads are over; the stream ends when a write fails (a
-                // client that closed both ways fails the next keep-alive or the one after).
-                Ok(0) => std::future::pending::<()>().await,
-                Err(_) => return,
-                Ok(_) => continue,
-            }
-        }
-    });
+    let mut gone = Box::pin(client_gone(rd));
     if Box::pin(write_frames(&mut wr, fd, prelude, &reg, &mut gone))
         .await
         .is_none()
@@ -177,6 +161,26 @@ async fn write_loop(
 /// while the stream's write half lives: both are owned by the stream's task.
 #[derive(Debug, Clone, Copy)]
 struct Fd(RawFd);
+
+/// Resolves when the client resets the connection (a read fails): what a stream's writer (and
+/// a status page viewer's) races every write and wait against, with one 16-byte read
+/// outstanding. A read of 0 bytes is not leaving: a half-close after the request
+/// (`printf ... | nc -N`) is legal HTTP and the client still reads, so then reads are over and
+/// the stream ends when a write fails (a client that closed both ways fails the next
+/// keep-alive or the one after).
+pub(super) async fn client_gone(mut rd: OwnedReadHalf<TcpStream>) {
+    let mut b = Vec::with_capacity(16);
+    loop {
+        let (r, nb) = rd.read(b).await;
+        b = nb;
+        b.clear();
+        match r {
+            Ok(0) => std::future::pending::<()>().await,
+            Err(_) => return,
+            Ok(_) => continue,
+        }
+    }
+}
 
 /// Writes all of `buf` unless the stream is cut (its queue overflowed, or this write took
 /// longer than `SSE_WRITE_TIMEOUT`) or the client leaves first; gives the buffer back on
