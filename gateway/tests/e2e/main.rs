@@ -11,6 +11,7 @@ mod cors;
 mod custom_routes;
 mod descriptors;
 mod durable;
+mod durable_outage;
 mod family_resume;
 mod game_stream;
 mod getting_started;
