@@ -610,12 +610,24 @@ impl Publisher {
 
     /// `FCALL_RO ssegw_read` of the histories `keys`: what they hold after `after`, within
     /// `max_bytes` (see `ssegw.lua`). An error when the durable path is unavailable.
+    ///
+    /// A connect that failed a moment ago is waited out (at most `5 * BACKOFF_MIN`) and tried
+    /// again, where a publish is refused at once: a refused publish is a `503` its publisher
+    /// retries, a refused read is a reset that costs the client its history. Without the
+    /// wait, a resume in the first 500 ms after Redis came back (the subscription up again,
+    /// `/readyz` 200) was reset whenever a publish had failed just before.
     pub async fn read_history(
         &self,
         keys: &[Vec<u8>],
         after: u64,
         max_bytes: usize,
     ) -> Result<BytesFrame, PublishError> {
+        if let Some(t) = self.failed_at.get() {
+            let left = (BACKOFF_MIN * 5).saturating_sub(t.elapsed());
+            if !left.is_zero() {
+                monoio::time::sleep(left).await;
+            }
+        }
         let link = self.link().await?;
         if !link.durable {
             return Err(PublishError::Refused("the durable path is off".into()));
