@@ -96,7 +96,7 @@ report:
 /// Every setting of a run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Opts {
-    /// Which scenario (`steady`, `broadcast`, `storm`, `plan`, `idle`).
+    /// Which scenario (`steady`, `broadcast`, `storm`, `plan`, `idle`, `deploy`).
     pub scenario: String,
     /// Stream URL templates; stream i uses `urls[i % len]`.
     pub urls: Vec<String>,

@@ -62,8 +62,6 @@ struct Slot {
     attempted: bool,
     /// loadgen events received on the current connection.
     conn_events: u64,
-    /// Which of the URLs it uses (`global % urls` at first; failover moves it).
-    url: usize,
     /// The server's latest `retry:` (ms) on this stream: failover waits that long.
     retry_ms: Option<u64>,
     /// Failure reasons this stream has met (indices into `Shared::failures`), so a stream
@@ -601,11 +599,7 @@ async fn stream_task(sh: Rc<RefCell<Shared>>, ctx: Rc<Ctx>, idx: usize) {
         )
     };
     let mut url = global % ctx.urls.len();
-    {
-        let mut s = sh.borrow_mut();
-        s.slots[idx].url = url;
-        s.per_url[url] += 1;
-    }
+    sh.borrow_mut().per_url[url] += 1;
     let mut head = head_of(url);
     loop {
         let end = session(&sh, idx, ctx.urls[url].0, src, &head).await;
@@ -646,7 +640,6 @@ async fn stream_task(sh: Rc<RefCell<Shared>>, ctx: Rc<Ctx>, idx: usize) {
                 if to != url {
                     s.per_url[url] -= 1;
                     s.per_url[to] += 1;
-                    s.slots[idx].url = to;
                     url = to;
                     moved = true;
                 }
