@@ -763,7 +763,7 @@ exit 1
         ),
     )
     .unwrap();
-    let _nodes = PidFiles((0..2).map(|n| dir.join(format!("node-{n}.pid"))).collect());
+    let nodes = PidFiles((0..2).map(|n| dir.join(format!("node-{n}.pid"))).collect());
     for (n, port) in ports.iter().enumerate() {
         std::fs::write(dir.join(format!("node-{n}.port")), port.to_string()).unwrap();
         let st = Command::new("bash")
@@ -808,5 +808,7 @@ exit 1
         "{p:#}"
     );
     assert!(out.contains("deploy      1"), "{out}");
+    // The nodes first: their PIDs are in the directory.
+    drop(nodes);
     let _ = std::fs::remove_dir_all(&dir);
 }
