@@ -9,7 +9,8 @@
 //! This binary plays K cores as K light subscriber connections on one thread (a monoio
 //! runtime, as a core reads), against a `redis-server` of its own on loopback, and publishes
 //! unicast player events (`SSE::1::<player>`, the gateway's player channel) at rising rates:
-//! `--start-rate`, times `--factor` each step of `--seconds`, until Redis saturates. Each step
+//! `--start-rate` (in pattern mode scaled by 8/K, at least 50), times `--factor` each step of
+//! `--seconds`, until Redis saturates. Each step
 //! reports Redis CPU per published event (from `/proc/<pid>/stat`), Redis's share of a core,
 //! publish-to-subscriber latency p50/p99 (every message's, from its intended send time, so a
 //! publisher that falls behind shows as latency), the publisher's lag, and the subscriber
@@ -94,7 +95,7 @@ struct Options {
     subscribers: Vec<usize>,
     /// Modes to run, each for every K.
     modes: Vec<Mode>,
-    /// First step's rate, events a second.
+    /// First step's rate, events a second (pattern mode: for 8 cores, scaled by 8/K).
     start_rate: f64,
     /// Rate factor per step.
     factor: f64,
@@ -490,6 +491,17 @@ struct Step {
     void: bool,
 }
 
+/// The first step's rate. In pattern mode Redis writes each event K times, so a fleet of many
+/// cores saturates it at a rate a small one barely notices: the start is `start` for 8 cores,
+/// scaled by 8/K (at least 50 events a second), so every K gets several steps below its limit.
+/// In channel mode a unicast event is written once whatever K, and the start is `start`.
+fn first_rate(mode: Mode, k: usize, start: f64) -> f64 {
+    match mode {
+        Mode::Pattern => (start * 8.0 / k as f64).max(50.0).min(start),
+        Mode::Channel => start,
+    }
+}
+
 fn run(mode: Mode, k: usize, o: &Options) -> Result<Vec<Step>, BoxError> {
     let redis = RedisServer::start(&o.redis_server, &[])?;
     let shared = Arc::new(Shared {
@@ -535,7 +547,7 @@ fn run(mode: Mode, k: usize, o: &Options) -> Result<Vec<Step>, BoxError> {
     let mut seq = 0u64;
     // Step 0 warms up (connections, allocations) at the first rate for one second; not reported.
     for step in 0..=o.max_steps {
-        let rate = o.start_rate * o.factor.powi(step.saturating_sub(1) as i32);
+        let rate = first_rate(mode, k, o.start_rate) * o.factor.powi(step.saturating_sub(1) as i32);
         let seconds = if step == 0 { 1.0 } else { o.seconds };
         let events = (rate * seconds).round().max(1.0) as u64;
         let (redis0, sub0, t0) = (
