@@ -71,7 +71,7 @@ const STEP_AT: usize = T_AT + T_DIGITS + 7;
 const STEP_DIGITS: usize = 3;
 
 /// Which subscriptions the K cores hold.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
 enum Mode {
     /// Every family's pattern on every core: each event to every core.
     Pattern,
@@ -88,100 +88,49 @@ impl Mode {
     }
 }
 
-/// Command-line options.
-#[derive(Clone, Debug)]
+/// How many events a second one Redis carries to K gateway cores (see the module docs).
+#[derive(Clone, Debug, clap::Parser)]
+#[command(name = "fleet_model")]
 struct Options {
     /// K values: subscriber connections, one per gateway core of the modelled fleet.
+    #[arg(long, value_delimiter = ',', default_value = "8,32,128,512",
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     subscribers: Vec<usize>,
     /// Modes to run, each for every K.
+    #[arg(long, value_delimiter = ',', default_value = "pattern,channel")]
     modes: Vec<Mode>,
     /// First step's rate, events a second (pattern mode: for 8 cores, scaled by 8/K).
+    #[arg(long, default_value_t = 1_000.0)]
     start_rate: f64,
-    /// Rate factor per step.
+    /// Rate factor per step (more than 1).
+    #[arg(long, default_value_t = 1.5)]
     factor: f64,
     /// Most steps per (mode, K).
+    #[arg(long, default_value_t = 14, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=998))]
     max_steps: usize,
-    /// Length of a step.
+    /// Length of a step, seconds.
+    #[arg(long, default_value_t = 5.0)]
     seconds: f64,
-    /// Distinct player channels published to (round-robin).
+    /// Distinct player channels published to (round-robin; six-digit ids).
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=900_000))]
     players: u64,
     /// Payload size in bytes.
+    #[arg(long, default_value_t = 200, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(64..=65_536))]
     payload: usize,
     /// p99 above this (milliseconds) counts as saturated.
+    #[arg(long, default_value_t = 100.0)]
     p99_ms: f64,
     /// The redis-server binary.
+    #[arg(long, default_value = "redis-server")]
     redis_server: String,
 }
 
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            subscribers: vec![8, 32, 128, 512],
-            modes: vec![Mode::Pattern, Mode::Channel],
-            start_rate: 1_000.0,
-            factor: 1.5,
-            max_steps: 14,
-            seconds: 5.0,
-            players: 100_000,
-            payload: 200,
-            p99_ms: 100.0,
-            redis_server: "redis-server".to_string(),
-        }
-    }
-}
-
-const USAGE: &str = "usage: fleet_model [--subscribers K1,K2,..] [--modes pattern,channel] \
-[--start-rate N] [--factor F] [--max-steps N] [--seconds S] [--players N] [--payload BYTES] \
-[--p99-ms MS] [--redis-server PATH]";
-
 impl Options {
+    /// Parses the command line; clap prints usage and exits on a bad one.
     fn parse() -> Result<Options, BoxError> {
-        let mut o = Options::default();
-        let mut args = std::env::args().skip(1);
-        while let Some(flag) = args.next() {
-            if flag == "-h" || flag == "--help" {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            let value = args
-                .next()
-                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
-            match flag.as_str() {
-                "--subscribers" => {
-                    o.subscribers = value.split(',').map(str::parse).collect::<Result<_, _>>()?
-                }
-                "--modes" => {
-                    o.modes = value
-                        .split(',')
-                        .map(|m| match m {
-                            "pattern" => Ok(Mode::Pattern),
-                            "channel" => Ok(Mode::Channel),
-                            _ => Err(format!("--modes takes pattern and/or channel\n{USAGE}")),
-                        })
-                        .collect::<Result<_, _>>()?
-                }
-                "--start-rate" => o.start_rate = value.parse()?,
-                "--factor" => o.factor = value.parse()?,
-                "--max-steps" => o.max_steps = value.parse()?,
-                "--seconds" => o.seconds = value.parse()?,
-                "--players" => o.players = value.parse()?,
-                "--payload" => o.payload = value.parse()?,
-                "--p99-ms" => o.p99_ms = value.parse()?,
-                "--redis-server" => o.redis_server = value,
-                _ => return Err(format!("unknown option {flag}\n{USAGE}").into()),
-            }
-        }
-        if o.subscribers.contains(&0) || o.start_rate <= 0.0 || o.factor <= 1.0 {
-            return Err(format!("subscribers and rate must be > 0, factor > 1\n{USAGE}").into());
-        }
-        if o.seconds <= 0.0 || o.max_steps == 0 || o.max_steps > 998 {
-            return Err(format!("seconds > 0, 1 <= max-steps <= 998\n{USAGE}").into());
-        }
-        if o.players == 0 || o.players > 900_000 {
-            return Err(format!("players: 1 to 900000 (six-digit ids)\n{USAGE}").into());
-        }
-        if o.payload < 64 {
-            return Err("--payload must be at least 64 bytes (the envelope)".into());
+        let o = <Options as clap::Parser>::parse();
+        if o.start_rate <= 0.0 || o.factor <= 1.0 || o.seconds <= 0.0 {
+            return Err("--start-rate and --seconds must be > 0, --factor > 1".into());
         }
         Ok(o)
     }
