@@ -117,7 +117,12 @@ impl Shard {
             Some(history) => self.replay_history(sub, &read, history),
             None => {
                 bump(&self.stats().resume_redis_failed);
-                Err((UNREADABLE, None))
+                // A cursor of this node's, so the client's Last-Event-ID moves past the reset:
+                // a later resume from it gets what came after it (here) or a reset (on
+                // another node), never the events this reset told the client to refetch.
+                let channels = Channels::Many(read.channels.clone());
+                let cursor = self.hub.borrow_mut().reset_cursor(&channels, read.family);
+                Err((UNREADABLE, Some(cursor)))
             }
         };
         match answer {

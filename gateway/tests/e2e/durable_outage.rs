@@ -116,6 +116,9 @@ fn a_resume_while_redis_is_frozen_gets_a_reset_then_live_events() {
         reset.data,
         "{\"type\":\"reset\",\"reason\":\"Redis's history cannot be read now\"}"
     );
+    // The reset moves the client's Last-Event-ID on: a client that drops before the next
+    // event resumes from the reset, not from before the events it was told to refetch.
+    assert!(!reset.id.is_empty(), "a reset with a cursor: {reset:?}");
     assert_eq!(b.stat("resume_redis_failed"), 1);
     assert_eq!(b.stat("resume_redis_reads"), 1);
     assert_eq!(b.stat("resets"), 1);
@@ -138,10 +141,25 @@ fn a_resume_while_redis_is_frozen_gets_a_reset_then_live_events() {
     }
 
     // Live events reach the same stream; nothing of what was missed (a reset gives no
-    // partial history).
+    // partial history). A client that dropped right after the reset comes back with its
+    // cursor: never a replay of 4 and 5, which the reset told it to refetch (from its old id,
+    // Redis, readable again, would replay them). B's subscription was down meanwhile, so
+    // it cannot prove nothing else was missed either: a reset saying so, then live events.
+    let mut after = topics(&b, Some(&reset.id));
+    let again = after.next_app_event(5 * SEC).expect("an answer");
+    assert_eq!(
+        (again.event.as_str(), again.data.as_str()),
+        (
+            "reset",
+            "{\"type\":\"reset\",\"reason\":\"events published while Redis was unreachable are lost\"}"
+        ),
+        "{again:?}"
+    );
+    assert!(eventually(5 * SEC, || b.stat("connections.total") == 2));
     topic_event(&a, 6);
     topic_event(&b, 7);
     expect(&mut t, 6..=7);
+    expect(&mut after, 6..=7);
     assert_eq!(b.stat("resume_redis_failed"), 1);
 }
 
