@@ -6,6 +6,7 @@ mod common;
 
 mod bad_input;
 mod browser;
+mod channel_mode;
 mod cors;
 mod custom_routes;
 mod descriptors;
