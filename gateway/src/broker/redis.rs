@@ -39,7 +39,7 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
 use redis_protocol::resp2::types::BytesFrame;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::broker::channels::{Batch, ChannelSubs, MAX_PER_COMMAND};
 use crate::broker::durable;
@@ -287,12 +287,42 @@ async fn run_subscription(
         Ok(r) => r?,
         Err(_) => return Err(RedisError::Timeout("PSUBSCRIBE")),
     }
+    if let Some(c) = channels {
+        // Every channel the core holds is queued (`ChannelSubs::link_down`): subscribe them
+        // all, batched, and count the link live only once Redis confirmed them. Until then
+        // the core is down for new streams and for resumes (`subscribed` marks the gap
+        // after it), so no event a held channel missed meanwhile can be taken for delivered.
+        c.borrow_mut().link_up();
+        let batch = c.borrow_mut().take_batch();
+        let expect = batch.subscribe.len() + batch.unsubscribe.len();
+        if expect > 0 {
+            let mut out = BytesMut::new();
+            encode_batch(&batch, &mut out);
+            let resync = async {
+                let (r, _) = wr.write_all(out.freeze()).await;
+                r.map_err(RedisError::Io)?;
+                let mut confirmed = 0;
+                while confirmed < expect {
+                    match reader.next(&mut buf).map_err(RedisError::Frame)? {
+                        Next::Partial => buf = read_more(&mut rd, std::mem::take(&mut buf)).await?,
+                        Next::Skipped(over) => sink.dropped(over.why()),
+                        Next::Frame(f) => {
+                            if take(f, sink, Some(c)) == Taken::Confirmation {
+                                confirmed += 1;
+                            }
+                        }
+                    }
+                }
+                Ok(())
+            };
+            match monoio::time::timeout(CONNECT_TIMEOUT, resync).await {
+                Ok(r) => r?,
+                Err(_) => return Err(RedisError::Timeout("SUBSCRIBE")),
+            }
+        }
+    }
     sink.subscribed(after_outage);
     live.set(true);
-    if let Some(c) = channels {
-        // Every wanted channel is queued: the writer's first turn subscribes them, batched.
-        c.borrow_mut().link_up();
-    }
     // The watchdog pings while the link is quiet and shuts the socket down once it has been
     // silent for DEAD_AFTER, which ends the read below (no read is ever cancelled, so no
     // byte is lost mid-frame); in channel mode it also writes the batches of SUBSCRIBE and
@@ -320,6 +350,78 @@ fn is_kind(a: &[BytesFrame], kind: &[u8]) -> bool {
     matches!(a.first(), Some(BytesFrame::BulkString(k)) if k.eq_ignore_ascii_case(kind))
 }
 
+/// What one frame of a subscriber link was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Taken {
+    /// A published message (delivered, or dropped and counted).
+    Message,
+    /// Redis's confirmation of one channel of our `SUBSCRIBE` / `UNSUBSCRIBE`.
+    Confirmation,
+    /// Anything else (`pong`, a refused command): only proof of life.
+    Other,
+}
+
+/// Hands one frame of a subscriber link to `sink` (messages) or `channels` (confirmations).
+fn take(
+    frame: BytesFrame,
+    sink: &dyn SubscriberSink,
+    channels: Option<&RefCell<ChannelSubs>>,
+) -> Taken {
+    match frame {
+        BytesFrame::Array(mut a) => {
+            let pmessage = a.len() == 4 && is_kind(&a, b"pmessage");
+            let message = a.len() == 3 && is_kind(&a, b"message");
+            let confirmation =
+                a.len() == 3 && (is_kind(&a, b"subscribe") || is_kind(&a, b"unsubscribe"));
+            if let (true, Some(c)) = (confirmation, channels) {
+                // One confirmation per channel of our commands, in order.
+                if let Some(BytesFrame::BulkString(name)) = a.get(1) {
+                    c.borrow_mut().confirmed(name);
+                }
+                return Taken::Confirmation;
+            }
+            if !(pmessage || message) {
+                return Taken::Other;
+            }
+            let payload = a.pop();
+            let channel = a.pop();
+            let pattern = if pmessage { a.pop() } else { None };
+            let pattern = match &pattern {
+                Some(BytesFrame::BulkString(p)) => Some(Some(&p[..])),
+                None => Some(None),
+                Some(_) => None,
+            };
+            match (pattern, channel, payload) {
+                (
+                    Some(pattern),
+                    Some(BytesFrame::BulkString(c)),
+                    Some(BytesFrame::BulkString(p)),
+                ) => {
+                    if c.len() > MAX_CHANNEL {
+                        sink.dropped("channel name over 1024 bytes");
+                    } else if p.len() > MAX_PAYLOAD {
+                        sink.dropped("payload over 64 KiB");
+                    } else {
+                        sink.message(pattern, c, p, Instant::now());
+                    }
+                }
+                _ => sink.dropped("malformed pub/sub message"),
+            }
+            Taken::Message
+        }
+        BytesFrame::Error(e) => {
+            // A command of ours refused (an ACL that denies a channel, say): its channels
+            // stay unconfirmed, and the streams waiting for them are refused in time.
+            // Counted and logged once a minute by the sink, not here: a hostile peer could
+            // send errors in a loop.
+            sink.dropped("Redis refused a subscription command");
+            debug!(error = %e, "Redis refused a subscription command");
+            Taken::Other
+        }
+        _ => Taken::Other,
+    }
+}
+
 async fn read_messages(
     rd: &mut OwnedReadHalf<TcpStream>,
     mut reader: Reader,
@@ -340,57 +442,14 @@ async fn read_messages(
                     continue;
                 }
             };
-            if let BytesFrame::Array(mut a) = frame {
-                let pmessage = a.len() == 4 && is_kind(&a, b"pmessage");
-                let message = a.len() == 3 && is_kind(&a, b"message");
-                if (a.len() == 3 && (is_kind(&a, b"subscribe") || is_kind(&a, b"unsubscribe")))
-                    && channels.is_some()
-                {
-                    // One confirmation per channel of our SUBSCRIBE / UNSUBSCRIBE, in order.
-                    if let (Some(c), Some(BytesFrame::BulkString(name))) = (channels, a.get(1)) {
-                        c.borrow_mut().confirmed(name);
-                    }
-                    continue;
+            if take(frame, sink, channels) == Taken::Message {
+                delivered += 1;
+                // Let the stream writers run between bursts.
+                if delivered % crate::task::DELIVER_BATCH == 0 {
+                    // Working through a backlog is proof of life too.
+                    heard.set(Instant::now());
+                    crate::task::yield_now().await;
                 }
-                if pmessage || message {
-                    let payload = a.pop();
-                    let channel = a.pop();
-                    let pattern = if pmessage { a.pop() } else { None };
-                    let pattern = match &pattern {
-                        Some(BytesFrame::BulkString(p)) => Some(Some(&p[..])),
-                        None => Some(None),
-                        Some(_) => None,
-                    };
-                    match (pattern, channel, payload) {
-                        (
-                            Some(pattern),
-                            Some(BytesFrame::BulkString(c)),
-                            Some(BytesFrame::BulkString(p)),
-                        ) => {
-                            if c.len() > MAX_CHANNEL {
-                                sink.dropped("channel name over 1024 bytes");
-                            } else if p.len() > MAX_PAYLOAD {
-                                sink.dropped("payload over 64 KiB");
-                            } else {
-                                sink.message(pattern, c, p, Instant::now());
-                            }
-                        }
-                        _ => sink.dropped("malformed pub/sub message"),
-                    }
-                    delivered += 1;
-                    // Let the stream writers run between bursts.
-                    if delivered % crate::task::DELIVER_BATCH == 0 {
-                        // Working through a backlog is proof of life too.
-                        heard.set(Instant::now());
-                        crate::task::yield_now().await;
-                    }
-                }
-                // `pong` replies and anything else in subscribed mode: only proof of life.
-            } else if let BytesFrame::Error(e) = frame {
-                // A command of ours refused (an ACL that denies a channel, say): its channels
-                // stay unconfirmed, and the streams waiting for them are refused in time.
-                sink.dropped("Redis refused a subscription command");
-                warn!(error = %e, "Redis refused a subscription command");
             }
         }
         if sink.stopping() {
