@@ -101,7 +101,8 @@ fn unicast_channels_are_subscribed_where_their_streams_are_and_dropped_when_idle
     let redis = Redis::start(&[]);
     let a = node(&redis);
     let b = node(&redis);
-    // Broadcast families keep one pattern subscription per core (4 of them, on 2 x 2 cores).
+    // Only the broadcast families' patterns (NUMPAT counts distinct patterns: 6 in pattern
+    // mode).
     assert_eq!(redis.cli(&["PUBSUB", "NUMPAT"]), "4");
     let mut player_a = Sse::player(a.addr, 3, 77);
     let mut player_b = Sse::player(b.addr, 3, 77);
