@@ -2,7 +2,7 @@
 // driven by playwright-core. No browser build is ever downloaded.
 //
 // Usage:
-//   node browser.js --page <file.html> [--param key=value ...] [--expect N]
+//   node browser.js --page <file.html> [--param key=value ...] [--page ... ] [--expect N]
 //                   [--expect-kind KIND] [--timeout-ms T] [--port P] [--exit-on-stdin-close]
 //   node browser.js --url <http://...> [--init-script <file.js>] [--screenshot <file.png>]
 //                   [--viewport WxH] [... the options above but --page, --param, --port]
@@ -18,10 +18,18 @@
 // real casino front end). It opens http://127.0.0.1:<port>/<page>?<params> in a fresh browser
 // profile; the page reads its parameters from `location.search`.
 //
+// --page may be given several times (all from one folder): one browser then opens every page,
+// each in its own context (its own cookies and its own pool of connections, as separate
+// visitors' browsers would have: Chromium's six connections per host are per context). A
+// --param belongs to the --page before it; one given before any --page goes to every page.
+// Starting Chromium once for several pages is what keeps such a test cheap.
+//
 // The page reports by `console.log(JSON.stringify({kind: ..., ...}))`. Every such object is
-// printed as one JSON line on stdout, unchanged. Lines the harness adds have kinds starting
-// with `harness.`:
-//   harness.ready        {origin, url, browserPid, version}   the page is being loaded
+// printed as one JSON line on stdout, unchanged but for `page`, the index of the --page that
+// reported it (0 with --url), added to every line about a page. Lines the harness adds have
+// kinds starting with `harness.`:
+//   harness.ready        {origin, url, browserPid, version}   the page is being loaded (one
+//                                            line per page)
 //   harness.console      {type, text}       a console message that is not a JSON object
 //                                            (the browser's own errors, e.g. CORS refusals)
 //   harness.pageerror    {message}          an uncaught exception in the page
@@ -59,14 +67,17 @@ const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
 function usage(msg) {
   process.stderr.write(
     `browser.js: ${msg}\nusage: node browser.js --page <file.html> [--param key=value ...] ` +
-      '[--expect N] [--expect-kind KIND] [--timeout-ms T] [--port P] [--exit-on-stdin-close]\n',
+      '[--page ...] [--expect N] [--expect-kind KIND] [--timeout-ms T] [--port P] ' +
+      '[--exit-on-stdin-close]\n',
   );
   process.exit(2);
 }
 
 function parseArgs(argv) {
   const o = {
-    page: null,
+    // Each --page: its file and its own parameters.
+    pages: [],
+    // Parameters given before any --page: every page gets them.
     params: [],
     expect: 0,
     expectKind: 'message',
@@ -90,13 +101,14 @@ function parseArgs(argv) {
     };
     switch (a) {
       case '--page':
-        o.page = val();
+        o.pages.push({ file: val(), params: [] });
         break;
       case '--param': {
         const kv = val();
         const eq = kv.indexOf('=');
         if (eq <= 0) usage(`--param wants key=value, got ${kv}`);
-        o.params.push([kv.slice(0, eq), kv.slice(eq + 1)]);
+        const to = o.pages.length > 0 ? o.pages[o.pages.length - 1].params : o.params;
+        to.push([kv.slice(0, eq), kv.slice(eq + 1)]);
         break;
       }
       case '--expect':
@@ -133,7 +145,8 @@ function parseArgs(argv) {
         usage(`unknown argument ${a}`);
     }
   }
-  if (!o.page === !o.url) usage('one of --page and --url is required');
+  if ((o.pages.length > 0) === Boolean(o.url)) usage('one of --page and --url is required');
+  for (const p of o.pages) p.params = o.params.concat(p.params);
   if (o.timeoutMs <= 0) usage('--timeout-ms must be positive');
   return o;
 }
@@ -185,8 +198,11 @@ function serveStatic(root, port) {
 
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
-  const pageFile = opts.page && path.resolve(opts.page);
-  if (pageFile && !fs.existsSync(pageFile)) usage(`no such page: ${pageFile}`);
+  const pageFiles = opts.pages.map((p) => path.resolve(p.file));
+  for (const f of pageFiles) {
+    if (!fs.existsSync(f)) usage(`no such page: ${f}`);
+    if (path.dirname(f) !== path.dirname(pageFiles[0])) usage('pages must share one folder');
+  }
   if (opts.initScript && !fs.existsSync(opts.initScript)) {
     usage(`no such script: ${opts.initScript}`);
   }
@@ -237,13 +253,14 @@ async function main() {
     process.stdin.resume();
   }
 
-  let page = null;
+  // The first page: the one --screenshot takes.
+  let firstPage = null;
   const report = (o) => {
     if (finishing) return;
     out(o);
-    if (o.kind === 'done' && opts.screenshot && page) {
+    if (o.kind === 'done' && opts.screenshot && firstPage) {
       const file = opts.screenshot;
-      page
+      firstPage
         .screenshot({ path: file, fullPage: true })
         .then(() => out({ kind: 'harness.screenshot', file }))
         .catch((e) => out({ kind: 'harness.fatal', message: `screenshot: ${e}` }))
@@ -257,15 +274,17 @@ async function main() {
   };
 
   try {
-    let origin;
-    let url;
-    if (pageFile) {
-      httpServer = await serveStatic(path.dirname(pageFile), opts.port);
-      origin = `http://127.0.0.1:${httpServer.address().port}`;
-      url = `${origin}/${encodeURIComponent(path.basename(pageFile))}?${new URLSearchParams(opts.params)}`;
+    // What to open: [origin, url] per page.
+    let targets;
+    if (pageFiles.length > 0) {
+      httpServer = await serveStatic(path.dirname(pageFiles[0]), opts.port);
+      const origin = `http://127.0.0.1:${httpServer.address().port}`;
+      targets = pageFiles.map((f, i) => [
+        origin,
+        `${origin}/${encodeURIComponent(path.basename(f))}?${new URLSearchParams(opts.pages[i].params)}`,
+      ]);
     } else {
-      url = opts.url;
-      origin = new URL(url).origin;
+      targets = [[new URL(opts.url).origin, opts.url]];
     }
 
     // launchServer, not launch: it tells the browser's PID, so the caller can make sure it
@@ -283,39 +302,51 @@ async function main() {
     if (finishing) return;
     browser = await chromium.connect(browserServer.wsEndpoint());
     if (finishing) return;
-    page = await browser.newPage({ viewport: opts.viewport });
-    if (opts.initScript) await page.addInitScript({ path: path.resolve(opts.initScript) });
-
-    page.on('console', (msg) => {
-      const text = msg.text();
-      let v = null;
-      try {
-        v = JSON.parse(text);
-      } catch {}
-      if (v && typeof v === 'object' && !Array.isArray(v) && typeof v.kind === 'string') {
-        report(v);
-      } else {
-        report({ kind: 'harness.console', type: msg.type(), text });
-      }
-    });
-    page.on('pageerror', (e) => report({ kind: 'harness.pageerror', message: String(e) }));
-    page.on('requestfailed', (r) =>
-      report({
-        kind: 'harness.requestfailed',
-        url: r.url(),
-        failure: r.failure() && r.failure().errorText,
-      }),
-    );
-
-    out({
-      kind: 'harness.ready',
-      origin,
-      url,
-      browserPid: browserServer.process().pid,
-      version: browser.version(),
-    });
-    // Not 'load': a page whose stream is open may never be reported loaded.
-    await page.goto(url, { waitUntil: 'commit', timeout: Math.min(30000, opts.timeoutMs) });
+    // Every page is set up first, then all are loaded at once.
+    const loads = [];
+    for (const [i, [origin, url]] of targets.entries()) {
+      // newPage: a page in a context of its own.
+      const page = await browser.newPage({ viewport: opts.viewport });
+      if (finishing) return;
+      if (i === 0) firstPage = page;
+      if (opts.initScript) await page.addInitScript({ path: path.resolve(opts.initScript) });
+      page.on('console', (msg) => {
+        const text = msg.text();
+        let v = null;
+        try {
+          v = JSON.parse(text);
+        } catch {}
+        if (v && typeof v === 'object' && !Array.isArray(v) && typeof v.kind === 'string') {
+          report({ ...v, page: i });
+        } else {
+          report({ kind: 'harness.console', page: i, type: msg.type(), text });
+        }
+      });
+      page.on('pageerror', (e) =>
+        report({ kind: 'harness.pageerror', page: i, message: String(e) }),
+      );
+      page.on('requestfailed', (r) =>
+        report({
+          kind: 'harness.requestfailed',
+          page: i,
+          url: r.url(),
+          failure: r.failure() && r.failure().errorText,
+        }),
+      );
+      out({
+        kind: 'harness.ready',
+        page: i,
+        origin,
+        url,
+        browserPid: browserServer.process().pid,
+        version: browser.version(),
+      });
+      // Not 'load': a page whose stream is open may never be reported loaded.
+      loads.push(() =>
+        page.goto(url, { waitUntil: 'commit', timeout: Math.min(30000, opts.timeoutMs) }),
+      );
+    }
+    await Promise.all(loads.map((load) => load()));
   } catch (e) {
     if (!finishing) {
       out({ kind: 'harness.fatal', message: String((e && e.stack) || e) });

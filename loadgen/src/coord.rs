@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use crate::opts::Opts;
 use crate::publish::{self, Job, Live, Timing};
 use crate::report::{
-    log_bins, merge_failures, new_hist, Latency, Phase, ProcUse, Progress, Report, Second, Series,
-    WorkerReport,
+    log_bins, merge_failures, new_hist, Latency, Phase, ProcUse, Progress, Report, Restart, Second,
+    Series, WorkerReport,
 };
 use crate::seqs::expected_on_channel;
 use crate::worker::{raise_nofile, WorkerSpec};
@@ -160,6 +160,8 @@ impl Workers {
             t.duplicated += p.duplicated;
             t.closed += p.closed;
             t.p99_us = t.p99_us.max(p.p99_us);
+            t.resets += p.resets;
+            t.all_open_us = t.all_open_us.max(p.all_open_us);
         }
         t
     }
@@ -372,6 +374,30 @@ pub fn run(o: Opts) -> i32 {
             }
             last_reports = ws.reports(0);
         }
+        "deploy" => {
+            let job = Job {
+                first: 0,
+                count: (o.rate * o.duration).round() as u64,
+                timing: Timing::Paced { rate: o.rate },
+                start_us: 0,
+            };
+            let mut d = Deploy::new(&o);
+            match phase(&mut ws, &o, job, None, Some(&mut d), &watched, &mut cum) {
+                Ok((mut p, reports)) => {
+                    // Events published while a stream moved wait for its reconnect: the
+                    // verdict is on loss, duplicates, resets and every stream coming back.
+                    p.pass = delivered_all(&p) && p.resets == 0;
+                    ok &= p.pass && d.complete(o.urls.len());
+                    rep.phases.push(p);
+                    last_reports = reports;
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ok = false;
+                }
+            }
+            rep.restarts = d.done;
+        }
         "steady" | "storm" => {
             let count = (o.rate * o.duration).round() as u64;
             let storm_at = (o.scenario == "storm").then(|| o.storm_time());
@@ -381,7 +407,7 @@ pub fn run(o: Opts) -> i32 {
                 timing: Timing::Paced { rate: o.rate },
                 start_us: 0,
             };
-            match phase(&mut ws, &o, job, storm_at, &watched, &mut cum) {
+            match phase(&mut ws, &o, job, storm_at, None, &watched, &mut cum) {
                 Ok((mut p, reports)) => {
                     if storm_at.is_some() {
                         // Events published while the streams were down wait for the
@@ -414,7 +440,7 @@ pub fn run(o: Opts) -> i32 {
                 },
                 start_us: 0,
             };
-            match phase(&mut ws, &o, job, None, &watched, &mut cum) {
+            match phase(&mut ws, &o, job, None, None, &watched, &mut cum) {
                 Ok((mut p, reports)) => {
                     p.rate = per_round as f64 * 1000.0 / o.interval_ms.max(1) as f64;
                     // A broadcast's figure is the time to the last stream, reported per
@@ -442,7 +468,7 @@ pub fn run(o: Opts) -> i32 {
                     start_us: 0,
                 };
                 first += count;
-                let (p, reports) = match phase(&mut ws, &o, job, None, &watched, &mut cum) {
+                let (p, reports) = match phase(&mut ws, &o, job, None, None, &watched, &mut cum) {
                     Ok(x) => x,
                     Err(e) => {
                         eprintln!("error: {e}");
@@ -589,12 +615,217 @@ fn expected_deliveries(o: &Opts, from: u64, to: u64) -> u64 {
         .sum()
 }
 
-/// One publishing phase: publish `job`, storm if asked, drain, collect and merge reports.
+/// A restart in progress.
+struct Running {
+    /// The node.
+    node: usize,
+    /// The restart command (`sh -c`), a child of loadgen.
+    child: Child,
+    /// When it started, unix microseconds.
+    started_us: u64,
+    /// When it exited, and whether with 0.
+    exited: Option<(u64, bool)>,
+    /// The counters when it started: closed, failed attempts, resets.
+    at_start: (u64, u64, u64),
+}
+
+/// A rolling deploy: restarts the nodes one at a time while the phase publishes, each once
+/// every stream is back from the one before (and `gap` has passed), then lowers the
+/// publisher's end to `tail` after the last.
+///
+/// Why loadgen runs the restart command rather than only watching: it knows when each
+/// restart began, so "time until every stream is back" is measured from the SIGTERM, and it
+/// starts the next node only once the streams are back, as a careful deploy does.
+struct Deploy {
+    /// The restart command template (`{node}`).
+    cmd: String,
+    /// Nodes (stream URLs).
+    urls: Vec<String>,
+    /// Seconds into publishing of the first restart.
+    first_s: f64,
+    /// Wait between one node's streams back and the next restart.
+    gap: Duration,
+    /// Publishing after the last node.
+    tail: Duration,
+    /// Most time to wait for the streams after a restart command ended.
+    back_timeout: Duration,
+    /// Streams asked for: "all back" is this many open.
+    streams: u64,
+    /// Next node to restart.
+    next: usize,
+    /// Not before this (unix microseconds; 0: `first_s` into publishing).
+    not_before_us: u64,
+    /// The restart in progress.
+    running: Option<Running>,
+    /// Restarts done.
+    done: Vec<Restart>,
+    /// Every node restarted and the publisher's end set.
+    finished: bool,
+}
+
+impl Deploy {
+    fn new(o: &Opts) -> Deploy {
+        Deploy {
+            cmd: o.restart_cmd.clone(),
+            urls: o.urls.clone(),
+            first_s: o.deploy_time(),
+            gap: Duration::from_secs_f64(o.deploy_gap.max(0.0)),
+            tail: Duration::from_secs_f64(o.deploy_tail.max(0.0)),
+            back_timeout: Duration::from_secs_f64(o.back_timeout.max(0.0)),
+            streams: o.streams as u64,
+            next: 0,
+            not_before_us: 0,
+            running: None,
+            done: Vec::new(),
+            finished: false,
+        }
+    }
+
+    /// Every node was restarted and its streams came back.
+    fn complete(&self, nodes: usize) -> bool {
+        self.done.len() == nodes && self.done.iter().all(|r| r.command_ok && r.back_s.is_some())
+    }
+
+    /// Moves the deploy on: called every 50 ms while the phase publishes.
+    fn step(&mut self, ws: &Workers, job: &Job, live: &Live) {
+        if self.finished {
+            return;
+        }
+        let now = now_us();
+        let t = ws.total();
+        if let Some(r) = &mut self.running {
+            if r.exited.is_none() {
+                match r.child.try_wait() {
+                    Ok(Some(status)) => r.exited = Some((now, status.success())),
+                    Ok(None) => return,
+                    Err(e) => {
+                        eprintln!("loadgen: restart command of node {}: {e}", r.node);
+                        r.exited = Some((now, false));
+                    }
+                }
+            }
+            let Some((exited_us, command_ok)) = r.exited else {
+                return;
+            };
+            let back = t.open >= self.streams;
+            let gave_up =
+                !back && now.saturating_sub(exited_us) >= self.back_timeout.as_micros() as u64;
+            if !back && !gave_up {
+                return;
+            }
+            let back_s = back.then(|| t.all_open_us.max(r.started_us) - r.started_us);
+            let (closed0, failed0, resets0) = r.at_start;
+            let restart = Restart {
+                node: r.node,
+                url: self.urls[r.node].clone(),
+                at_s: r.started_us.saturating_sub(ws.start_us) as f64 / 1e6,
+                restart_s: exited_us.saturating_sub(r.started_us) as f64 / 1e6,
+                command_ok,
+                back_s: back_s.map(|us| us as f64 / 1e6),
+                closed: t.closed.saturating_sub(closed0),
+                failed: t.failed.saturating_sub(failed0),
+                resets: t.resets.saturating_sub(resets0),
+            };
+            eprintln!(
+                "\nloadgen: deploy: node {} restarted in {:.1} s; {}",
+                restart.node,
+                restart.restart_s,
+                restart.back_s.map_or_else(
+                    || format!("streams not all back within {:?}", self.back_timeout),
+                    |b| format!("every stream back {b:.2} s after its SIGTERM")
+                )
+            );
+            self.done.push(restart);
+            self.running = None;
+            self.not_before_us = now + self.gap.as_micros() as u64;
+        }
+        if self.next == self.urls.len() {
+            // The last node is back: publish `tail` more, then end every lane at one event.
+            let end_us = now + self.tail.as_micros() as u64;
+            let rate = match job.timing {
+                Timing::Paced { rate } => rate,
+                Timing::Rounds { .. } => 0.0,
+            };
+            let n = (end_us.saturating_sub(job.start_us) as f64 * rate / 1e6).ceil() as u64;
+            live.end.store(
+                (job.first + n).max(job.first + 1),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            self.finished = true;
+            return;
+        }
+        let first_us = job.start_us + (self.first_s * 1e6) as u64;
+        if now < first_us.max(self.not_before_us) {
+            return;
+        }
+        let node = self.next;
+        self.next += 1;
+        let cmd = self.cmd.replace("{node}", &node.to_string());
+        eprintln!("\nloadgen: deploy: restarting node {node}: {cmd}");
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(&cmd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .spawn();
+        match child {
+            Ok(child) => {
+                self.running = Some(Running {
+                    node,
+                    child,
+                    started_us: now,
+                    exited: None,
+                    at_start: (t.closed, t.failed, t.resets),
+                })
+            }
+            Err(e) => {
+                eprintln!("loadgen: deploy: cannot run the restart command: {e}");
+                self.done.push(Restart {
+                    node,
+                    url: self.urls[node].clone(),
+                    ..Restart::default()
+                });
+            }
+        }
+    }
+
+    /// The phase ended (the publisher reached its end or `--duration`): waits at most
+    /// `back_timeout` for a restart still running, then kills that command (by its PID).
+    fn finish(&mut self) {
+        if let Some(mut r) = self.running.take() {
+            let end = Instant::now() + self.back_timeout;
+            while Instant::now() < end {
+                if let Ok(Some(_)) = r.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if let Ok(None) = r.child.try_wait() {
+                let _ = r.child.kill();
+            }
+            let _ = r.child.wait();
+            eprintln!(
+                "loadgen: deploy: publishing (--duration) ended during node {}'s restart",
+                r.node
+            );
+            self.done.push(Restart {
+                node: r.node,
+                url: self.urls[r.node].clone(),
+                ..Restart::default()
+            });
+        }
+    }
+}
+
+/// One publishing phase: publish `job`, storm or deploy if asked, drain, collect and merge
+/// reports.
 fn phase(
     ws: &mut Workers,
     o: &Opts,
     mut job: Job,
     storm_at: Option<f64>,
+    mut deploy: Option<&mut Deploy>,
     watched: &[Watched],
     cum: &mut Cumulative,
 ) -> Result<(Phase, Vec<WorkerReport>), String> {
@@ -618,12 +849,18 @@ fn phase(
                 ws.storm_us = Some(now_us());
             }
         }
+        if let Some(d) = deploy.as_deref_mut() {
+            d.step(ws, &job, &live);
+        }
+    }
+    if let Some(d) = deploy {
+        d.finish();
     }
     let out = handle
         .join()
         .map_err(|_| "publisher panicked".to_string())?;
     let pub_secs = started.elapsed().as_secs_f64();
-    let end_k = job.first + job.count;
+    let end_k = live.end_of(&job);
     let want = expected_deliveries(o, job.first, end_k);
     ws.wait(Duration::from_secs_f64(o.drain), Some(out.sent), |ws| {
         ws.total().received >= want
@@ -646,7 +883,7 @@ fn phase(
         ..Phase::default()
     };
     let mut expected = 0;
-    let (mut lost, mut dup, mut unexpected) = (0, 0, 0);
+    let (mut lost, mut dup, mut unexpected, mut resets) = (0, 0, 0, 0);
     let mut rounds: Vec<u64> = Vec::new();
     for r in &reports {
         for &(v, c) in &r.hist {
@@ -656,6 +893,7 @@ fn phase(
         lost += r.lost;
         dup += r.progress.duplicated;
         unexpected += r.unexpected;
+        resets += r.progress.resets;
         p.received += r.progress.received;
         if r.round_max_us.len() > rounds.len() {
             rounds.resize(r.round_max_us.len(), 0);
@@ -675,6 +913,7 @@ fn phase(
     p.lost = lost.saturating_sub(cum.lost);
     p.duplicated = dup.saturating_sub(cum.duplicated);
     p.unexpected = unexpected.saturating_sub(cum.unexpected);
+    p.resets = resets;
     *cum = Cumulative {
         expected,
         lost,

@@ -404,6 +404,14 @@ fn charts(r: &Report) -> Vec<Chart> {
             label: "storm".into(),
         });
     }
+    // A deploy: each node's SIGTERM, so the dips in streams open and the replays' latency
+    // line up with the restart that caused them.
+    for x in &r.restarts {
+        vrules.push(Rule {
+            at: x.at_s,
+            label: format!("node {} restart", x.node),
+        });
+    }
     let target = || Rule {
         at: r.target_p99_ms,
         label: format!("target p99 {} ms", num(r.target_p99_ms)),
@@ -705,6 +713,38 @@ mod tests {
         assert!(page.matches("class=\"series\"").count() >= 8);
         // Nothing loaded from anywhere.
         assert!(!page.contains("src=") && !page.contains("<script"));
+    }
+
+    #[test]
+    fn a_deploy_marks_each_restart() {
+        let r = Report {
+            scenario: "deploy".into(),
+            phases: vec![Phase::default()],
+            restarts: (0..3)
+                .map(|node| crate::report::Restart {
+                    node,
+                    at_s: 5.0 + 10.0 * node as f64,
+                    ..crate::report::Restart::default()
+                })
+                .collect(),
+            series: (1..40)
+                .map(|t| Point {
+                    t_s: t as f64,
+                    open: 10,
+                    open_min: 9,
+                    received: 100,
+                    p50_ms: 0.2,
+                    p99_ms: 1.5,
+                    max_ms: 3.0,
+                    ..Point::default()
+                })
+                .collect(),
+            ..Report::default()
+        };
+        let page = render(&r);
+        for node in 0..3 {
+            assert!(page.contains(&format!("node {node} restart")), "{node}");
+        }
     }
 
     #[test]

@@ -9,9 +9,10 @@
 //! The map:
 //! - `opts`: the command line, one struct, shipped to workers as JSON.
 //! - `coord`: the parent process: spawns workers, runs the scenarios (`steady`, `broadcast`,
-//!   `storm`, `plan`, `idle`), aggregates their reports.
+//!   `storm`, `plan`, `idle`, `deploy`), aggregates their reports.
 //! - `worker`: a worker process: its share of the streams, one task each, with accounting.
-//! - `publish`: the Redis (RESP) and HTTP publishers, paced by intended send time.
+//! - `publish`: the Redis (RESP: `PUBLISH`, or the gateway's `FCALL ssegw_publish`) and HTTP
+//!   publishers, paced by intended send time.
 //! - `http`, `chunked`, `sse`: pure parsers for the response head, chunked framing and the
 //!   event stream (incremental, borrowed slices, cheap).
 //! - `seqs`: loss and duplicate accounting.

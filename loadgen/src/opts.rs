@@ -15,6 +15,13 @@ scenarios:
              --target-p99 or an event is lost; reports the knee (the last step that held)
   idle       open --streams, hold them --hold seconds, report the server's memory per stream
   fanout     broadcast with --players defaulting to --streams (one event to every stream)
+  deploy     a rolling deploy: like steady over several --url nodes; from --deploy-at on,
+             each node in turn is restarted by --restart-cmd (which sends SIGTERM, waits for
+             the node to drain and exit, and starts it again); a stream the server ends
+             reconnects after the server's `retry:` with Last-Event-ID to the node holding
+             the fewest of its worker's streams, never the one that ended it. Reports lost,
+             duplicated, resets received and, per node, the time until every stream was
+             open again; publishing stops --deploy-tail seconds after the last node
 
 subscribers:
   --url URL            stream URL template, repeatable (stream i uses URL i % count), with
@@ -45,17 +52,30 @@ publishers:
                        {payload_escaped} is the payload escaped for inside a JSON string
   --payload TPL        event payload template; must carry \"seq\":{seq} and \"t\":{t} (default the
                        gateway's player payload with event_data {\"seq\":{seq},\"t\":{t}})
+  --durable            Redis publisher: `FCALL ssegw_publish 1 <channel> <payload>` (the
+                       gateway's durable path) instead of `PUBLISH`; loads the gateway's
+                       function library into that Redis first when it is absent or older
+                       (as a node does when its publisher link connects)
   --publish-conns N    publishing connections (default 1)
   --tick-us US         wake the publisher at most every US microseconds and send what is due
                        in one batch (default 0: wake for each event's due time). Fewer wake-ups
                        and syscalls; events go out up to US late, which the latency includes
   --rate N             events a second (default 1000)
-  --duration SECS      publishing time (default 10)
+  --duration SECS      publishing time (default 10; deploy: a cap, default 600)
   --rounds N           broadcast rounds (default 5)
   --interval MS        time between broadcast rounds (default 1000)
   --storm-at SECS      storm: seconds into publishing when every stream drops (default: the
                        later of duration/3 and 1.5 x players/rate, so every stream has an id
                        to resume from)
+  --restart-cmd CMD    deploy: shell command (sh -c) restarting node {node} (0-based index
+                       into the --url list); it returns once the node serves again
+  --deploy-at SECS     deploy: seconds into publishing of the first restart (default: the
+                       later of 3 and 1.5 x players/rate, so every stream has an id first)
+  --deploy-gap SECS    deploy: wait after a node's streams are all back before the next
+                       node (default 2)
+  --deploy-tail SECS   deploy: keep publishing this long after the last node (default 3)
+  --back-timeout SECS  deploy: give up waiting for the streams to be back after a restart
+                       (default 60)
   --target-p99 MS      latency target for pass/fail and plan (default 100)
   --plan-step F        plan: rate factor per step (default 1.5)
   --plan-steps N       plan: at most this many steps (default 8)
@@ -76,7 +96,7 @@ report:
 /// Every setting of a run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Opts {
-    /// Which scenario (`steady`, `broadcast`, `storm`, `plan`, `idle`).
+    /// Which scenario (`steady`, `broadcast`, `storm`, `plan`, `idle`, `deploy`).
     pub scenario: String,
     /// Stream URL templates; stream i uses `urls[i % len]`.
     pub urls: Vec<String>,
@@ -108,6 +128,8 @@ pub struct Opts {
     pub publish_body: String,
     /// Payload template.
     pub payload: String,
+    /// Redis publisher: `FCALL ssegw_publish 1` (durable) instead of `PUBLISH`.
+    pub durable: bool,
     /// Publishing connections.
     pub publish_conns: usize,
     /// Least time between publisher wake-ups, microseconds (0: each event's due time).
@@ -122,6 +144,16 @@ pub struct Opts {
     pub interval_ms: u64,
     /// Storm time, seconds into publishing.
     pub storm_at: Option<f64>,
+    /// Deploy: shell command restarting node `{node}`.
+    pub restart_cmd: String,
+    /// Deploy: first restart, seconds into publishing (`None`: see [`Opts::deploy_time`]).
+    pub deploy_at: Option<f64>,
+    /// Deploy: seconds between one node's streams all back and the next restart.
+    pub deploy_gap: f64,
+    /// Deploy: seconds of publishing after the last node's streams are all back.
+    pub deploy_tail: f64,
+    /// Deploy: most seconds to wait for every stream to be open again after a restart.
+    pub back_timeout: f64,
     /// p99 target in milliseconds.
     pub target_p99_ms: f64,
     /// Plan: rate factor per step.
@@ -169,6 +201,7 @@ impl Opts {
             publish: String::new(),
             publish_body: r#"{"channel":"{channel}","data":{payload}}"#.into(),
             payload: r#"{"brand_id":{brand},"player_id":{player},"event_type":"loadgen","event_data":{"seq":{seq},"t":{t}}}"#.into(),
+            durable: false,
             publish_conns: 1,
             tick_us: 0,
             rate: 1000.0,
@@ -176,6 +209,11 @@ impl Opts {
             rounds: 5,
             interval_ms: 1000,
             storm_at: None,
+            restart_cmd: String::new(),
+            deploy_at: None,
+            deploy_gap: 2.0,
+            deploy_tail: 3.0,
+            back_timeout: 60.0,
             target_p99_ms: 100.0,
             plan_step: 1.5,
             plan_steps: 8,
@@ -188,9 +226,14 @@ impl Opts {
             quiet: false,
         };
         let mut target = "127.0.0.1:8080".to_string();
+        let mut duration_given = false;
         while let Some(flag) = args.next() {
             if flag == "--quiet" {
                 o.quiet = true;
+                continue;
+            }
+            if flag == "--durable" {
+                o.durable = true;
                 continue;
             }
             let v = args
@@ -223,10 +266,18 @@ impl Opts {
                 "--publish-conns" => o.publish_conns = num!(),
                 "--tick-us" => o.tick_us = num!(),
                 "--rate" => o.rate = num!(),
-                "--duration" => o.duration = num!(),
+                "--duration" => {
+                    o.duration = num!();
+                    duration_given = true;
+                }
                 "--rounds" => o.rounds = num!(),
                 "--interval" => o.interval_ms = num!(),
                 "--storm-at" => o.storm_at = Some(num!()),
+                "--restart-cmd" => o.restart_cmd = v,
+                "--deploy-at" => o.deploy_at = Some(num!()),
+                "--deploy-gap" => o.deploy_gap = num!(),
+                "--deploy-tail" => o.deploy_tail = num!(),
+                "--back-timeout" => o.back_timeout = num!(),
                 "--target-p99" => o.target_p99_ms = num!(),
                 "--plan-step" => o.plan_step = num!(),
                 "--plan-steps" => o.plan_steps = num!(),
@@ -255,6 +306,9 @@ impl Opts {
                 o.players = o.streams;
             }
         }
+        if o.scenario == "deploy" && !duration_given {
+            o.duration = 600.0;
+        }
         if o.players == 0 {
             o.players = if o.scenario == "broadcast" {
                 1
@@ -268,7 +322,9 @@ impl Opts {
 
     /// Checks the settings fit together.
     pub fn validate(&self) -> Result<(), String> {
-        if !["steady", "broadcast", "storm", "plan", "idle"].contains(&self.scenario.as_str()) {
+        if !["steady", "broadcast", "storm", "plan", "idle", "deploy"]
+            .contains(&self.scenario.as_str())
+        {
             return Err(format!("unknown scenario {}", self.scenario));
         }
         if self.streams == 0 || self.per_worker == 0 || self.players == 0 {
@@ -295,6 +351,24 @@ impl Opts {
                 self.rate
             ));
         }
+        if self.scenario == "deploy" {
+            if self.restart_cmd.is_empty() || self.urls.len() < 2 {
+                return Err(
+                    "deploy needs --restart-cmd and at least two --url nodes (streams move to the others)"
+                        .into(),
+                );
+            }
+            if self.deploy_time() >= self.duration {
+                return Err(format!(
+                    "the first restart at {:.1} s is not within --duration {}",
+                    self.deploy_time(),
+                    self.duration
+                ));
+            }
+        }
+        if self.durable && !self.publish.starts_with("redis://") {
+            return Err("--durable is for the Redis publisher (--publish redis://...)".into());
+        }
         if self.publish_conns == 0 {
             return Err("--publish-conns must be positive".into());
         }
@@ -314,6 +388,19 @@ impl Opts {
     pub fn storm_time(&self) -> f64 {
         self.storm_at
             .unwrap_or_else(|| (self.duration / 3.0).max(1.5 * self.players as f64 / self.rate))
+    }
+
+    /// When a deploy restarts its first node, in seconds into publishing: as for the storm,
+    /// every stream needs an id to resume from first (1.5 events a channel), and 3 s at least.
+    pub fn deploy_time(&self) -> f64 {
+        self.deploy_at
+            .unwrap_or_else(|| 3f64.max(1.5 * self.players as f64 / self.rate))
+    }
+
+    /// Whether a stream the server ended moves to another URL (a balancer's view of a node
+    /// that went away) and waits for the server's `retry:` first: the deploy scenario.
+    pub fn failover(&self) -> bool {
+        self.scenario == "deploy"
     }
 
     /// Whether streams connect to loopback (so source addresses can be spread over 127/8).
@@ -363,5 +450,33 @@ mod tests {
             parse("idle --secret s --pid 1,2 --pid 3").unwrap().pids,
             vec![1, 2, 3]
         );
+    }
+
+    #[test]
+    fn deploy_needs_a_restart_command_and_two_nodes() {
+        let two = "--url http://127.0.0.1:1/s?c={channel} --url http://127.0.0.1:2/s?c={channel}";
+        let d = parse(&format!(
+            "deploy {two} --restart-cmd true --rate 100 --streams 300"
+        ))
+        .unwrap();
+        assert_eq!(d.duration, 600.0);
+        assert_eq!(d.deploy_time(), 4.5);
+        assert!(d.failover());
+        assert!(!parse("steady --secret s").unwrap().failover());
+        assert!(parse(&format!("deploy {two}"))
+            .unwrap_err()
+            .contains("--restart-cmd"));
+        let one = "deploy --url http://127.0.0.1:1/s?c={channel} --restart-cmd true";
+        assert!(parse(one).unwrap_err().contains("two"));
+        assert!(
+            parse(&format!("deploy {two} --restart-cmd true --duration 2"))
+                .unwrap_err()
+                .contains("first restart")
+        );
+        assert!(parse("steady --secret s --durable")
+            .unwrap_err()
+            .contains("Redis"));
+        let r = parse("steady --secret s --durable --publish redis://127.0.0.1:6379").unwrap();
+        assert!(r.durable);
     }
 }

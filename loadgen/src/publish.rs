@@ -1,4 +1,4 @@
-//! Publishers: Redis `PUBLISH` (raw RESP, pipelined) or HTTP `POST` (pipelined keep-alive
+//! Publishers: Redis `PUBLISH` or `FCALL ssegw_publish` (raw RESP, pipelined) or HTTP `POST` (pipelined keep-alive
 //! requests, templates for URL and body so the gateway's, nchan's or Pushpin's publish API
 //! all work).
 //!
@@ -86,10 +86,12 @@ pub struct Outcome {
 /// Where events go, parsed once.
 #[derive(Debug, Clone)]
 enum Target {
-    /// `PUBLISH channel payload` over RESP.
+    /// `PUBLISH channel payload` over RESP, or `FCALL ssegw_publish 1 channel payload`.
     Redis {
         /// The Redis server.
         addr: std::net::SocketAddr,
+        /// `FCALL ssegw_publish 1` (the gateway's durable path) instead of `PUBLISH`.
+        durable: bool,
     },
     /// `POST path` with a templated body.
     Http {
@@ -110,7 +112,10 @@ fn target(o: &Opts) -> Result<Target, String> {
         let hostport = rest.rsplit('@').next().unwrap_or(rest);
         let hostport = hostport.split('/').next().unwrap_or(hostport);
         let u = http::parse_url(&format!("http://{hostport}/"))?;
-        Ok(Target::Redis { addr: u.addr })
+        Ok(Target::Redis {
+            addr: u.addr,
+            durable: o.durable,
+        })
     } else {
         let u = http::parse_url(&o.publish)?;
         Ok(Target::Http {
@@ -129,6 +134,123 @@ pub struct Live {
     pub sent: AtomicU64,
     /// Set to stop early.
     pub stop: AtomicBool,
+    /// Event number to end before, when lower than the job's end (0: the job's end). Unlike
+    /// `stop`, every lane ends at the same number, so the events sent stay `first..end` and
+    /// the expected deliveries follow from it (deploy ends its publishing this way).
+    pub end: AtomicU64,
+}
+
+impl Live {
+    /// Where `job` ends now: its own end, or `end` when that was set lower.
+    pub fn end_of(&self, job: &Job) -> u64 {
+        let own = job.first + job.count;
+        match self.end.load(Ordering::Relaxed) {
+            0 => own,
+            e => e.clamp(job.first, own),
+        }
+    }
+}
+
+/// The RESP command for `FCALL_RO ssegw_version 0`.
+const VERSION_CMD: &[u8] = b"*3\r\n$8\r\nFCALL_RO\r\n$13\r\nssegw_version\r\n$1\r\n0\r\n";
+
+/// Makes sure the Redis at `addr` holds the gateway's `ssegw` function library, as the
+/// gateway does (`ensure_library` in `gateway/src/broker/redis.rs`): absent, loaded; older
+/// than this build's, replaced; newer (a newer gateway's), left alone. Retries (at most
+/// `timeout`) while Redis does not answer.
+///
+/// Why loadgen loads it rather than waiting for a node to: a node loads the library when its
+/// publisher link first connects, which is at its first HTTP publish or Redis history read;
+/// a run that publishes straight to Redis may never cause either before its first event. The
+/// text is the gateway crate's own (`gateway::broker::durable::LIBRARY`), so loadgen and the
+/// nodes it measures load the same library.
+pub fn ensure_library(addr: std::net::SocketAddr, timeout: Duration) -> Result<i64, String> {
+    use gateway::broker::durable::{LIBRARY, VERSION};
+    let end = std::time::Instant::now() + timeout;
+    loop {
+        let last = match version_once(addr) {
+            Ok(v) if v >= VERSION => return Ok(v),
+            Ok(_) => load_once(addr, LIBRARY, true),
+            Err(e) if e.contains("not found") => load_once(addr, LIBRARY, false),
+            Err(e) => Err(e),
+        };
+        let last = match last {
+            Ok(()) => continue,
+            Err(e) => e,
+        };
+        if std::time::Instant::now() >= end {
+            return Err(format!(
+                "cannot find or load the ssegw function library in Redis at {addr} within {timeout:?}: {last}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// One request on a fresh connection; the first line of the answer (RESP: enough for an
+/// integer, a simple string, an error or a bulk string's length).
+fn request_once(addr: std::net::SocketAddr, cmd: &[u8]) -> Result<Vec<u8>, String> {
+    let mut s =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    s.write_all(cmd).map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 256];
+    while !buf.windows(2).any(|w| w == b"\r\n") {
+        if buf.len() > 4096 {
+            return Err("an answer line over 4 KiB".into());
+        }
+        match s.read(&mut chunk) {
+            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            Ok(_) => return Err("closed".into()),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(buf)
+}
+
+/// `FUNCTION LOAD [REPLACE] <library>`; another process loading it first is as good.
+fn load_once(addr: std::net::SocketAddr, library: &str, replace: bool) -> Result<(), String> {
+    let mut cmd = Vec::with_capacity(library.len() + 64);
+    let args: &[&[u8]] = if replace {
+        &[b"FUNCTION", b"LOAD", b"REPLACE", library.as_bytes()]
+    } else {
+        &[b"FUNCTION", b"LOAD", library.as_bytes()]
+    };
+    cmd.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+    for a in args {
+        cmd.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        cmd.extend_from_slice(a);
+        cmd.extend_from_slice(b"\r\n");
+    }
+    load_reply(&request_once(addr, &cmd)?)
+}
+
+/// The answer to `FUNCTION LOAD`: the library's name, or "already exists" (a gateway node
+/// loaded it meanwhile), or why not.
+fn load_reply(b: &[u8]) -> Result<(), String> {
+    let line = b.split(|&c| c == b'\r').next().unwrap_or(b);
+    match line.first() {
+        Some(b'$') | Some(b'+') => Ok(()),
+        _ if line.windows(14).any(|w| w == b"already exists") => Ok(()),
+        _ => Err(format!("FUNCTION LOAD: {}", String::from_utf8_lossy(line))),
+    }
+}
+
+fn version_once(addr: std::net::SocketAddr) -> Result<i64, String> {
+    version_reply(&request_once(addr, VERSION_CMD)?)
+}
+
+/// The answer to `FCALL_RO ssegw_version 0`: `:N`, or why not.
+fn version_reply(b: &[u8]) -> Result<i64, String> {
+    let line = b.split(|&c| c == b'\r').next().unwrap_or(b);
+    match line.split_first() {
+        Some((b':', n)) => std::str::from_utf8(n)
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("unexpected answer {}", String::from_utf8_lossy(line))),
+        _ => Err(String::from_utf8_lossy(line).into_owned()),
+    }
 }
 
 /// Runs `job` on its own thread; join the handle for the outcome.
@@ -138,6 +260,13 @@ pub fn spawn(
     live: Arc<Live>,
 ) -> Result<std::thread::JoinHandle<Outcome>, String> {
     let t = target(o)?;
+    if let Target::Redis {
+        addr,
+        durable: true,
+    } = t
+    {
+        ensure_library(addr, Duration::from_secs(10))?;
+    }
     let conns = o.publish_conns;
     let channel = Template::parse(&o.channel);
     let payload = Template::parse(&o.payload);
@@ -206,8 +335,14 @@ impl Encoder {
         self.payload.render(&v, pl);
         v.payload = pl;
         match &self.target {
-            Target::Redis { .. } => {
-                out.extend_from_slice(b"*3\r\n$7\r\nPUBLISH\r\n");
+            Target::Redis { durable, .. } => {
+                if *durable {
+                    out.extend_from_slice(
+                        b"*5\r\n$5\r\nFCALL\r\n$13\r\nssegw_publish\r\n$1\r\n1\r\n",
+                    );
+                } else {
+                    out.extend_from_slice(b"*3\r\n$7\r\nPUBLISH\r\n");
+                }
                 for part in [&ch[..], &pl[..]] {
                     out.extend_from_slice(format!("${}\r\n", part.len()).as_bytes());
                     out.extend_from_slice(part);
@@ -242,7 +377,7 @@ impl Encoder {
 fn lane_run(enc: &Encoder, job: Job, lane: u64, lanes: u64, tick: u64, live: &Live) -> Outcome {
     let mut o = Outcome::default();
     let addr = match &enc.target {
-        Target::Redis { addr } => *addr,
+        Target::Redis { addr, .. } => *addr,
         Target::Http { addr, .. } => *addr,
     };
     let redis = matches!(enc.target, Target::Redis { .. });
@@ -265,13 +400,14 @@ fn lane_run(enc: &Encoder, job: Job, lane: u64, lanes: u64, tick: u64, live: &Li
     };
     // Reconnects in a row without an acknowledged event in between.
     let mut reconnects = 0;
-    let end = job.first + job.count;
+    let mut end = live.end_of(&job);
     let mut k = job.first + lane;
     let mut out = Vec::with_capacity(64 * 1024);
     let mut scratch = [Vec::new(), Vec::new(), Vec::new()];
     let mut rbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut chunk = vec![0u8; 64 * 1024];
     while k < end && !live.stop.load(Ordering::Relaxed) {
+        end = live.end_of(&job);
         let now = now_us();
         out.clear();
         let mut n: u64 = 0;
@@ -498,6 +634,7 @@ mod tests {
         let mut enc = Encoder {
             target: Target::Redis {
                 addr: "127.0.0.1:6379".parse().unwrap(),
+                durable: false,
             },
             channel: Template::parse(&o.channel),
             payload: Template::parse(&o.payload),
@@ -515,6 +652,19 @@ mod tests {
                 payload.len()
             )
         );
+        enc.target = Target::Redis {
+            addr: "127.0.0.1:6379".parse().unwrap(),
+            durable: true,
+        };
+        out.clear();
+        enc.encode(23, 1000, &mut out, &mut scratch);
+        assert_eq!(
+            String::from_utf8(out.clone()).unwrap(),
+            format!(
+                "*5\r\n$5\r\nFCALL\r\n$13\r\nssegw_publish\r\n$1\r\n1\r\n$9\r\nSSE::1::3\r\n${}\r\n{payload}\r\n",
+                payload.len()
+            )
+        );
         enc.target = target(&o).unwrap();
         out.clear();
         enc.encode(23, 1000, &mut out, &mut scratch);
@@ -523,6 +673,40 @@ mod tests {
             String::from_utf8(out).unwrap(),
             format!("POST /api/v1/publish HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len())
         );
+    }
+
+    #[test]
+    fn library_version_replies() {
+        assert_eq!(version_reply(b":1\r\n"), Ok(1));
+        assert!(version_reply(b"-ERR Function not found\r\n")
+            .unwrap_err()
+            .contains("Function not found"));
+        assert!(version_reply(b"$1\r\nx\r\n").is_err());
+        assert!(VERSION_CMD.starts_with(b"*3\r\n$8\r\nFCALL_RO\r\n"));
+        assert_eq!(load_reply(b"$5\r\nssegw\r\n"), Ok(()));
+        assert_eq!(
+            load_reply(b"-ERR Library 'ssegw' already exists\r\n"),
+            Ok(())
+        );
+        assert!(load_reply(b"-ERR Error compiling function\r\n").is_err());
+    }
+
+    #[test]
+    fn a_lowered_end_ends_every_lane_at_the_same_event() {
+        let j = Job {
+            first: 10,
+            count: 100,
+            timing: Timing::Paced { rate: 1000.0 },
+            start_us: 0,
+        };
+        let live = Live::default();
+        assert_eq!(live.end_of(&j), 110);
+        live.end.store(50, Ordering::Relaxed);
+        assert_eq!(live.end_of(&j), 50);
+        live.end.store(500, Ordering::Relaxed);
+        assert_eq!(live.end_of(&j), 110);
+        live.end.store(3, Ordering::Relaxed);
+        assert_eq!(live.end_of(&j), 10);
     }
 
     #[test]

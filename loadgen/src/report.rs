@@ -21,6 +21,11 @@ pub struct Progress {
     pub closed: u64,
     /// p99 latency of this phase so far, microseconds.
     pub p99_us: u64,
+    /// Reset events received (the server could not replay what a stream missed), whole run.
+    pub resets: u64,
+    /// When every stream of the worker was last open again after one had closed (unix
+    /// microseconds; 0: none ever closed): a deploy's "all back" time.
+    pub all_open_us: u64,
 }
 
 /// A worker's answer to `report`.
@@ -310,6 +315,30 @@ pub struct ProcUse {
     pub bytes_per_stream: f64,
 }
 
+/// One node's restart in a rolling deploy.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Restart {
+    /// The node: its index in the URL list.
+    pub node: usize,
+    /// Its stream URL template.
+    pub url: String,
+    /// Seconds since the run started when the restart command started (the SIGTERM).
+    pub at_s: f64,
+    /// Seconds the restart command took: the node's drain, exit and start until ready.
+    pub restart_s: f64,
+    /// Whether the command exited 0.
+    pub command_ok: bool,
+    /// Seconds from the restart's start until every stream was open again (`None`: not
+    /// within `--back-timeout` after the command finished).
+    pub back_s: Option<f64>,
+    /// Streams the server ended meanwhile (the node's drain).
+    pub closed: u64,
+    /// Failed reconnect attempts meanwhile.
+    pub failed: u64,
+    /// Reset events received meanwhile.
+    pub resets: u64,
+}
+
 /// One publishing phase (a plan has several).
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Phase {
@@ -338,6 +367,8 @@ pub struct Phase {
     pub duplicated: u64,
     /// Events on a stream that were never sent to its channel.
     pub unexpected: u64,
+    /// Reset events received (whole run up to this phase's end).
+    pub resets: u64,
     /// Delivery latency from the intended send time.
     pub latency: Latency,
     /// Broadcast: per round, time until the last stream had it (ms).
@@ -391,6 +422,8 @@ pub struct Report {
     pub storm_reconnect_s: Option<f64>,
     /// Storm: seconds since the run started when every stream was dropped.
     pub storm_at_s: Option<f64>,
+    /// Deploy: each node's restart, in order.
+    pub restarts: Vec<Restart>,
     /// The latency p99 target, ms.
     pub target_p99_ms: f64,
     /// Per second of the run: streams open, deliveries, latency percentiles.
@@ -463,6 +496,33 @@ impl Report {
                 "storm    every stream dropped; all open again after {t:.2} s"
             );
         }
+        if !self.restarts.is_empty() {
+            let _ = writeln!(
+                s,
+                "deploy   {:>4} {:>8} {:>10} {:>9} {:>8} {:>7} {:>7}  url",
+                "node", "at s", "restart s", "back s", "closed", "failed", "resets"
+            );
+            for r in &self.restarts {
+                let _ = writeln!(
+                    s,
+                    "deploy   {:>4} {:>8.1} {:>10.2} {:>9} {:>8} {:>7} {:>7}  {}{}",
+                    r.node,
+                    r.at_s,
+                    r.restart_s,
+                    r.back_s
+                        .map_or_else(|| "never".to_string(), |b| format!("{b:.2}")),
+                    r.closed,
+                    r.failed,
+                    r.resets,
+                    r.url,
+                    if r.command_ok {
+                        ""
+                    } else {
+                        "  (restart command failed)"
+                    }
+                );
+            }
+        }
         if !self.phases.is_empty() {
             let _ = writeln!(
                 s,
@@ -489,11 +549,11 @@ impl Report {
                     p.rate, p.achieved_rate, p.sent, p.expected, p.received, p.lost, p.duplicated,
                     l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms, if p.pass { "yes" } else { "NO" }
                 );
-                if p.publish_errors > 0 || p.unexpected > 0 {
+                if p.publish_errors > 0 || p.unexpected > 0 || p.resets > 0 {
                     let _ = writeln!(
                         s,
-                        "          publish errors {}  unexpected events {}",
-                        p.publish_errors, p.unexpected
+                        "          publish errors {}  unexpected events {}  resets received {}",
+                        p.publish_errors, p.unexpected, p.resets
                     );
                 }
                 if !p.round_last_ms.is_empty() {

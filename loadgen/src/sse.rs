@@ -30,6 +30,9 @@ pub struct Parser {
     event: Vec<u8>,
     /// Comment lines seen (keep-alives), for reports.
     pub comments: u64,
+    /// The latest `retry:` field (milliseconds): how long the server asks a client to wait
+    /// before reconnecting (a draining gateway sends a jittered one before it closes).
+    pub retry_ms: Option<u64>,
 }
 
 impl Parser {
@@ -109,9 +112,24 @@ impl Parser {
                 self.event.clear();
                 self.event.extend_from_slice(value);
             }
+            // As the SSE standard has it: only ASCII digits, else ignored.
+            b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
+                self.retry_ms = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
+            }
             _ => {}
         }
     }
+}
+
+/// The start of the gateway's reset event's data, exactly as `gateway/src/sse/system.rs`
+/// (`encode_reset`) writes it and the contract names it: `data: {"type":"reset", ...}`,
+/// named `event: reset` on every family but the player stream, where it is unnamed.
+pub const RESET_DATA: &[u8] = br#"{"type":"reset","#;
+
+/// Whether an event is a resume reset (the server could not replay what the client missed):
+/// judged by its data, so the unnamed player-stream form counts too.
+pub fn is_reset(e: &Event<'_>) -> bool {
+    e.data.starts_with(RESET_DATA)
 }
 
 /// Finds `"key":<digits>` in a JSON payload and returns the number: loadgen's payloads carry
@@ -181,6 +199,34 @@ mod tests {
         }
         let bytes: Vec<&[u8]> = STREAM.chunks(1).collect();
         assert_eq!(collect(&bytes).0, whole, "one byte at a time");
+    }
+
+    #[test]
+    fn retry_and_reset_events() {
+        let mut p = Parser::default();
+        let mut resets = Vec::new();
+        let bytes = b"retry: 2000\n\nid: 661a-5-17\nevent: reset\ndata: {\"type\":\"reset\",\"reason\":\"history\"}\n\ndata: {\"type\":\"reset\",\"reason\":\"x\"}\n\ndata: {\"type\":\"resetx\"}\n\ndata: {\"seq\":1,\"t\":2}\n\nretry: 4x\n\nretry: 3187\r\n\r\n";
+        p.feed(bytes, |e| resets.push(is_reset(e)));
+        assert_eq!(resets, vec![true, true, false, false]);
+        assert_eq!(p.retry_ms, Some(3187));
+        let mut q = Parser::default();
+        q.feed(b"retry:\n\n", |_| {});
+        assert_eq!(q.retry_ms, None);
+    }
+
+    #[test]
+    fn the_gateways_own_reset_bytes_count_as_resets_named_or_not() {
+        use gateway::sse::system::{encode_connected, encode_error, encode_reset};
+        for named in [true, false] {
+            let mut b = bytes::BytesMut::new();
+            encode_connected(1_700_000_000, &mut b);
+            encode_reset(Some("661a-5-17"), named, "history \"trimmed\"", &mut b);
+            encode_error("reset", Some("reset"), &mut b);
+            let mut p = Parser::default();
+            let mut seen = Vec::new();
+            p.feed(&b, |e| seen.push(is_reset(e)));
+            assert_eq!(seen, vec![false, true, false], "named {named}");
+        }
     }
 
     #[test]

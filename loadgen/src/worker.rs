@@ -62,6 +62,8 @@ struct Slot {
     attempted: bool,
     /// loadgen events received on the current connection.
     conn_events: u64,
+    /// The server's latest `retry:` (ms) on this stream: failover waits that long.
+    retry_ms: Option<u64>,
     /// Failure reasons this stream has met (indices into `Shared::failures`), so a stream
     /// that retries counts once per reason, not once per attempt. Usually empty or one.
     failed_with: Vec<u16>,
@@ -117,6 +119,20 @@ struct Shared {
     sec_open_min: u64,
     /// Deliveries received for the first time in `sec`.
     sec_received: u64,
+    /// Streams of this worker on each URL (open or trying): failover picks the fewest.
+    per_url: Vec<u64>,
+}
+
+/// Failover: the URL a stream that `from` ended moves to, as a least-connections balancer
+/// picks it: of the others, the one holding the fewest of `per_url` (this worker's streams;
+/// every worker holds a like share, so all together stay balanced); ties go to the first
+/// after `from`, so streams dropped together spread instead of herding on one node.
+pub fn next_url(per_url: &[u64], from: usize) -> usize {
+    let n = per_url.len();
+    (1..n)
+        .map(|d| (from + d) % n)
+        .min_by_key(|&u| per_url[u])
+        .unwrap_or(from)
 }
 
 impl Shared {
@@ -171,6 +187,8 @@ struct Ctx {
     tokens: Vec<String>,
     /// Wait before reopening a stream the server ended.
     reconnect: Duration,
+    /// Deploy: a stream the server ended moves to another URL after the server's `retry:`.
+    failover: bool,
 }
 
 /// Entry point of `loadgen worker SPEC_JSON`.
@@ -269,6 +287,7 @@ async fn run(spec: WorkerSpec, cmds: Arc<Mutex<VecDeque<String>>>) -> i32 {
         secret: o.secret.clone(),
         tokens,
         reconnect: Duration::from_millis(o.reconnect_ms),
+        failover: o.failover(),
     });
     let sh = Rc::new(RefCell::new(Shared {
         slots: (0..spec.count)
@@ -293,6 +312,7 @@ async fn run(spec: WorkerSpec, cmds: Arc<Mutex<VecDeque<String>>>) -> i32 {
         sec_hist: new_hist(),
         sec_open_min: 0,
         sec_received: 0,
+        per_url: vec![0; o.urls.len()],
     }));
     // Open the streams at this worker's share of the connect rate, in 10 ms steps.
     {
@@ -546,42 +566,46 @@ async fn refusal_body(stream: &mut TcpStream, mut buf: Vec<u8>, head: &http::Hea
 async fn stream_task(sh: Rc<RefCell<Shared>>, ctx: Rc<Ctx>, idx: usize) {
     let global = ctx.first + idx;
     let player = global as u64 % ctx.players;
-    let (addr, host, path) = &ctx.urls[global % ctx.urls.len()];
     let src = (!ctx.sources.is_empty()).then(|| ctx.sources[global % ctx.sources.len()]);
-    // The request head without its final blank line: `Last-Event-ID` may follow.
-    let head = {
-        let mut vars = Vars {
-            i: global as u64,
-            player,
-            brand: ctx.brand,
-            exp: now_us() / 1_000_000 + 86_400,
-            ..Vars::default()
-        };
-        let channel = ctx.channel.render_string(&vars);
-        vars.channel = channel.as_bytes();
-        let token = if path.uses(crate::template::Var::Token) {
-            if ctx.tokens.is_empty() {
-                gateway::auth::jwt::sign_hs256(
-                    &ctx.claims.render_string(&vars),
-                    ctx.secret.as_bytes(),
-                )
-            } else {
-                ctx.tokens[global % ctx.tokens.len()].clone()
-            }
+    let mut vars = Vars {
+        i: global as u64,
+        player,
+        brand: ctx.brand,
+        exp: now_us() / 1_000_000 + 86_400,
+        ..Vars::default()
+    };
+    let channel = ctx.channel.render_string(&vars);
+    vars.channel = channel.as_bytes();
+    let token = if ctx
+        .urls
+        .iter()
+        .any(|u| u.2.uses(crate::template::Var::Token))
+    {
+        if ctx.tokens.is_empty() {
+            gateway::auth::jwt::sign_hs256(&ctx.claims.render_string(&vars), ctx.secret.as_bytes())
         } else {
-            String::new()
-        };
-        vars.token = token.as_bytes();
+            ctx.tokens[global % ctx.tokens.len()].clone()
+        }
+    } else {
+        String::new()
+    };
+    vars.token = token.as_bytes();
+    // The request head of URL `u` without its final blank line: `Last-Event-ID` may follow.
+    let head_of = |u: usize| {
+        let (_, host, path) = &ctx.urls[u];
         format!(
             "GET {} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n",
             path.render_string(&vars)
         )
     };
+    let mut url = global % ctx.urls.len();
+    sh.borrow_mut().per_url[url] += 1;
+    let mut head = head_of(url);
     loop {
-        let end = session(&sh, idx, *addr, src, &head).await;
-        let wait = {
+        let end = session(&sh, idx, ctx.urls[url].0, src, &head).await;
+        let (wait, moved) = {
             let mut s = sh.borrow_mut();
-            match end {
+            let (wait, ended) = match end {
                 End::Failed(reason) => {
                     s.progress.failed += 1;
                     s.count_failure(idx, reason);
@@ -589,22 +613,42 @@ async fn stream_task(sh: Rc<RefCell<Shared>>, ctx: Rc<Ctx>, idx: usize) {
                         s.slots[idx].attempted = true;
                         s.attempted += 1;
                     }
-                    ctx.reconnect
+                    (ctx.reconnect, true)
                 }
                 End::Closed(early) => {
                     s.one_closed();
                     if s.slots[idx].gen < s.storm_gen {
-                        Duration::ZERO
+                        (Duration::ZERO, false)
                     } else {
                         s.progress.closed += 1;
-                        if let Some(reason) = early {
+                        // In a deploy a stream that came back to a node just before that
+                        // node's own drain may be closed before its channel had an event:
+                        // that is the deploy, not a refusal; one with an error event is.
+                        let refused =
+                            early.filter(|r| !ctx.failover || r.contains(r#""type":"error""#));
+                        if let Some(reason) = refused {
                             s.count_failure(idx, reason);
                         }
-                        ctx.reconnect
+                        let retry = s.slots[idx].retry_ms.filter(|_| ctx.failover);
+                        (retry.map_or(ctx.reconnect, Duration::from_millis), true)
                     }
                 }
+            };
+            let mut moved = false;
+            if ended && ctx.failover {
+                let to = next_url(&s.per_url, url);
+                if to != url {
+                    s.per_url[url] -= 1;
+                    s.per_url[to] += 1;
+                    url = to;
+                    moved = true;
+                }
             }
+            (wait, moved)
         };
+        if moved {
+            head = head_of(url);
+        }
         if !wait.is_zero() {
             monoio::time::sleep(wait).await;
         }
@@ -684,6 +728,7 @@ async fn session(
         let first_open = !slot.opened;
         slot.opened = true;
         slot.attempted = true;
+        slot.retry_ms = None;
         if slot.gen < gen {
             slot.gen = gen;
             s.storm_pending = s.storm_pending.saturating_sub(1);
@@ -696,6 +741,9 @@ async fn session(
         }
         if first_open {
             s.last_first_open_us = Some(now_us());
+        }
+        if !first_open && s.progress.open == s.slots.len() as u64 {
+            s.progress.all_open_us = now_us();
         }
     }
     let mut parser = sse::Parser::default();
@@ -730,6 +778,7 @@ async fn session(
     }
     let slot = &mut s.slots[idx];
     slot.fd = -1;
+    slot.retry_ms = parser.retry_ms;
     if slot.conn_events > 0 {
         return End::Closed(None);
     }
@@ -774,6 +823,10 @@ fn on_event(s: &mut Shared, idx: usize, e: &sse::Event<'_>) {
         let id = &mut s.slots[idx].last_id;
         id.clear();
         id.extend_from_slice(e.id);
+    }
+    if sse::is_reset(e) {
+        s.progress.resets += 1;
+        return;
     }
     let (Some(seq), Some(t)) = (sse::json_u64(e.data, b"seq"), sse::json_u64(e.data, b"t")) else {
         return;
@@ -868,6 +921,31 @@ mod tests {
             assert_eq!(body_prefix(body), want, "{body:?}");
         }
         assert_eq!(body_prefix(&[b'x'; 500]).len(), BODY_PREFIX);
+    }
+
+    #[test]
+    fn failover_picks_the_least_loaded_other_url() {
+        // (streams per URL, the URL that ended a stream, where it goes)
+        for (per_url, from, to) in [
+            (&[5u64, 5, 5][..], 0, 1),
+            (&[5, 5, 5], 2, 0),
+            (&[0, 9, 3], 1, 0),
+            (&[0, 9, 3], 0, 2),
+            (&[4, 1, 1, 1], 0, 1),
+            (&[4, 1, 1, 1], 1, 2),
+            (&[7, 7], 1, 0),
+            (&[7], 0, 0),
+        ] {
+            assert_eq!(next_url(per_url, from), to, "{per_url:?} from {from}");
+        }
+        // A node's streams, moved one by one, spread evenly over the others.
+        let mut per_url = vec![12u64, 12, 12, 12];
+        for _ in 0..12 {
+            let to = next_url(&per_url, 0);
+            per_url[0] -= 1;
+            per_url[to] += 1;
+        }
+        assert_eq!(per_url, vec![0, 16, 16, 16]);
     }
 
     #[test]

@@ -134,7 +134,9 @@ fn loadgen_out(addr: SocketAddr, args: &str) -> (i32, serde_json::Value, String)
         free_port()
     ));
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_loadgen"));
-    cmd.args(args.split_whitespace())
+    // Arguments are split at whitespace; a unit separator (U+001F) stands for a space inside
+    // one argument (deploy's --restart-cmd).
+    cmd.args(args.split_whitespace().map(|a| a.replace('\u{1f}', " ")))
         .args(["--target", &addr.to_string(), "--secret", SECRET, "--quiet"])
         .args(["--json", json.to_str().unwrap(), "--timeout", "30"])
         // Tests judge loss and order, never latency (a busy CI machine may take 300 ms):
@@ -697,4 +699,116 @@ fn the_html_report_renders_in_headless_chromium() {
         serde_json::json!(["knee: 30/s"]),
         "{dump}"
     );
+}
+
+/// Gateway nodes started by a test's restart script (not children of the test): killed by
+/// the PIDs in their files when dropped.
+struct PidFiles(Vec<PathBuf>);
+
+impl Drop for PidFiles {
+    fn drop(&mut self) {
+        for f in &self.0 {
+            if let Some(pid) = std::fs::read_to_string(f)
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok())
+            {
+                // SAFETY: kill(2) on a PID this test's restart script started and wrote down.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn deploy_restarts_every_node_and_durable_streams_lose_nothing() {
+    // bench/run-deploy, small: two 1-core nodes on one Redis, 300 streams (100 players) over both,
+    // events through FCALL ssegw_publish; loadgen restarts each node in turn with a script
+    // (SIGTERM, a 1 s drain, exit, start again on the same port). The dropped streams come
+    // back after the server's retry: to the other node with Last-Event-ID and get exactly
+    // what they missed, from Redis's history.
+    let (_redis, raddr) = start_redis();
+    let dir = std::env::temp_dir().join(format!("loadgen-e2e-deploy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ports = [free_port(), free_port()];
+    let script = dir.join("restart.sh");
+    std::fs::write(
+        &script,
+        format!(
+            r#"#!/usr/bin/env bash
+# restart.sh N [first]: (re)start node N on its port; PIDs in node-N.pid.
+set -eu
+cd {dir}
+n=$1 port=$(cat node-$n.port)
+if [ "${{2:-}}" != first ]; then
+  pid=$(cat node-$n.pid)
+  kill -TERM "$pid"
+  for _ in $(seq 200); do
+    [ -e /proc/$pid ] && ! awk '{{ exit ($3 != "Z") }}' /proc/$pid/stat || break
+    sleep 0.1
+  done
+fi
+env -i SSE_LISTEN=127.0.0.1:$port SSE_CORES=1 SSE_AUTH_SECRET={SECRET} \
+  EVENTS_REDIS_STORAGE=redis://{raddr} SSE_DRAIN_PERIOD=1s {bin} >>node-$n.log 2>&1 &
+echo $! > node-$n.pid
+for _ in $(seq 200); do
+  (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && exit 0
+  sleep 0.1
+done
+exit 1
+"#,
+            dir = dir.display(),
+            bin = gateway_bin().display(),
+        ),
+    )
+    .unwrap();
+    let nodes = PidFiles((0..2).map(|n| dir.join(format!("node-{n}.pid"))).collect());
+    for (n, port) in ports.iter().enumerate() {
+        std::fs::write(dir.join(format!("node-{n}.port")), port.to_string()).unwrap();
+        let st = Command::new("bash")
+            .arg(&script)
+            .args([n.to_string().as_str(), "first"])
+            .status()
+            .expect("bash");
+        assert!(st.success(), "node {n} did not start");
+    }
+    let [a, b] = ports.map(|p| -> SocketAddr { format!("127.0.0.1:{p}").parse().unwrap() });
+    wait_ready(a);
+    wait_ready(b);
+    let (code, r, out) = loadgen_out(
+        a,
+        &format!(
+            "deploy --streams 300 --players 100 --rate 150 --deploy-at 1.5 --deploy-gap 0.5 \
+             --deploy-tail 1 --drain 10 \
+             --publish redis://{raddr} --durable \
+             --url http://{a}/sse?token={{token}} --url http://{b}/sse?token={{token}} \
+             --restart-cmd bash%{script}%{{node}}",
+            script = script.display()
+        )
+        .replace('%', "\u{1f}"),
+    );
+    assert_eq!(code, 0, "{r:#}\n{out}");
+    let restarts = r["restarts"].as_array().expect("restarts");
+    assert_eq!(restarts.len(), 2, "{r:#}");
+    for x in restarts {
+        assert!(x["command_ok"].as_bool().unwrap(), "{x:#}");
+        assert!(x["back_s"].as_f64().is_some(), "{x:#}");
+        assert!(n(x, "closed") > 0, "the node drained streams: {x:#}");
+        assert_eq!(n(x, "resets"), 0, "{x:#}");
+    }
+    let p = &r["phases"][0];
+    assert!(n(p, "sent") > 0, "{p:#}");
+    // Three streams a player: every event is three deliveries.
+    assert_eq!(n(p, "expected"), 3 * n(p, "sent"), "{p:#}");
+    assert_eq!(n(p, "received"), n(p, "expected"), "{p:#}");
+    assert_eq!(
+        (n(p, "lost"), n(p, "duplicated"), n(p, "resets")),
+        (0, 0, 0),
+        "{p:#}"
+    );
+    assert!(out.contains("deploy      1"), "{out}");
+    // The nodes first: their PIDs are in the directory.
+    drop(nodes);
+    let _ = std::fs::remove_dir_all(&dir);
 }

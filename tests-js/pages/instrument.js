@@ -4,7 +4,10 @@
 //   (`/sse/crash?...`) reach the gateway, from this page's own origin (a cross-origin load).
 // - EventSource is wrapped so that every event a seed handler (`onmessage`, or a listener the
 //   seed adds) receives is reported, with the handler's name, before the handler runs; opens
-//   and errors are reported too.
+//   and errors are reported too (an error with `data` is the gateway's named `error` event,
+//   not a lost connection), and so is the gateway's named `reset` event (kind `reset`), which
+//   no seed listens for: a test can tell that a resume was a reset although the seed's own
+//   handlers never see one.
 // - console.log is reported as JSON (objects stringified), then passed through.
 // Reports are JSON console lines read by tests-js/browser.js.
 'use strict';
@@ -42,8 +45,11 @@
       super(url, init);
       report({ kind: 'new', url: this.url });
       super.addEventListener('open', () => report({ kind: 'open', url: this.url }));
-      super.addEventListener('error', () =>
-        report({ kind: 'error', url: this.url, readyState: this.readyState }),
+      super.addEventListener('error', (e) =>
+        report({ kind: 'error', url: this.url, readyState: this.readyState, data: e.data }),
+      );
+      super.addEventListener('reset', (e) =>
+        report({ kind: 'reset', url: this.url, data: e.data, id: e.lastEventId }),
       );
     }
     addEventListener(type, fn, opts) {

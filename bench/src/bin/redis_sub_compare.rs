@@ -19,16 +19,17 @@
 //! cargo run --release -p bench --bin redis_sub_compare -- --runs 3
 //! ```
 
-use std::error::Error;
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use bench::redis_local::{
+    encode_publish, now_ns, redis_command, thread_cpu_ns, BoxError, RedisServer,
+};
 use bytes::{Bytes, BytesMut};
 use hdrhistogram::Histogram;
 use monoio::buf::IoBufMut;
@@ -36,8 +37,6 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::{IoUringDriver, RuntimeBuilder};
 use redis_protocol::resp2::decode::decode_bytes_mut;
 use redis_protocol::resp2::types::BytesFrame;
-
-type BoxError = Box<dyn Error + Send + Sync>;
 
 /// Pattern both subscribers use.
 const PATTERN: &str = "bench:*";
@@ -52,32 +51,6 @@ const READ_RESERVE: usize = 64 * 1024;
 const MAX_BATCH: u64 = 256;
 /// Largest latency the histograms hold (60 s, in microseconds); larger values are clamped.
 const HIST_MAX_US: u64 = 60_000_000;
-
-// ---------------------------------------------------------------------------------------------
-// Clock and CPU time
-// ---------------------------------------------------------------------------------------------
-
-/// Process-wide origin of all timestamps, so the publisher and subscriber threads agree.
-static EPOCH: OnceLock<Instant> = OnceLock::new();
-
-/// Nanoseconds since [`EPOCH`] (monotonic).
-fn now_ns() -> u64 {
-    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
-}
-
-/// CPU time (user + system) consumed so far by the calling thread, in nanoseconds.
-fn thread_cpu_ns() -> u64 {
-    // SAFETY: `rusage` is plain old data, all-zero is a valid value, and getrusage only writes
-    // into the struct we pass.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointer to a live `rusage`; RUSAGE_THREAD is supported since Linux 2.6.26.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
-    if rc != 0 {
-        return 0;
-    }
-    let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -188,143 +161,8 @@ impl Options {
 }
 
 // ---------------------------------------------------------------------------------------------
-// redis-server
+// redis-server (bench::redis_local starts it)
 // ---------------------------------------------------------------------------------------------
-
-/// A redis-server child process, stopped by PID when dropped (also on error paths and panics).
-struct RedisServer {
-    /// The child; its PID is what we signal.
-    child: Child,
-    /// Loopback port it listens on.
-    port: u16,
-}
-
-impl RedisServer {
-    /// Starts redis-server on a free loopback port and waits (up to 5 s) until it answers PING.
-    fn start(binary: &str) -> Result<RedisServer, BoxError> {
-        let mut last_error: BoxError = "redis-server did not start".into();
-        // The port is free when we pick it but another process may take it before Redis binds:
-        // retry with a new one.
-        for _ in 0..3 {
-            let port = free_port()?;
-            let mut cmd = Command::new(binary);
-            cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            // If this process dies without running destructors (SIGKILL), take Redis with it.
-            // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-            unsafe {
-                use std::os::unix::process::CommandExt;
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-            let child = cmd
-                .spawn()
-                .map_err(|e| format!("cannot run {binary}: {e} (apt-get install redis-server)"))?;
-            let mut server = RedisServer { child, port };
-            match server.wait_ready(Duration::from_secs(5)) {
-                Ok(()) => {
-                    // A subscriber that falls behind must not be disconnected by Redis's default
-                    // pub/sub output limit (32 MB): we measure it, not the limit.
-                    let reply = redis_command(
-                        port,
-                        &[
-                            "CONFIG",
-                            "SET",
-                            "client-output-buffer-limit",
-                            "pubsub 0 0 0",
-                        ],
-                    )?;
-                    if !reply.starts_with(b"+OK") {
-                        return Err(format!(
-                            "CONFIG SET failed: {}",
-                            String::from_utf8_lossy(&reply)
-                        )
-                        .into());
-                    }
-                    return Ok(server);
-                }
-                Err(e) => last_error = e, // dropping `server` kills it
-            }
-        }
-        Err(last_error)
-    }
-
-    fn wait_ready(&mut self, limit: Duration) -> Result<(), BoxError> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait()? {
-                return Err(format!("redis-server exited at start-up: {status}").into());
-            }
-            if let Ok(reply) = redis_command(self.port, &["PING"]) {
-                if reply.starts_with(b"+PONG") {
-                    return Ok(());
-                }
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        Err("redis-server did not answer PING within 5 s".into())
-    }
-
-    /// Stops the server: SIGTERM, then SIGKILL if it is still there after 2 s.
-    fn stop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        let pid = self.child.id() as libc::pid_t;
-        // SAFETY: plain syscall on our own child's PID, which is not reaped yet.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// A loopback port that was free a moment ago (bind port 0, read it, release it).
-fn free_port() -> io::Result<u16> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-    Ok(listener.local_addr()?.port())
-}
-
-/// Sends one command on a fresh blocking connection and returns the first reply line.
-fn redis_command(port: u16, args: &[&str]) -> io::Result<Vec<u8>> {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(2)))?;
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    stream.write_all(&out)?;
-    let mut reply = Vec::new();
-    let mut byte = [0u8; 1];
-    while !reply.ends_with(b"\r\n") {
-        if stream.read(&mut byte)? == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        reply.push(byte[0]);
-    }
-    Ok(reply)
-}
 
 /// Waits (up to 3 s) until Redis has no pattern subscriber left from a previous trial.
 fn wait_no_subscribers(port: u16) -> Result<(), BoxError> {
@@ -367,19 +205,6 @@ struct PublishReport {
     send_seconds: f64,
     /// Replies read back (one per PUBLISH, including warm-up and stop).
     replies: u64,
-}
-
-/// Appends `PUBLISH <channel> <payload>` in RESP.
-fn encode_publish(out: &mut Vec<u8>, channel: &[u8], payload: &[u8]) {
-    out.extend_from_slice(b"*3\r\n$7\r\nPUBLISH\r\n$");
-    out.extend_from_slice(channel.len().to_string().as_bytes());
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(channel);
-    out.extend_from_slice(b"\r\n$");
-    out.extend_from_slice(payload.len().to_string().as_bytes());
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(payload);
-    out.extend_from_slice(b"\r\n");
 }
 
 /// Writes a player envelope carrying the intended send time and sequence number, padded to `size`.
@@ -1069,7 +894,7 @@ fn print_trial(run: usize, label: &str, client: Client, t: &Trial) {
 }
 
 fn main() -> Result<(), BoxError> {
-    EPOCH.get_or_init(Instant::now);
+    now_ns(); // the clock starts here, before any thread reads it
     let opts = Options::parse()?;
     let mut scenarios: Vec<Scenario> = opts
         .rates
@@ -1090,10 +915,10 @@ fn main() -> Result<(), BoxError> {
         None => vec![Client::Monoio, Client::Fred],
     };
 
-    let server = RedisServer::start(&opts.redis_server)?;
+    let server = RedisServer::start(&opts.redis_server, &[])?;
     eprintln!(
         "redis-server pid {} on 127.0.0.1:{} ({} runs, payload {} B, fred broadcast capacity {})",
-        server.child.id(),
+        server.pid(),
         server.port,
         opts.runs,
         opts.payload,

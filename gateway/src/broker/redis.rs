@@ -641,15 +641,32 @@ impl Reply {
 }
 
 /// Makes sure the Redis behind `stream` has the `ssegw` library at [`durable::VERSION`] or
-/// newer, loading it when absent or older; `false` when this Redis has no functions (< 7) or
-/// refuses the library (said once per process).
+/// newer, loading it when absent or older; `false` when this Redis has no functions (< 7),
+/// refuses the library, or is a node of a Redis Cluster (said once per process).
+///
+/// A cluster node is asked first (`INFO cluster`): the library keeps one counter key, which
+/// lives in one slot, and `ssegw_publish` touches the channel's list in another, so on a
+/// cluster every durable publish whose channel is not in the seed node's slots would be
+/// refused (`MOVED`) and answered `503`. Classic `PUBLISH` is cluster-wide, so HTTP publish
+/// keeps working there, with per-node ids and history.
 async fn ensure_library(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<bool, RedisError> {
     let mut reader = Reader::new();
     let mut cmd = BytesMut::new();
+    encode_command(&[b"INFO", b"cluster"], &mut cmd);
     encode_command(&[b"FCALL_RO", b"ssegw_version", b"0"], &mut cmd);
     let (r, _) = stream.write_all(cmd.freeze()).await;
     r.map_err(RedisError::Io)?;
-    let why = match read_frame(stream, &mut reader, buf).await? {
+    let cluster = matches!(
+        read_frame(stream, &mut reader, buf).await?,
+        BytesFrame::BulkString(info) if contains_bytes(&info, b"cluster_enabled:1")
+    );
+    let version = read_frame(stream, &mut reader, buf).await?;
+    let why = match version {
+        _ if cluster => Some(
+            "Redis Cluster: the durable path keeps its counter in one slot and is not built \
+             for a cluster"
+                .to_string(),
+        ),
         BytesFrame::Integer(v) if v >= durable::VERSION => return Ok(true),
         BytesFrame::Integer(_) => None,
         BytesFrame::Error(e) if e.contains("nknown command") => {
@@ -688,6 +705,11 @@ async fn ensure_library(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<bo
         );
     }
     Ok(false)
+}
+
+/// Whether `needle` occurs in `hay`.
+fn contains_bytes(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 impl Publisher {
@@ -749,12 +771,24 @@ impl Publisher {
 
     /// `FCALL_RO ssegw_read` of the histories `keys`: what they hold after `after`, within
     /// `max_bytes` (see `ssegw.lua`). An error when the durable path is unavailable.
+    ///
+    /// A connect that failed a moment ago is waited out (at most `5 * BACKOFF_MIN`) and tried
+    /// again, where a publish is refused at once: a refused publish is a `503` its publisher
+    /// retries, a refused read is a reset that costs the client its history. Without the
+    /// wait, a resume in the first 500 ms after Redis came back (the subscription up again,
+    /// `/readyz` 200) was reset whenever a publish had failed just before.
     pub async fn read_history(
         &self,
         keys: &[Vec<u8>],
         after: u64,
         max_bytes: usize,
     ) -> Result<BytesFrame, PublishError> {
+        if let Some(t) = self.failed_at.get() {
+            let left = (BACKOFF_MIN * 5).saturating_sub(t.elapsed());
+            if !left.is_zero() {
+                monoio::time::sleep(left).await;
+            }
+        }
         let link = self.link().await?;
         if !link.durable {
             return Err(PublishError::Refused("the durable path is off".into()));

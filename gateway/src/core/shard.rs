@@ -343,6 +343,18 @@ impl Shard {
         }
     }
 
+    /// Connects this core's Redis publisher link now rather than at the first publish, which
+    /// loads the durable path's function library into Redis when it is missing: a service
+    /// that publishes with `FCALL ssegw_publish` before any HTTP publish or resume would
+    /// otherwise get `Function not found` from a fresh Redis, or from one restarted without
+    /// its data. Whether the durable path is on; `false` without Redis.
+    pub async fn prepare_durable(&self) -> bool {
+        match self.broker.redis() {
+            Some(p) => p.durable_ready().await,
+            None => false,
+        }
+    }
+
     /// Publishes a checked message through this core's broker; the receiver count.
     pub async fn publish(&self, msg: Message) -> Result<u64, PublishError> {
         let r = self.broker.publish(msg).await;

@@ -91,6 +91,13 @@ impl SubscriberSink for RedisSink {
     fn subscribed(&self, after_outage: bool) {
         let shard = &self.shard;
         shard.source_restored(after_outage);
+        // The node's first core makes sure Redis has the durable path's functions whenever
+        // its subscription (re)starts: at start-up, and after an outage, which may have been
+        // a Redis restarted without its data (and so without its functions).
+        if shard.id() == 0 {
+            let shard = shard.clone();
+            monoio::spawn(async move { shard.prepare_durable().await });
+        }
         self.logged_at.set(None);
         let quiet = self
             .hostile_logged_at

@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -18,81 +18,130 @@ use serde_json::Value;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 
-/// A loopback TCP proxy whose live connections the test can sever, and which keeps the request
-/// head of every connection the browser made through it.
-struct Proxy {
-    addr: SocketAddr,
+/// Most connections a [`Proxy`] ever accepts; later ones are closed at once. A test's pages
+/// open a handful of streams and reconnect a few times: this bounds the proxy's threads and
+/// sockets if a page reconnects in a loop.
+const PROXY_MAX_CONNECTIONS: usize = 256;
+
+/// How long a connection accepted while a [`Proxy`] is cut waits to be re-pointed before it
+/// is closed.
+const PROXY_HOLD: Duration = Duration::from_secs(30);
+
+/// A loopback TCP proxy, as a load balancer in front of the gateway: the test can sever its
+/// live connections, and *cut* it (sever, and hold new connections) and re-point it at another
+/// node, which lets the held ones through. It keeps the request head of every connection the
+/// browser made through it. Bounded: [`PROXY_MAX_CONNECTIONS`] connections in all, three
+/// threads each (the hand-over and one per direction).
+pub(crate) struct Proxy {
+    pub(crate) addr: SocketAddr,
+    /// Where new connections go; `None` while cut (they wait, at most [`PROXY_HOLD`]).
+    upstream: Arc<(Mutex<Option<SocketAddr>>, Condvar)>,
     live: Arc<Mutex<Vec<TcpStream>>>,
     heads: Arc<Mutex<Vec<String>>>,
 }
 
 impl Proxy {
-    fn start(upstream: SocketAddr) -> Proxy {
+    pub(crate) fn start(upstream: SocketAddr) -> Proxy {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
+        let up = Arc::new((Mutex::new(Some(upstream)), Condvar::new()));
         let live = Arc::new(Mutex::new(Vec::new()));
         let heads = Arc::new(Mutex::new(Vec::new()));
-        let (live2, heads2) = (live.clone(), heads.clone());
+        let (up2, live2, heads2) = (up.clone(), live.clone(), heads.clone());
         std::thread::spawn(move || {
-            for c in l.incoming() {
+            for c in l.incoming().take(PROXY_MAX_CONNECTIONS) {
                 let Ok(c) = c else { return };
-                let Ok(u) = TcpStream::connect(upstream) else {
-                    continue;
-                };
-                {
-                    let mut live = live2.lock().unwrap();
-                    live.push(c.try_clone().unwrap());
-                    live.push(u.try_clone().unwrap());
-                }
-                let up = (
-                    c.try_clone().unwrap(),
-                    u.try_clone().unwrap(),
-                    Some(heads2.clone()),
-                );
-                for (mut a, mut b, heads) in [up, (u, c, None)] {
-                    std::thread::spawn(move || {
-                        let mut head = Vec::new();
-                        let mut buf = [0u8; 16384];
-                        while let Ok(n) = a.read(&mut buf) {
-                            if n == 0 || b.write_all(&buf[..n]).is_err() {
-                                break;
-                            }
-                            if let Some(h) = &heads {
-                                if head.len() < 16384 && !head.ends_with(b"\r\n\r\n") {
-                                    head.extend_from_slice(&buf[..n]);
-                                    if let Some(e) = head.windows(4).position(|w| w == b"\r\n\r\n")
-                                    {
-                                        head.truncate(e + 4);
-                                        h.lock()
-                                            .unwrap()
-                                            .push(String::from_utf8_lossy(&head).into_owned());
-                                    }
-                                }
-                            }
-                        }
-                        let _ = b.shutdown(Shutdown::Both);
-                    });
-                }
+                let Ok(c2) = c.try_clone() else { continue };
+                // Registered before it waits: a cut closes held connections too.
+                live2.lock().unwrap().push(c2);
+                let (up, live, heads) = (up2.clone(), live2.clone(), heads2.clone());
+                std::thread::spawn(move || Proxy::forward(c, &up, &live, heads));
             }
         });
-        Proxy { addr, live, heads }
+        Proxy {
+            addr,
+            upstream: up,
+            live,
+            heads,
+        }
+    }
+
+    /// Connects `c` to the upstream (waiting while cut) and copies bytes both ways.
+    fn forward(
+        c: TcpStream,
+        up: &(Mutex<Option<SocketAddr>>, Condvar),
+        live: &Mutex<Vec<TcpStream>>,
+        heads: Arc<Mutex<Vec<String>>>,
+    ) {
+        let target = {
+            let (lock, cv) = up;
+            let guard = lock.lock().unwrap();
+            let (guard, _) = cv
+                .wait_timeout_while(guard, PROXY_HOLD, |t| t.is_none())
+                .unwrap();
+            *guard
+        };
+        let Some(u) = target.and_then(|t| TcpStream::connect(t).ok()) else {
+            let _ = c.shutdown(Shutdown::Both);
+            return;
+        };
+        let (Ok(c2), Ok(u2), Ok(u3)) = (c.try_clone(), u.try_clone(), u.try_clone()) else {
+            return;
+        };
+        live.lock().unwrap().push(u3);
+        for (mut a, mut b, heads) in [(c, u, Some(heads)), (u2, c2, None)] {
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 16384];
+                while let Ok(n) = a.read(&mut buf) {
+                    if n == 0 || b.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    if let Some(h) = &heads {
+                        if head.len() < 16384 && !head.ends_with(b"\r\n\r\n") {
+                            head.extend_from_slice(&buf[..n]);
+                            if let Some(e) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                                head.truncate(e + 4);
+                                h.lock()
+                                    .unwrap()
+                                    .push(String::from_utf8_lossy(&head).into_owned());
+                            }
+                        }
+                    }
+                }
+                let _ = b.shutdown(Shutdown::Both);
+            });
+        }
     }
 
     /// Cuts every connection made so far, both ways; new ones are still accepted.
-    fn sever(&self) {
+    pub(crate) fn sever(&self) {
         for s in self.live.lock().unwrap().drain(..) {
             let _ = s.shutdown(Shutdown::Both);
         }
     }
 
+    /// Severs every connection and holds new ones until [`Proxy::repoint`]: a balancer
+    /// that lost its backend, which a browser sees as a dropped stream whose reconnect hangs.
+    pub(crate) fn cut(&self) {
+        *self.upstream.0.lock().unwrap() = None;
+        self.sever();
+    }
+
+    /// Sends new connections, and those held by a cut, to `upstream`.
+    pub(crate) fn repoint(&self, upstream: SocketAddr) {
+        *self.upstream.0.lock().unwrap() = Some(upstream);
+        self.upstream.1.notify_all();
+    }
+
     /// The request heads seen so far, in order.
-    fn heads(&self) -> Vec<String> {
+    pub(crate) fn heads(&self) -> Vec<String> {
         self.heads.lock().unwrap().clone()
     }
 }
 
 /// The value of header `name` in a raw request head.
-fn header(head: &str, name: &str) -> Option<String> {
+pub(crate) fn header(head: &str, name: &str) -> Option<String> {
     head.lines().skip(1).find_map(|l| {
         let (k, v) = l.split_once(':')?;
         k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
@@ -141,6 +190,22 @@ impl Browser {
         ];
         for (k, v) in params {
             args.extend(["--param".to_string(), format!("{k}={v}")]);
+        }
+        Browser::launch(&args, timeout)
+    }
+
+    /// Opens several pages of `tests-js/pages` in one browser (each in a context of its own,
+    /// each line tagged with the page's index): one Chromium start for all of them.
+    pub(crate) fn start_pages(pages: &[(&str, Vec<(&str, String)>)], timeout: Duration) -> Browser {
+        let mut args = Vec::new();
+        for (page, params) in pages {
+            args.extend([
+                "--page".to_string(),
+                tests_js().join("pages").join(page).display().to_string(),
+            ]);
+            for (k, v) in params {
+                args.extend(["--param".to_string(), format!("{k}={v}")]);
+            }
         }
         Browser::launch(&args, timeout)
     }
@@ -281,12 +346,12 @@ impl Drop for Browser {
     }
 }
 
-fn kind(v: &Value) -> &str {
+pub(crate) fn kind(v: &Value) -> &str {
     v["kind"].as_str().unwrap_or("")
 }
 
 /// The data of a `message` line, parsed as JSON (`Null` if it is not JSON).
-fn message_json(v: &Value) -> Value {
+pub(crate) fn message_json(v: &Value) -> Value {
     serde_json::from_str(v["data"].as_str().unwrap_or("")).unwrap_or(Value::Null)
 }
 

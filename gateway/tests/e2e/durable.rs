@@ -228,3 +228,33 @@ fn a_client_resumes_on_any_node_and_after_every_node_restarted() {
     };
     assert_eq!(ev.data, player_event(1, 7, 15));
 }
+
+/// A service that switched to `FCALL ssegw_publish` can publish as soon as a node is ready,
+/// before any HTTP publish or resume: the node loads the function library when its
+/// subscription starts, and again after Redis restarted without its data.
+#[test]
+fn a_service_can_fcall_as_soon_as_a_node_is_ready_and_after_redis_lost_its_data() {
+    let mut redis = Redis::start(&[]);
+    let gw = node(&redis);
+    let library = |r: &Redis| r.cli(&["FUNCTION", "LIST", "LIBRARYNAME", "ssegw"]);
+    assert!(
+        eventually(5 * SEC, || library(&redis).contains("ssegw")),
+        "no library after start-up: {}",
+        library(&redis)
+    );
+    let mut s = player(&gw, None);
+    let p = player_event(1, 7, 1);
+    let out = redis.cli(&["FCALL", "ssegw_publish", "1", "SSE::1::7", &p]);
+    assert!(!out.contains("ERR"), "{out}");
+    let ev = next_player_event(&mut s).expect("the service's event");
+    assert_eq!(ev.data, p);
+    assert_eq!(ev.id.split('-').count(), 3, "a durable id: {}", ev.id);
+    redis.kill9();
+    redis.restart();
+    assert!(eventually(10 * SEC, || ready(&gw) == 200));
+    assert!(
+        eventually(5 * SEC, || library(&redis).contains("ssegw")),
+        "no library after Redis came back empty: {}",
+        library(&redis)
+    );
+}

@@ -6,11 +6,14 @@ mod common;
 
 mod bad_input;
 mod browser;
+mod browser_fleet;
 mod channel_mode;
+mod cluster;
 mod cors;
 mod custom_routes;
 mod descriptors;
 mod durable;
+mod durable_outage;
 mod family_resume;
 mod game_stream;
 mod getting_started;
