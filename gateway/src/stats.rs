@@ -231,6 +231,21 @@ pub struct CoreStats {
     /// Redis links dropped because Redis sent bytes we refuse (malformed, nested too deep,
     /// over a size bound).
     pub redis_protocol_errors: AtomicU64,
+    /// Channels this core holds subscribed one by one on Redis, confirmed
+    /// (`SSE_REDIS_SUBSCRIBE=channel`; gauge, refreshed with the channel figures).
+    pub redis_channels: AtomicU64,
+    /// `SUBSCRIBE` commands sent by this core (each names up to 1,024 channels).
+    pub redis_subscribe_commands: AtomicU64,
+    /// Channels named in them.
+    pub redis_subscribe_channels: AtomicU64,
+    /// `UNSUBSCRIBE` commands sent by this core.
+    pub redis_unsubscribe_commands: AtomicU64,
+    /// Channels named in them.
+    pub redis_unsubscribe_channels: AtomicU64,
+    /// Streams that waited for Redis to confirm their channel's subscription before opening.
+    pub redis_subscribe_waits: AtomicU64,
+    /// Of those, the ones refused because no confirmation came in time.
+    pub redis_subscribe_timeouts: AtomicU64,
     /// Time from an event's arrival at the gateway to its write to each socket, per family.
     pub latency: [Histogram; ROUTE_SLOTS],
 }
@@ -895,6 +910,69 @@ const FIGURES: &[Figure] = &[
         )),
         source: Source::One(|c| &c.redis_outage_ms),
     },
+    figure(
+        Some((Section::Redis, "channels")),
+        Some((
+            "sse_redis_channels",
+            "Channels subscribed one by one on Redis and confirmed (channel mode).",
+            Kind::Gauge,
+        )),
+        |c| &c.redis_channels,
+    ),
+    figure(
+        Some((Section::Redis, "subscribe_commands")),
+        Some((
+            "sse_redis_subscribe_commands_total",
+            "SUBSCRIBE commands sent (channel mode; up to 1024 channels each).",
+            Kind::Counter,
+        )),
+        |c| &c.redis_subscribe_commands,
+    ),
+    figure(
+        Some((Section::Redis, "subscribe_channels")),
+        Some((
+            "sse_redis_subscribe_channels_total",
+            "Channels named in SUBSCRIBE commands.",
+            Kind::Counter,
+        )),
+        |c| &c.redis_subscribe_channels,
+    ),
+    figure(
+        Some((Section::Redis, "unsubscribe_commands")),
+        Some((
+            "sse_redis_unsubscribe_commands_total",
+            "UNSUBSCRIBE commands sent (channel mode).",
+            Kind::Counter,
+        )),
+        |c| &c.redis_unsubscribe_commands,
+    ),
+    figure(
+        Some((Section::Redis, "unsubscribe_channels")),
+        Some((
+            "sse_redis_unsubscribe_channels_total",
+            "Channels named in UNSUBSCRIBE commands.",
+            Kind::Counter,
+        )),
+        |c| &c.redis_unsubscribe_channels,
+    ),
+    figure(
+        Some((Section::Redis, "subscribe_waits")),
+        Some((
+            "sse_redis_subscribe_waits_total",
+            "Streams that waited for Redis to confirm their channel before opening.",
+            Kind::Counter,
+        )),
+        |c| &c.redis_subscribe_waits,
+    ),
+    figure(
+        Some((Section::Redis, "subscribe_timeouts")),
+        Some((
+            "sse_redis_subscribe_timeouts_total",
+            "Streams refused: their channel's subscription was not confirmed in time.",
+            Kind::Counter,
+        )),
+        |c| &c.redis_subscribe_timeouts,
+    ),
     figure(
         Some((Section::Redis, "dropped")),
         Some((

@@ -52,10 +52,6 @@ use redis_protocol::resp2::types::BytesFrame;
 /// Player channels are `SSE::1::<id>` with ids from here: six digits, so every channel (and
 /// every message frame) has the same length.
 const FIRST_PLAYER: u64 = 100_000;
-/// The unicast families' patterns, which channel mode replaces by per-channel subscriptions:
-/// players (`SSE::{brand_id}::{player_id}`) and private user channels
-/// (`{workspace}_user_{player}`).
-const UNICAST_PATTERNS: [&str; 2] = ["SSE::*::*", "*_user_*"];
 /// Channels per `SUBSCRIBE` command.
 const SUBSCRIBE_CHUNK: usize = 1_000;
 /// Messages written per `write` by the publisher, at most.
@@ -187,11 +183,10 @@ struct Shared {
 
 /// One connection's subscriptions as RESP commands, and how many confirmations they bring.
 fn subscribe_commands(mode: Mode, k: usize, i: usize, players: u64) -> (Vec<u8>, usize) {
-    let patterns: Vec<String> = gateway::internals::RouteTable::builtin()
-        .redis_patterns()
-        .into_iter()
-        .filter(|p| mode == Mode::Pattern || !UNICAST_PATTERNS.contains(&p.as_str()))
-        .collect();
+    // The gateway's own patterns for the mode: in channel mode the unicast families'
+    // (players, private user channels) are replaced by per-channel subscriptions.
+    let patterns: Vec<String> =
+        gateway::internals::RouteTable::builtin().redis_patterns(mode == Mode::Channel);
     let mut out = Vec::new();
     let mut confirms = patterns.len();
     let args: Vec<&[u8]> = std::iter::once(&b"PSUBSCRIBE"[..])

@@ -2,6 +2,7 @@
 //! the one way in for HTTP publishes (embedded cross-core channels, or Redis), chosen once at
 //! start-up; with Redis, each core also holds a pattern subscription ([`redis`]) to the
 //! address in [`target`].
+pub mod channels;
 pub mod durable;
 pub mod embedded;
 pub mod message;

@@ -20,7 +20,7 @@ use std::time::Duration;
 use clap::Parser;
 
 pub use error::ConfigError;
-pub use values::IoDriverChoice;
+pub use values::{IoDriverChoice, RedisSubscribe};
 
 use crate::auth::secret::{Secret, REDACTED};
 use crate::auth::Keys;
@@ -90,6 +90,12 @@ pub struct Config {
     /// redis://[user:pass@]host:port[/db] or host:port; unset: the embedded in-process broker.
     #[arg(long, env = "EVENTS_REDIS_STORAGE", value_name = "URL", value_parser = target::parse)]
     pub events_redis_storage: Option<RedisTarget>,
+    /// How cores subscribe on Redis: `pattern` (one PSUBSCRIBE of every family per core) or
+    /// `channel` (unicast families' channels one by one, where they have streams; broadcast
+    /// families by pattern), so Redis sends a player's events only where they are wanted.
+    #[arg(long, env = "SSE_REDIS_SUBSCRIBE", value_name = "MODE")]
+    #[arg(value_parser = RedisSubscribe::parse, default_value = "pattern")]
+    pub redis_subscribe: RedisSubscribe,
     /// One keep-alive interval for every stream family (> 0), for proxies with short idle
     /// timeouts; unset: each family's own (15s; topic stream 30s).
     #[arg(long, env = "SSE_KEEPALIVE_PERIOD", value_name = "DURATION")]
@@ -138,6 +144,12 @@ pub struct Config {
     #[arg(long, env = "SSE_CHANNEL_LIMIT", value_name = "N", value_parser = values::count)]
     #[arg(default_value = "100000")]
     pub channel_limit: usize,
+    /// How long a channel without streams is kept (> 0), with its history for clients that
+    /// come back, and in channel mode its Redis subscription, so a reconnect storm does not
+    /// churn SUBSCRIBE/UNSUBSCRIBE. Checked by a sweep that visits each idle channel every 10s.
+    #[arg(long, env = "SSE_CHANNEL_IDLE", value_name = "DURATION")]
+    #[arg(value_parser = duration::parse, default_value = "5m")]
+    pub channel_idle: Duration,
     /// HS256 secret for player and private-channel tokens; unset: those routes answer 401.
     #[arg(long, env = "SSE_AUTH_SECRET", value_name = "SECRET", value_parser = values::secret)]
     pub auth_secret: Option<Secret>,
@@ -265,6 +277,7 @@ impl Config {
             return Err(invalid("SSE_REPLAY_LIMIT", self.replay_limit, reason));
         }
         check_duration("SSE_HISTORY_TTL", self.history_ttl, false)?;
+        check_duration("SSE_CHANNEL_IDLE", self.channel_idle, false)?;
         if !(1..=MAX_RESUME_READS).contains(&self.resume_reads) {
             let reason = format!("must be from 1 to {MAX_RESUME_READS}");
             return Err(invalid("SSE_RESUME_READS", self.resume_reads, reason));

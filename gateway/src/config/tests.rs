@@ -227,6 +227,18 @@ const CASES: &[Case] = &[
         check: |c| c.io_driver == IoDriverChoice::Epoll,
     },
     Case {
+        env: "SSE_REDIS_SUBSCRIBE",
+        text: "channel",
+        toml: r#"redis_subscribe = "channel""#,
+        check: |c| c.redis_subscribe == RedisSubscribe::Channel,
+    },
+    Case {
+        env: "SSE_CHANNEL_IDLE",
+        text: "30s",
+        toml: r#"channel_idle = "30s""#,
+        check: |c| c.channel_idle == Duration::from_secs(30),
+    },
+    Case {
         env: "SSE_HISTORY_TTL",
         text: "10m",
         toml: r#"history_ttl = "10m""#,
@@ -430,6 +442,9 @@ fn invalid_values_name_their_setting() {
         ),
         ("SSE_CORS_ORIGINS", "*, https://a.example", "only entry"),
         ("SSE_IO_DRIVER", "uring", "auto, io_uring, epoll"),
+        ("SSE_REDIS_SUBSCRIBE", "channels", "pattern, channel"),
+        ("SSE_CHANNEL_IDLE", "0s", "greater than 0"),
+        ("SSE_CHANNEL_IDLE", "25h", "at most 24h"),
         ("SSE_HEAD_TIMEOUT", "0s", "greater than 0"),
         ("SSE_STATUS_VIEWERS", "1025", "from 0 (page off) to 1024"),
         ("SSE_STATUS_PERIOD", "50ms", "from 100ms to 1m"),

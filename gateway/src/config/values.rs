@@ -28,6 +28,29 @@ impl IoDriverChoice {
     }
 }
 
+/// How a core subscribes on Redis (`SSE_REDIS_SUBSCRIBE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RedisSubscribe {
+    /// One `PSUBSCRIBE` of every family's pattern per core: every core receives every event
+    /// (the default; cheapest for a few nodes).
+    #[default]
+    Pattern,
+    /// Unicast families (`Family::unicast`) by `SUBSCRIBE` of each channel on the core that
+    /// holds its streams; broadcast families by pattern.
+    Channel,
+}
+
+impl RedisSubscribe {
+    /// Reads `pattern` or `channel`, surrounding whitespace allowed.
+    pub(super) fn parse(text: &str) -> Result<RedisSubscribe, String> {
+        match text.trim() {
+            "pattern" => Ok(RedisSubscribe::Pattern),
+            "channel" => Ok(RedisSubscribe::Channel),
+            _ => Err("must be one of pattern, channel".into()),
+        }
+    }
+}
+
 /// A count: digits only (no sign), surrounding whitespace allowed.
 pub(super) fn count(text: &str) -> Result<usize, String> {
     let t = text.trim();
@@ -68,6 +91,15 @@ mod tests {
             assert_eq!(IoDriverChoice::parse(text), Ok(d));
         }
         assert!(IoDriverChoice::parse("uring").is_err());
+        assert_eq!(
+            RedisSubscribe::parse(" channel\n"),
+            Ok(RedisSubscribe::Channel)
+        );
+        assert_eq!(
+            RedisSubscribe::parse("pattern"),
+            Ok(RedisSubscribe::Pattern)
+        );
+        assert!(RedisSubscribe::parse("channels").is_err());
     }
 
     #[test]

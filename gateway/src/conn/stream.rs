@@ -35,10 +35,34 @@ use crate::route::resolve::StreamSpec;
 /// Starts a stream admitted on this core: writes its head and prelude in one write, then
 /// its events as they come. Refused (draining, Redis down): the refusal is written instead.
 ///
+/// In channel mode a stream whose channel Redis has not confirmed yet first waits for the
+/// confirmation (see [`crate::core::by_channel`]): its head is written only after, so no
+/// event published after it can be missed. Without a confirmation in time it is refused
+/// like a stream on a core whose Redis link is down.
+pub fn start(shard: Rc<Shard>, stream: TcpStream, mut spec: StreamSpec) {
+    let waits = shard.unconfirmed(&spec);
+    if waits.is_empty() {
+        return begin(shard, stream, spec);
+    }
+    monoio::spawn(async move {
+        if shard.confirmed(&waits).await {
+            begin(shard.clone(), stream, spec);
+        } else {
+            let why = shard.refuse_unconfirmed(spec.family);
+            let allow_origin = spec.allow_origin.take();
+            monoio::spawn(refuse(shard.clone(), stream, why, allow_origin));
+        }
+        shard.release_channels(&waits);
+    });
+}
+
+/// Opens a stream whose channels are subscribed: head, prelude and registration in one
+/// step, then the writer.
+///
 /// Setup is synchronous on purpose: the spawned task then holds each piece of state once
 /// (an async fn would keep its arguments and everything it moved on in its own state), which
 /// keeps an idle stream's task at a few hundred bytes.
-pub fn start(shard: Rc<Shard>, stream: TcpStream, mut spec: StreamSpec) {
+fn begin(shard: Rc<Shard>, stream: TcpStream, mut spec: StreamSpec) {
     let _ = stream.set_nodelay(true);
     let mut b = shard.pool().take();
     let allow_origin = spec.allow_origin.take();

@@ -111,6 +111,8 @@ impl Shard {
         let (bytes, trimmed) = hub.history_use();
         stats.history_bytes.store(bytes as u64, Relaxed);
         stats.history_trimmed.store(trimmed, Relaxed);
+        drop(hub);
+        self.store_channel_figures();
     }
 
     /// This tick's slice of the write-deadline scan: every stream is visited once per
@@ -150,6 +152,7 @@ impl Shard {
         }
         let rounds = SWEEP_EVERY.as_nanos() / CHORES.max(self.tick_period()).as_nanos();
         self.hub.borrow_mut().sweep(now, rounds as usize);
+        self.unsubscribe_dropped();
     }
 
     /// The keys of every open stream, in the order the drain closes them.

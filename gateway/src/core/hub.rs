@@ -16,8 +16,8 @@ use crate::core::event_id::EventId;
 use crate::core::subscriber::{Frame, Pushed, Subscriber};
 use crate::route::resolve::Channels;
 
-/// How long a channel with history but no subscriber is kept, so a client that was cut or
-/// lost its network can still resume from it.
+/// How long a channel with history but no subscriber is kept by default (`SSE_CHANNEL_IDLE`),
+/// so a client that was cut or lost its network can still resume from it.
 pub const IDLE_KEEP: Duration = Duration::from_secs(300);
 
 /// How long a kept channel (one that greets new streams with its latest message) lives with
@@ -198,6 +198,12 @@ pub struct Hub {
     /// so the resume bookkeeping above (created, evicted, lost, gap) answers for it too.
     /// Trimmed with history; `durable_floor` rises past what is trimmed.
     durable_marks: VecDeque<(u64, u64)>,
+    /// How long a channel without streams is kept (`SSE_CHANNEL_IDLE`).
+    idle_keep: Duration,
+    /// By family: whether its dropped channels go to `gone` (see [`Hub::track_drops`]).
+    tracked: Vec<bool>,
+    /// Channels of tracked families dropped and not yet taken.
+    gone: Vec<Box<str>>,
 }
 
 /// What a resume of every channel of one family needs, kept as events come and go, so that
@@ -250,6 +256,35 @@ impl Hub {
             durable_epoch: None,
             durable_floor: u64::MAX,
             durable_marks: VecDeque::new(),
+            idle_keep: IDLE_KEEP,
+            tracked: Vec::new(),
+            gone: Vec::new(),
+        }
+    }
+
+    /// How long a channel without streams is kept (`SSE_CHANNEL_IDLE`; [`IDLE_KEEP`] until
+    /// set).
+    pub fn keep_idle(&mut self, d: Duration) {
+        self.idle_keep = d;
+    }
+
+    /// Families whose channels, when dropped (swept or evicted), are reported by
+    /// [`Hub::take_gone`]: the ones subscribed on Redis per channel, whose subscription lives
+    /// exactly as long as the channel does here (so history kept for a resume never misses
+    /// an event, and a reconnect storm reuses subscriptions instead of churning them).
+    pub fn track_drops(&mut self, families: Vec<bool>) {
+        self.tracked = families;
+    }
+
+    /// The channels of tracked families dropped since the last call.
+    pub fn take_gone(&mut self) -> Vec<Box<str>> {
+        std::mem::take(&mut self.gone)
+    }
+
+    /// Notes that `name` of `family` left the table.
+    fn dropped(&mut self, family: usize, name: &str) {
+        if self.tracked.get(family).copied().unwrap_or(false) {
+            self.gone.push(name.into());
         }
     }
 
@@ -381,6 +416,7 @@ impl Hub {
             };
             if let Some(c) = self.channels.remove(&name) {
                 self.released(c.family, &name, &c.history);
+                self.dropped(c.family, &name);
                 if c.newest_seq > 0 {
                     // Its history goes: resuming across this point is a gap (a reset).
                     self.lost_upto.insert(c.family, self.next_seq);
@@ -613,7 +649,7 @@ impl Hub {
     }
 
     /// Removes a stream's membership; a channel left without subscribers stays for
-    /// [`IDLE_KEEP`] (so a client that comes back can resume), then is swept.
+    /// `SSE_CHANNEL_IDLE` (so a client that comes back can resume), then is swept.
     pub fn unsubscribe(&mut self, m: &Membership) {
         self.changes += 1;
         match m {
@@ -631,7 +667,7 @@ impl Hub {
         }
     }
 
-    /// A channel left without subscribers stays for [`IDLE_KEEP`], so a client that comes
+    /// A channel left without subscribers stays for `SSE_CHANNEL_IDLE`, so a client that comes
     /// back resumes from it (even one that had no event yet: a message published meanwhile
     /// is kept for it rather than dropped), unless the channel budget needs its place first:
     /// then the least recently used go (see [`Hub::admit`]).
@@ -893,7 +929,7 @@ impl Hub {
         self.changes
     }
 
-    /// Drops channels idle for longer than [`IDLE_KEEP`] (kept ones: [`KEPT_IDLE`]), a slice
+    /// Drops channels idle for longer than `SSE_CHANNEL_IDLE` (kept ones: [`KEPT_IDLE`]), a slice
     /// at a time: each call visits the next `1 / rounds` of the channels without a
     /// subscriber of their own (at least [`SWEEP_SLICE`]), after where the last call
     /// stopped, so `rounds` calls visit every one of them.
@@ -935,16 +971,16 @@ impl Hub {
             }
             let c = self.channels.get_mut(&**name).expect("looked up above");
             let idle_for = c.idle_since.map(|t| now.saturating_duration_since(t));
-            // A kept channel nobody has watched for IDLE_KEEP keeps only its latest message
+            // A kept channel nobody has watched for the idle time keeps only its latest message
             // (the greeting), not its history: history is for clients that come back soon.
             let mut dropped = VecDeque::new();
-            if c.keep && idle_for.is_some_and(|d| d >= IDLE_KEEP) && !c.history.is_empty() {
+            if c.keep && idle_for.is_some_and(|d| d >= self.idle_keep) && !c.history.is_empty() {
                 c.evicted_upto = c.newest_seq;
                 dropped = std::mem::take(&mut c.history);
                 let f = family_index(&mut self.families, c.family);
                 f.evicted = f.evicted.max(c.newest_seq);
             }
-            let ttl = if c.keep { KEPT_IDLE } else { IDLE_KEEP };
+            let ttl = if c.keep { KEPT_IDLE } else { self.idle_keep };
             let (family, published) = (c.family, c.newest_seq > 0);
             let name = c.name.clone();
             self.released(family, &name, &dropped);
@@ -954,6 +990,7 @@ impl Hub {
             if let Some(name) = self.idle.remove(&k) {
                 if let Some(c) = self.channels.remove(&name) {
                     self.released(family, &name, &c.history);
+                    self.dropped(family, &name);
                 }
             }
             if published {
@@ -1285,6 +1322,34 @@ mod tests {
             Resume::Reset { newest_id, .. } => assert_eq!(newest_id.as_deref(), Some("r.0.4")),
             r => panic!("{r:?}"),
         }
+    }
+
+    /// Channels of tracked families (subscribed on Redis per channel) are reported when the
+    /// table drops them, swept or evicted, and only then; others never are.
+    #[test]
+    fn dropped_channels_of_tracked_families_are_reported() {
+        let mut hub = Hub::new("run", 0, 8);
+        hub.limit_channels(2);
+        hub.keep_idle(Duration::from_secs(1));
+        hub.track_drops(vec![true, false]);
+        let s = |f| Rc::new(Subscriber::new(f, 0, 8));
+        let a = hub.subscribe(one("a"), 0, s(0));
+        let b = hub.subscribe(one("b"), 1, s(1));
+        hub.unsubscribe(&a);
+        hub.unsubscribe(&b);
+        // Idle, not yet old enough: kept, nothing reported.
+        hub.sweep(Instant::now(), 1);
+        assert!(hub.take_gone().is_empty());
+        hub.sweep(Instant::now() + Duration::from_secs(2), 1);
+        assert_eq!(hub.take_gone(), vec![Box::from("a")]);
+        assert_eq!(hub.channel_count(), 0);
+        // Evicted for room: reported too.
+        let c = hub.subscribe(one("c"), 0, s(0));
+        hub.unsubscribe(&c);
+        let _d = hub.subscribe(one("d"), 0, s(0));
+        assert!(hub.admit(&one("e")));
+        assert_eq!(hub.take_gone(), vec![Box::from("c")]);
+        assert!(hub.take_gone().is_empty());
     }
 
     #[test]

@@ -18,9 +18,10 @@ use monoio::net::TcpStream;
 use slab::Slab;
 use tracing::warn;
 
+use crate::broker::channels::ChannelSubs;
 use crate::broker::message::Message;
 use crate::broker::publish::{Broker, PublishError};
-use crate::config::Config;
+use crate::config::{Config, RedisSubscribe};
 use crate::core::deliver::{deliver, Delivery, Dropped, Place};
 use crate::core::hub::Hub;
 use crate::core::node::{Control, Handoff, Node};
@@ -116,6 +117,11 @@ pub struct Shard {
     topics_cache: RefCell<Option<CachedCounts>>,
     /// The live status page's feed on this core.
     status: Rc<StatusFeed>,
+    /// Channel mode: the channels this core's Redis link subscribes one by one (see
+    /// [`crate::core::by_channel`]); `None` in pattern mode or without Redis.
+    pub(super) channel_subs: Option<Rc<RefCell<ChannelSubs>>>,
+    /// By family: subscribed one by one (channel mode, unicast families).
+    pub(super) per_channel: Vec<bool>,
 }
 
 /// A core's topic count and what it cost.
@@ -138,6 +144,18 @@ impl Shard {
         hub.limit_replay(node.config().replay_limit);
         hub.limit_channels(node.config().channel_limit);
         hub.limit_history_bytes(node.config().history_bytes);
+        hub.keep_idle(node.config().channel_idle);
+        let by_channel = with_redis && node.config().redis_subscribe == RedisSubscribe::Channel;
+        let per_channel: Vec<bool> = node
+            .routes()
+            .families
+            .iter()
+            .map(|f| by_channel && f.unicast)
+            .collect();
+        if by_channel {
+            // Their subscriptions live as long as the table holds the channel.
+            hub.track_drops(per_channel.clone());
+        }
         Shard {
             id,
             hub: RefCell::new(hub),
@@ -157,6 +175,8 @@ impl Shard {
             resume_waiters: RefCell::new(Vec::new()),
             topics_cache: RefCell::new(None),
             status: Rc::default(),
+            channel_subs: by_channel.then(|| Rc::new(RefCell::new(ChannelSubs::new()))),
+            per_channel,
             node,
         }
     }
@@ -295,6 +315,8 @@ impl Shard {
             self.node.note_issued(self.id, hub.issued());
             d
         };
+        // A message may have made room for its channel by evicting another.
+        self.unsubscribe_dropped();
         let stats = self.stats();
         let add = |c: &AtomicU64, n: usize| c.fetch_add(n as u64, Relaxed);
         match delivery {

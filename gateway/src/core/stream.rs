@@ -120,6 +120,8 @@ impl Shard {
             self.node.close_stream();
             return Err(r);
         }
+        // Room made for its channels may have evicted others.
+        self.unsubscribe_dropped();
         let sub = Rc::new(
             Subscriber::new(family, self.take_slot(), self.config().event_buffer)
                 .conflating(fam.slow == SlowPolicy::Conflate),

@@ -44,6 +44,9 @@ struct Row {
     channel_list_param: Option<String>,
     #[serde(default = "yes")]
     named_system_events: bool,
+    /// Whether each channel has one or a few streams (subscribed per channel in
+    /// `SSE_REDIS_SUBSCRIBE=channel` mode); absent: whether `placement = "owner"`.
+    unicast: Option<bool>,
 }
 
 fn public() -> AuthRule {
@@ -173,6 +176,12 @@ fn check(table: &RouteTable, row: Row) -> Result<Family, String> {
             "a channel_list_param stream spans channels, so placement must be \"local\"".into(),
         );
     }
+    let unicast = row.unicast.unwrap_or(row.placement == Placement::Owner);
+    if unicast && row.channel_list_param.is_some() {
+        return Err(
+            "a unicast family is subscribed per channel, so it cannot take channel_list_param (`all` names no channel)".into(),
+        );
+    }
     if row.channel_list_param.is_some() && row.greeting == Greeting::Latest {
         return Err("greeting = \"latest\" needs a single channel, not channel_list_param".into());
     }
@@ -217,6 +226,7 @@ fn check(table: &RouteTable, row: Row) -> Result<Family, String> {
         channel_list_param: row.channel_list_param,
         named_system_events: row.named_system_events,
         topic_api: false,
+        unicast,
     })
 }
 
@@ -250,11 +260,38 @@ mod tests {
         assert_eq!(f.slow, SlowPolicy::Conflate);
         assert_eq!(f.auth, AuthRule::Public);
         assert_eq!(t.family_of_channel("orders:7"), Some(t.families.len() - 1));
+        // Unicast follows owner placement unless the row says otherwise.
+        assert!(!f.unicast);
+        let t = load(
+            r#"
+            [[routes]]
+            name = "inbox"
+            path = "/inbox/{user}"
+            channel = "inbox:{user}"
+            placement = "owner"
+            [[routes]]
+            name = "desk"
+            path = "/desk/{user}"
+            channel = "desk:{user}"
+            unicast = true
+            "#,
+        )
+        .unwrap();
+        let unicast: Vec<bool> = t.families.iter().rev().take(2).map(|f| f.unicast).collect();
+        assert_eq!(unicast, [true, true]);
     }
 
     #[test]
     fn bad_rows_name_the_row_and_the_problem() {
         let cases: &[(&str, &str)] = &[
+            (
+                r#"name = "x"
+                path = "/x"
+                channel = "c:{t}"
+                channel_list_param = "t"
+                unicast = true"#,
+                "cannot take channel_list_param",
+            ),
             (
                 r#"name = "x"
                 path = "/x"

@@ -298,6 +298,12 @@ pub struct Family {
     /// /api/v1/events/broadcast` publishes to its channels, and stats list its subscribers
     /// per topic without a family prefix. Only the built-in topic stream has it.
     pub topic_api: bool,
+    /// Whether a channel of this family has one or a few streams (a player's, a private
+    /// channel's) rather than many (a broadcast): with `SSE_REDIS_SUBSCRIBE=channel` such
+    /// channels are subscribed on Redis one by one where they have streams, instead of by
+    /// the family's pattern on every core. Never with `channel_list_param` (`all` names no
+    /// channel to subscribe).
+    pub unicast: bool,
 }
 
 /// The fixed (non-stream) endpoints.
@@ -408,6 +414,7 @@ impl RouteTable {
             channel_list_param: None,
             named_system_events: true,
             topic_api: false,
+            unicast: false,
         };
         let jackpot =
             |name: &str, channel: &str, auth: AuthRule, placement: Placement, slow| Family {
@@ -426,6 +433,8 @@ impl RouteTable {
                 channel_list_param: None,
                 named_system_events: true,
                 topic_api: false,
+                // The private channels (owner-placed): one player's.
+                unicast: placement == Placement::Owner,
             };
         RouteTable {
             families: vec![
@@ -445,6 +454,7 @@ impl RouteTable {
                     channel_list_param: None,
                     named_system_events: false,
                     topic_api: false,
+                    unicast: true,
                 },
                 // Before `game`: `stream:type:x` also has the shape `stream:{game}`.
                 game("game_type", "/sse/type/{type}", "stream:type:{type}"),
@@ -479,6 +489,7 @@ impl RouteTable {
                     channel_list_param: Some("topics".into()),
                     named_system_events: true,
                     topic_api: true,
+                    unicast: false,
                 },
             ],
         }
@@ -543,11 +554,13 @@ impl RouteTable {
         best.map(|(_, i)| i)
     }
 
-    /// Redis `PSUBSCRIBE` patterns for every family, deduplicated.
-    pub fn redis_patterns(&self) -> Vec<String> {
+    /// Redis `PSUBSCRIBE` patterns, deduplicated: of every family, or with `per_channel`
+    /// (`SSE_REDIS_SUBSCRIBE=channel`) of the families not subscribed channel by channel.
+    pub fn redis_patterns(&self, per_channel: bool) -> Vec<String> {
         let mut v: Vec<String> = self
             .families
             .iter()
+            .filter(|f| !(per_channel && f.unicast))
             .map(|f| f.channel.redis_pattern())
             .collect();
         v.sort();
@@ -697,6 +710,33 @@ mod tests {
         for (channel, want) in cases {
             assert_eq!(name(channel), *want, "{channel}");
         }
+    }
+
+    #[test]
+    fn channel_mode_keeps_patterns_of_broadcast_families_only() {
+        let t = RouteTable::builtin();
+        let unicast: Vec<&str> = t
+            .families
+            .iter()
+            .filter(|f| f.unicast)
+            .map(|f| f.name.as_str())
+            .collect();
+        assert_eq!(unicast, ["player", "jackpot_user"]);
+        assert_eq!(
+            t.redis_patterns(false),
+            [
+                "*_broadcast_*",
+                "*_user_*",
+                "SSE::*::*",
+                "events:*",
+                "stream:*",
+                "stream:type:*"
+            ]
+        );
+        assert_eq!(
+            t.redis_patterns(true),
+            ["*_broadcast_*", "events:*", "stream:*", "stream:type:*"]
+        );
     }
 
     #[test]

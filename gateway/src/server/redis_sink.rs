@@ -22,6 +22,10 @@ pub struct RedisSink {
     /// Each family's own pattern, by family index: a channel matching several patterns
     /// arrives once per pattern, and only its family's copy is taken.
     own: Vec<String>,
+    /// By family: subscribed channel by channel (channel mode, unicast families). Such a
+    /// family's messages are taken only as `message`s of their own channel, never through a
+    /// pattern (a broadcast pattern may fit its names too): each arrives once.
+    per_channel: Vec<bool>,
     /// When the subscription was lost (for the outage time).
     lost_at: Cell<Option<Instant>>,
     /// When a failed reconnect was last logged (once a minute while down).
@@ -43,9 +47,11 @@ impl RedisSink {
             .iter()
             .map(|f| f.channel.redis_pattern())
             .collect();
+        let per_channel = shard.per_channel_families().to_vec();
         RedisSink {
             shard,
             own,
+            per_channel,
             lost_at: Cell::new(None),
             logged_at: Cell::new(None),
             hostile_logged_at: Cell::new(None),
@@ -54,7 +60,7 @@ impl RedisSink {
 }
 
 impl SubscriberSink for RedisSink {
-    fn message(&self, pattern: &[u8], channel: Bytes, payload: Bytes, arrived: Instant) {
+    fn message(&self, pattern: Option<&[u8]>, channel: Bytes, payload: Bytes, arrived: Instant) {
         let (payload, durable) = match durable::open(&payload) {
             Envelope::Plain => (payload, None),
             Envelope::Durable(tag, inner) => (inner, Some(tag)),
@@ -69,8 +75,13 @@ impl SubscriberSink for RedisSink {
             arrived,
             durable,
         };
-        self.shard
-            .deliver(&msg, |f| self.own[f].as_bytes() == pattern);
+        let by_name = |f: usize| self.per_channel.get(f).copied().unwrap_or(false);
+        match pattern {
+            Some(p) => self
+                .shard
+                .deliver(&msg, |f| !by_name(f) && self.own[f].as_bytes() == p),
+            None => self.shard.deliver(&msg, by_name),
+        }
     }
 
     fn dropped(&self, why: &'static str) {

@@ -157,10 +157,13 @@ async fn run(start: CoreStart) {
         monoio::spawn(inbox_loop(shard.clone(), inbox));
     }
     if let Some(target) = redis {
-        let patterns = shard.routes().redis_patterns();
+        let channels = shard.channel_subs();
+        let patterns = shard.routes().redis_patterns(channels.is_some());
         let seed = id as u64 ^ u64::from(std::process::id()) << 16;
         let sink = Rc::new(RedisSink::new(shard.clone()));
-        monoio::spawn(redis::subscribe_loop(target, patterns, seed, sink));
+        monoio::spawn(redis::subscribe_loop(
+            target, patterns, seed, sink, channels,
+        ));
     }
     let drain_period = Rc::new(Cell::new(Duration::ZERO));
     monoio::spawn(control_loop(shard.clone(), control, drain_period.clone()));

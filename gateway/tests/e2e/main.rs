@@ -7,6 +7,7 @@ mod common;
 mod bad_input;
 mod browser;
 mod browser_fleet;
+mod channel_mode;
 mod cluster;
 mod cors;
 mod custom_routes;
