@@ -33,7 +33,8 @@ fn resp(args: &[&[u8]]) -> Vec<u8> {
 
 /// A Redis impostor on a loopback port: it confirms each `PSUBSCRIBE` pattern, answers
 /// `PING`s (so the gateway's watchdog keeps the link), and sends what the test tells it.
-/// Every connection it accepted is kept, in order; its threads stop when it drops.
+/// Every subscriber connection it accepted is kept, in order (other connections get errors);
+/// its threads stop when it drops.
 struct FakeRedis {
     port: u16,
     conns: Arc<Mutex<Vec<Arc<Mutex<TcpStream>>>>>,
@@ -115,6 +116,36 @@ fn serve(sock: TcpStream, conns: Arc<Mutex<Vec<Arc<Mutex<TcpStream>>>>>, stop: A
             break args - 1;
         }
     };
+    // Not a subscriber (a node's publisher link: `INFO`, `FCALL_RO ...`): every command is
+    // refused, as by a Redis without those commands, and the connection is not one of the
+    // links the test writes to.
+    if !String::from_utf8_lossy(&buf).contains("PSUBSCRIBE") {
+        let commands = |b: &[u8]| {
+            let t = String::from_utf8_lossy(b);
+            usize::from(t.starts_with('*')) + t.matches("\r\n*").count()
+        };
+        let mut seen = commands(&buf);
+        let _ = wr
+            .lock()
+            .unwrap()
+            .write_all(b"-ERR unknown command\r\n".repeat(seen).as_slice());
+        while !stop.load(Ordering::Relaxed) {
+            match rd.read(&mut chunk) {
+                Ok(0) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
+                Err(_) => return,
+            }
+            let now = commands(&buf);
+            let _ = wr
+                .lock()
+                .unwrap()
+                .write_all(b"-ERR unknown command\r\n".repeat(now - seen).as_slice());
+            seen = now;
+        }
+        return;
+    }
     {
         let mut w = wr.lock().unwrap();
         for i in 1..=patterns {
