@@ -88,3 +88,16 @@ cpu_per_event() {
     ([.procs[] | select(.pid != $r) | .cpu_s] | add // 0) as $gw |
     "cpu per event: redis \($redis / $p.sent * 1e8 | round / 100) us, gateways \($gw / $p.sent * 1e8 | round / 100) us (\($p.sent) events in \($p.seconds * 10 | round / 10) s; redis \($redis * 100 | round / 100) s, gateways \($gw * 100 | round / 100) s of CPU)"' "$1"
 }
+
+# settle: waits (at most SETTLE seconds, default 20) for the 1-minute load average to fall
+# under LOAD_MAX (default 2.0) after the previous run; prints the load average it starts at,
+# to be recorded beside the run (a run that started above LOAD_MAX is void on this 2-core
+# machine: the previous run's tail or something else running).
+settle() {
+  local i
+  for i in $(seq "${SETTLE:-20}"); do
+    awk -v max="${LOAD_MAX:-2.0}" '{ exit !($1 < max) }' /proc/loadavg && break
+    sleep 1
+  done
+  cut -d' ' -f1 /proc/loadavg
+}

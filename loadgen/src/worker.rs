@@ -121,17 +121,28 @@ struct Shared {
     sec_received: u64,
     /// Streams of this worker on each URL (open or trying): failover picks the fewest.
     per_url: Vec<u64>,
+    /// Until when each URL counts as down: a connect it refused takes it out of failover's
+    /// choice for [`DOWN_FOR`], as a balancer's passive health check does.
+    down_until: Vec<Option<Instant>>,
 }
+
+/// How long a URL that refused a connect is left out of failover's choice. A node being
+/// restarted refuses connects until it listens again; without this a least-connections
+/// choice keeps sending streams to it (it holds the fewest), and each one fails there.
+pub const DOWN_FOR: Duration = Duration::from_secs(2);
 
 /// Failover: the URL a stream that `from` ended moves to, as a least-connections balancer
 /// picks it: of the others, the one holding the fewest of `per_url` (this worker's streams;
 /// every worker holds a like share, so all together stay balanced); ties go to the first
 /// after `from`, so streams dropped together spread instead of herding on one node.
-pub fn next_url(per_url: &[u64], from: usize) -> usize {
+/// URLs marked in `down` are skipped while any other is up.
+pub fn next_url(per_url: &[u64], down: &[bool], from: usize) -> usize {
     let n = per_url.len();
-    (1..n)
-        .map(|d| (from + d) % n)
+    let others = || (1..n).map(|d| (from + d) % n);
+    others()
+        .filter(|&u| !down.get(u).copied().unwrap_or(false))
         .min_by_key(|&u| per_url[u])
+        .or_else(|| others().min_by_key(|&u| per_url[u]))
         .unwrap_or(from)
 }
 
@@ -313,6 +324,7 @@ async fn run(spec: WorkerSpec, cmds: Arc<Mutex<VecDeque<String>>>) -> i32 {
         sec_open_min: 0,
         sec_received: 0,
         per_url: vec![0; o.urls.len()],
+        down_until: vec![None; o.urls.len()],
     }));
     // Open the streams at this worker's share of the connect rate, in 10 ms steps.
     {
@@ -607,6 +619,9 @@ async fn stream_task(sh: Rc<RefCell<Shared>>, ctx: Rc<Ctx>, idx: usize) {
             let mut s = sh.borrow_mut();
             let (wait, ended) = match end {
                 End::Failed(reason) => {
+                    if reason.starts_with("connect: refused") {
+                        s.down_until[url] = Some(Instant::now() + DOWN_FOR);
+                    }
                     s.progress.failed += 1;
                     s.count_failure(idx, reason);
                     if !s.slots[idx].attempted {
@@ -636,7 +651,13 @@ async fn stream_task(sh: Rc<RefCell<Shared>>, ctx: Rc<Ctx>, idx: usize) {
             };
             let mut moved = false;
             if ended && ctx.failover {
-                let to = next_url(&s.per_url, url);
+                let now = Instant::now();
+                let down: Vec<bool> = s
+                    .down_until
+                    .iter()
+                    .map(|d| d.is_some_and(|t| t > now))
+                    .collect();
+                let to = next_url(&s.per_url, &down, url);
                 if to != url {
                     s.per_url[url] -= 1;
                     s.per_url[to] += 1;
@@ -936,16 +957,22 @@ mod tests {
             (&[7, 7], 1, 0),
             (&[7], 0, 0),
         ] {
-            assert_eq!(next_url(per_url, from), to, "{per_url:?} from {from}");
+            assert_eq!(next_url(per_url, &[], from), to, "{per_url:?} from {from}");
         }
         // A node's streams, moved one by one, spread evenly over the others.
         let mut per_url = vec![12u64, 12, 12, 12];
         for _ in 0..12 {
-            let to = next_url(&per_url, 0);
+            let to = next_url(&per_url, &[], 0);
             per_url[0] -= 1;
             per_url[to] += 1;
         }
         assert_eq!(per_url, vec![0, 16, 16, 16]);
+        // A node that refused connects (being restarted) is left out while another is up,
+        // however few streams it holds; when every other is down too, least-loaded again.
+        let down = [false, true, false, false];
+        assert_eq!(next_url(&[9, 0, 5, 6], &down, 0), 2);
+        assert_eq!(next_url(&[9, 0, 5, 6], &down, 2), 3);
+        assert_eq!(next_url(&[0, 3, 9], &[false, true, true], 0), 1);
     }
 
     #[test]
