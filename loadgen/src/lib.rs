@@ -16,6 +16,7 @@
 //! - `http`, `chunked`, `sse`: pure parsers for the response head, chunked framing and the
 //!   event stream (incremental, borrowed slices, cheap).
 //! - `seqs`: loss and duplicate accounting.
+//! - `fleet`: what a plan's knee means for a fleet on one Redis (the fleet model's table).
 //! - `template`: `{i}`, `{player}`, `{channel}`, `{token}`, ... expansion.
 //! - `report`: progress, per-worker and run reports, the per-second series; table and JSON.
 //! - `html`: the report as one self-contained HTML page with SVG plots (`--html`).
@@ -28,6 +29,7 @@
 
 pub mod chunked;
 pub mod coord;
+pub mod fleet;
 pub mod html;
 pub mod http;
 pub mod opts;

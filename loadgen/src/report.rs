@@ -587,6 +587,10 @@ impl Report {
                 s,
                 "\nplan: knee at {k:.0} events/s (last step that held p99 and lost nothing)"
             );
+            let fleet = crate::fleet::advice(crate::fleet::MEASURED, k);
+            if !fleet.is_empty() {
+                let _ = writeln!(s, "{fleet}");
+            }
         }
         let _ = writeln!(s);
         for (label, list) in [("under test", &self.procs), ("loadgen", &self.loadgen)] {
