@@ -14,10 +14,10 @@ const SEC: Duration = Duration::from_secs(1);
 
 /// One node on `redis`: one core, so which core a stream lands on (and so whose memory
 /// answers it) is not left to `SO_REUSEPORT`.
-fn node(redis: &Redis) -> Gateway {
+pub(crate) fn node(redis: &Redis) -> Gateway {
     let gw = Gateway::start(&[("EVENTS_REDIS_STORAGE", &redis.url()), ("SSE_CORES", "1")]);
     assert!(
-        eventually(5 * SEC, || ready(&gw) == 200),
+        eventually(10 * SEC, || ready(&gw) == 200),
         "{}",
         gw.log_text()
     );
@@ -33,7 +33,7 @@ fn reads(gw: &Gateway) -> i64 {
 }
 
 /// A `topics=a,b` stream, resuming from `last` when given.
-fn topics(gw: &Gateway, last: Option<&str>) -> Sse {
+pub(crate) fn topics(gw: &Gateway, last: Option<&str>) -> Sse {
     let header = last.map(|l| format!("Last-Event-ID: {l}\r\n"));
     let s = Sse::open(
         gw.addr,
@@ -57,11 +57,15 @@ fn player(gw: &Gateway, last: Option<&str>) -> Sse {
 }
 
 /// Event `n` on topic `a` (odd `n`) or `b` (even), through `gw`'s HTTP broadcast.
-fn topic_event(gw: &Gateway, n: u64) {
+pub(crate) fn topic_event(gw: &Gateway, n: u64) {
     let topic = if n % 2 == 1 { "a" } else { "b" };
-    let body = format!("{{\"topic\":\"{topic}\",\"type\":\"t.{topic}\",\"data\":{{\"n\":{n}}}}}");
-    let r = gw.post("/api/v1/events/broadcast", &body);
+    let r = gw.post("/api/v1/events/broadcast", &topic_body(topic, n));
     assert_eq!(r.status, 202, "{}", r.text());
+}
+
+/// The broadcast body of event `n` on `topic`.
+pub(crate) fn topic_body(topic: &str, n: u64) -> String {
+    format!("{{\"topic\":\"{topic}\",\"type\":\"t.{topic}\",\"data\":{{\"n\":{n}}}}}")
 }
 
 /// Player event `n`, through `gw`'s HTTP publish.

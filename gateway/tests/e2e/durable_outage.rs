@@ -17,43 +17,9 @@
 use std::time::Duration;
 
 use crate::common::*;
+use crate::durable::{node, topic_body as body, topic_event, topics};
 
 const SEC: Duration = Duration::from_secs(1);
-
-/// A one-core node on `redis`, subscribed.
-fn node(redis: &Redis) -> Gateway {
-    let gw = Gateway::start(&[("EVENTS_REDIS_STORAGE", &redis.url()), ("SSE_CORES", "1")]);
-    assert!(
-        eventually(10 * SEC, || ready(&gw) == 200),
-        "{}",
-        gw.log_text()
-    );
-    gw
-}
-
-/// A `topics=a,b` stream, resuming from `last` when given.
-fn topics(gw: &Gateway, last: Option<&str>) -> Sse {
-    let header = last.map(|l| format!("Last-Event-ID: {l}\r\n"));
-    let s = Sse::open(
-        gw.addr,
-        "/api/v1/events?topics=a,b",
-        header.as_deref().unwrap_or(""),
-    );
-    assert_eq!(s.status(), 200, "{}", s.head);
-    s
-}
-
-/// The broadcast of event `n` on `topic`.
-fn body(topic: &str, n: u64) -> String {
-    format!("{{\"topic\":\"{topic}\",\"type\":\"t.{topic}\",\"data\":{{\"n\":{n}}}}}")
-}
-
-/// Event `n` on topic `a` (odd) or `b` (even) through `gw`'s HTTP broadcast, answered 202.
-fn topic_event(gw: &Gateway, n: u64) {
-    let topic = if n % 2 == 1 { "a" } else { "b" };
-    let r = gw.post("/api/v1/events/broadcast", &body(topic, n));
-    assert_eq!(r.status, 202, "{}", r.text());
-}
 
 /// Reads events `ns` of a topic stream, in that order, with durable ids; the last one's id.
 fn expect(s: &mut Sse, ns: impl IntoIterator<Item = u64>) -> String {
