@@ -106,14 +106,6 @@ fn form(s: &str) -> String {
         .collect()
 }
 
-/// A free loopback port (bound, then released for the server to take).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
 /// A real Prometheus on a free loopback port, its config and data in a temp directory;
 /// killed by PID and the directory removed when dropped.
 struct Prometheus {

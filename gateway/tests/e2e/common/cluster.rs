@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use super::{eventually, Redis};
+use super::{eventually, free_port, Redis};
 
 /// Three masters, each with one replica, on loopback.
 pub struct RedisCluster {
@@ -15,14 +15,6 @@ pub struct RedisCluster {
     pub nodes: Vec<Redis>,
     /// Where the servers keep their cluster files (`nodes.conf`), removed on drop.
     dir: PathBuf,
-}
-
-/// A loopback port that was free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
 }
 
 impl RedisCluster {

@@ -519,6 +519,14 @@ pub fn redis_answers(port: u16) -> bool {
             .is_ok_and(|k| k == 1 && (b[0] == b'+' || b[0] == b'-'))
 }
 
+/// A loopback port that was free a moment ago (bound, then released for a server to take).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
 /// Waits until `f` holds, polling every 20 ms, at most `within`.
 pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + within;
@@ -555,10 +563,7 @@ impl Redis {
             args: args.iter().map(|s| s.to_string()).collect(),
         };
         for _ in 0..5 {
-            r.port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("free port")
-                .port();
+            r.port = free_port();
             if r.try_start() {
                 return r;
             }
