@@ -683,18 +683,7 @@ mod tests {
             target_p99_ms: 100.0,
             phases: vec![phase(100.0, 2.0), phase(150.0, 3.0), phase(225.0, 300.0)],
             plan_knee_rate: Some(150.0),
-            series: (1..5)
-                .map(|t| Point {
-                    t_s: t as f64,
-                    open: 10,
-                    open_min: 9,
-                    received: 100,
-                    p50_ms: 0.2,
-                    p99_ms: 1.5,
-                    max_ms: 3.0,
-                    ..Point::default()
-                })
-                .collect(),
+            series: steady_series(1..5),
             ..Report::default()
         };
         let page = render(&r);
@@ -715,6 +704,22 @@ mod tests {
         assert!(!page.contains("src=") && !page.contains("<script"));
     }
 
+    /// A per-second series of steady figures over `seconds`.
+    fn steady_series(seconds: std::ops::Range<u32>) -> Vec<Point> {
+        seconds
+            .map(|t| Point {
+                t_s: f64::from(t),
+                open: 10,
+                open_min: 9,
+                received: 100,
+                p50_ms: 0.2,
+                p99_ms: 1.5,
+                max_ms: 3.0,
+                ..Point::default()
+            })
+            .collect()
+    }
+
     #[test]
     fn a_deploy_marks_each_restart() {
         let r = Report {
@@ -727,18 +732,7 @@ mod tests {
                     ..crate::report::Restart::default()
                 })
                 .collect(),
-            series: (1..40)
-                .map(|t| Point {
-                    t_s: t as f64,
-                    open: 10,
-                    open_min: 9,
-                    received: 100,
-                    p50_ms: 0.2,
-                    p99_ms: 1.5,
-                    max_ms: 3.0,
-                    ..Point::default()
-                })
-                .collect(),
+            series: steady_series(1..40),
             ..Report::default()
         };
         let page = render(&r);
