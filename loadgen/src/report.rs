@@ -311,7 +311,8 @@ pub struct ProcUse {
     /// Proportional set size once the streams were open (shared pages split between
     /// processes: the honest sum for nginx's workers and shared memory).
     pub pss_open: u64,
-    /// Memory per stream: PSS after opening minus before, over the streams.
+    /// This process's PSS after opening minus before, over all the run's streams (not only
+    /// the ones it holds: with several servers, their sum is `bytes_per_stream_total`).
     pub bytes_per_stream: f64,
 }
 
@@ -597,7 +598,7 @@ impl Report {
             for u in list {
                 let _ = writeln!(
                     s,
-                    "{label:<10} pid {:>7} {:<12} CPU {:>7.2} s  peak RSS {:>7.1} MiB  PSS open {:>7.1} MiB  {:>6.0} B/stream",
+                    "{label:<10} pid {:>7} {:<12} CPU {:>7.2} s  peak RSS {:>7.1} MiB  PSS open {:>7.1} MiB  {:>6.0} B per stream of the run",
                     u.pid, u.name, u.cpu_s, mib(u.peak_rss), mib(u.pss_open), u.bytes_per_stream
                 );
             }
