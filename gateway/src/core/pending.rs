@@ -13,6 +13,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::os::fd::RawFd;
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
 
 use crate::stats::{bump, CoreStats};
 
@@ -24,8 +25,9 @@ pub struct Pending {
     cap: u64,
     /// The next waiting ticket: tickets grow with time, so the smallest is the oldest wait.
     next: Cell<u64>,
-    /// Connections waiting for a request head, by ticket, with their socket's descriptor.
-    waiting: RefCell<BTreeMap<u64, RawFd>>,
+    /// Connections waiting for a request head, by ticket, with their socket's descriptor and
+    /// since when they wait.
+    waiting: RefCell<BTreeMap<u64, (RawFd, Instant)>>,
 }
 
 /// What a new connection is told by [`Pending::enter`].
@@ -55,7 +57,7 @@ impl Pending {
     /// A connection was accepted: counts it, closing the oldest idle one first when the core
     /// is at its limit. An admitted connection must be given back with [`Pending::leave`].
     pub fn enter(&self, stats: &CoreStats) -> Entry {
-        if stats.pending.load(Relaxed) >= self.cap && !self.evict_oldest(stats) {
+        if stats.pending.load(Relaxed) >= self.cap && !self.evict_oldest(stats, Duration::ZERO) {
             bump(&stats.pending_refused);
             return Entry::Refused;
         }
@@ -68,13 +70,19 @@ impl Pending {
         stats.pending.fetch_sub(1, Relaxed);
     }
 
-    /// Closes the connection that has waited longest for a request head; `false` when none
-    /// waits. Its read ends (the socket is shut down, not closed: the descriptor stays its
+    /// Closes the connection that has waited longest for a request head, if it has waited at
+    /// least `min_wait`; `false` when none did. Its read ends (the socket is shut down, not closed: the descriptor stays its
     /// owner's until it drops it) and its task closes it.
-    pub fn evict_oldest(&self, stats: &CoreStats) -> bool {
-        let Some((_, fd)) = self.waiting.borrow_mut().pop_first() else {
+    pub fn evict_oldest(&self, stats: &CoreStats, min_wait: Duration) -> bool {
+        let mut waiting = self.waiting.borrow_mut();
+        let Some(fd) = waiting
+            .first_key_value()
+            .filter(|(_, (_, since))| since.elapsed() >= min_wait)
+            .map(|(_, &(fd, _))| fd)
+        else {
             return false;
         };
+        waiting.pop_first();
         // SAFETY: `fd` is the socket of a connection still waiting: its `Waiting` removes it
         // from the map before the connection's socket can be dropped, and this thread is
         // the only one that touches the map. shutdown(2) only ends the connection; the
@@ -91,7 +99,9 @@ impl Pending {
     pub fn wait(&self, fd: RawFd) -> Waiting<'_> {
         let ticket = self.next.get();
         self.next.set(ticket + 1);
-        self.waiting.borrow_mut().insert(ticket, fd);
+        self.waiting
+            .borrow_mut()
+            .insert(ticket, (fd, Instant::now()));
         Waiting {
             pending: self,
             ticket,
@@ -146,6 +156,18 @@ mod tests {
         assert_eq!(p.enter(&stats), Entry::Refused);
         assert_eq!(stats.pending_refused.load(Relaxed), 1);
         assert_eq!(stats.pending.load(Relaxed), 2);
-        assert!(!p.evict_oldest(&stats));
+        assert!(!p.evict_oldest(&stats, Duration::ZERO));
+    }
+
+    #[test]
+    fn a_waiter_younger_than_the_minimum_wait_is_not_closed() {
+        let stats = CoreStats::default();
+        let p = Pending::new(10, 1);
+        assert_eq!(p.enter(&stats), Entry::Admitted);
+        let _w = p.wait(-1);
+        assert!(!p.evict_oldest(&stats, Duration::from_secs(3600)));
+        assert_eq!((p.waiting(), stats.pending_evicted.load(Relaxed)), (1, 0));
+        assert!(p.evict_oldest(&stats, Duration::ZERO));
+        assert_eq!((p.waiting(), stats.pending_evicted.load(Relaxed)), (0, 1));
     }
 }
