@@ -205,20 +205,20 @@ const IDLE_BEFORE_CLOSE: Duration = Duration::from_secs(1);
 /// oldest idle one is closed for room; with none idle the newcomer is closed at once).
 ///
 /// A failed accept (out of descriptors: EMFILE, ENFILE; or of kernel memory) pauses this
-/// core's accepting for a delay that doubles from 10 ms to 250 ms while failures go on (well
-/// under the 1 s that ends an episode, so a shortage that lasts is one episode; and short,
-/// since in a storm descriptors come back as the old streams' resets are read), and closes
-/// the core's oldest idle connection to give a descriptor back if it has waited for its head
-/// at least [`IDLE_BEFORE_CLOSE`]; the connections wait in the kernel's backlog meanwhile. One warning starts an episode and one line ends it
+/// core's accepting for a delay that doubles from 10 ms to 1 s while failures go on, and
+/// closes the core's oldest idle connection to give a descriptor back if it has waited for
+/// its head at least [`IDLE_BEFORE_CLOSE`]; the connections wait in the kernel's backlog
+/// meanwhile. One warning starts an episode and one line ends it
 /// with its count: with a 50 ms retry and a line per failure, 1,100 idle sockets under a
 /// 1,024 limit wrote 158 lines in 4 s.
 ///
 /// `kind` says which of the node's listeners it is (the admin one serves only the admin API).
 async fn accept_loop(shard: &Rc<Shard>, listener: TcpListener, kind: Listener) {
     const FIRST_PAUSE: Duration = Duration::from_millis(10);
-    const LONGEST_PAUSE: Duration = Duration::from_millis(250);
-    // An episode ends at the first accept a second or more after its last failure.
-    const QUIET: Duration = Duration::from_secs(1);
+    const LONGEST_PAUSE: Duration = Duration::from_secs(1);
+    // An episode ends at the first accept two seconds or more after its last failure (more
+    // than the longest pause, so a shortage that goes on is one episode).
+    const QUIET: Duration = Duration::from_secs(2);
     // The episode in progress: its failures and when the last one was.
     let mut episode: Option<(u64, Instant)> = None;
     let mut pause = FIRST_PAUSE;
