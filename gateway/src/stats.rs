@@ -250,6 +250,13 @@ pub struct CoreStats {
     pub latency: [Histogram; ROUTE_SLOTS],
 }
 
+impl CoreStats {
+    /// Streams open on this core, all routes together.
+    pub fn open_streams(&self) -> i64 {
+        self.streams_open.iter().map(|a| a.load(Relaxed)).sum()
+    }
+}
+
 /// Adds one to a counter (the only way counters are written, so the ordering lives in one place).
 pub fn bump(c: &AtomicU64) {
     c.fetch_add(1, Relaxed);
@@ -282,10 +289,6 @@ impl Stats {
         self.cores.iter().map(|c| f(c).load(Relaxed)).sum()
     }
 
-    fn open_on(c: &CoreStats) -> i64 {
-        c.streams_open.iter().map(|a| a.load(Relaxed)).sum()
-    }
-
     fn open_route(&self, slot: usize) -> i64 {
         self.cores
             .iter()
@@ -312,7 +315,7 @@ impl Stats {
     /// rejections, latency quantiles per route, uptime.
     pub fn render_json(&self, routes: &[&str], extra: &NodeGauges) -> String {
         let mut s = String::with_capacity(2048);
-        let total: i64 = self.cores.iter().map(Self::open_on).sum();
+        let total: i64 = self.cores.iter().map(CoreStats::open_streams).sum();
         let _ = write!(
             s,
             "{{\"uptime_seconds\":{},\"driver\":\"{}\",\"broker\":\"{}\",\"draining\":{},",
@@ -327,7 +330,7 @@ impl Stats {
             extra.connection_limit
         );
         for (i, c) in self.cores.iter().enumerate() {
-            let _ = write!(s, "{}{}", if i > 0 { "," } else { "" }, Self::open_on(c));
+            let _ = write!(s, "{}{}", if i > 0 { "," } else { "" }, c.open_streams());
         }
         s.push_str("],\"per_route\":{");
         for (i, name) in routes.iter().enumerate() {
@@ -502,7 +505,7 @@ impl Stats {
             let _ = writeln!(
                 s,
                 "sse_core_connections{{core=\"{i}\"}} {}",
-                Self::open_on(c)
+                c.open_streams()
             );
         }
         if self.broker == "redis" {

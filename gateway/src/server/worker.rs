@@ -198,7 +198,8 @@ fn take_listener(listener: std::net::TcpListener) -> std::io::Result<TcpListener
 /// the old streams whose resets it has not read yet, and its newcomers, who sent their heads
 /// at once, wait only because the core is busy: closing them failed 271 of 50,000 streams in
 /// `bench/run-50k`'s storm (each then waited for its retry). An idle flood's sockets are older
-/// than this by the time they are in anyone's way.
+/// than this by the time they are in anyone's way. While the core's streams are closing (a
+/// storm's old streams going), nothing is closed for room at all: descriptors are coming back.
 const IDLE_BEFORE_CLOSE: Duration = Duration::from_secs(1);
 
 /// Accepts connections on `listener` until the drain starts, each counted against the core's pending limit (the
@@ -222,6 +223,8 @@ async fn accept_loop(shard: &Rc<Shard>, listener: TcpListener, kind: Listener) {
     // The episode in progress: its failures and when the last one was.
     let mut episode: Option<(u64, Instant)> = None;
     let mut pause = FIRST_PAUSE;
+    // Streams open on this core at the last failed accept: fewer now means they are closing.
+    let mut open_at_failure = i64::MAX;
     loop {
         monoio::select! {
             r = listener.accept() => match r {
@@ -253,9 +256,13 @@ async fn accept_loop(shard: &Rc<Shard>, listener: TcpListener, kind: Listener) {
                     });
                     *failures += 1;
                     episode = episode.map(|(n, _)| (n, Instant::now()));
-                    shard
-                        .pending()
-                        .evict_oldest(shard.stats(), IDLE_BEFORE_CLOSE);
+                    let open = shard.stats().open_streams();
+                    if open >= open_at_failure {
+                        shard
+                            .pending()
+                            .evict_oldest(shard.stats(), IDLE_BEFORE_CLOSE);
+                    }
+                    open_at_failure = open;
                     monoio::time::sleep(pause).await;
                     pause = (pause * 2).min(LONGEST_PAUSE);
                 }
