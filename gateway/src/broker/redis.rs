@@ -46,7 +46,7 @@ use crate::broker::durable;
 use crate::broker::message::PublishError;
 use crate::broker::message::{MAX_CHANNEL, MAX_PAYLOAD, PUBLISH_TIMEOUT};
 use crate::broker::resp::{encode_command, FrameError, Next, Reader};
-use crate::broker::target::RedisTarget;
+use crate::broker::target::{RedisTarget, Seed};
 use crate::util::jitter::{Backoff, Jitter};
 
 /// How long a connect (and its `AUTH`/`SELECT`/`PSUBSCRIBE` handshake) may take.
@@ -140,7 +140,7 @@ async fn read_more<R: AsyncReadRent>(rd: &mut R, buf: BytesMut) -> Result<BytesM
 }
 
 /// Reads until one complete frame is there.
-async fn read_frame<R: AsyncReadRent>(
+pub(crate) async fn read_frame<R: AsyncReadRent>(
     rd: &mut R,
     reader: &mut Reader,
     buf: &mut BytesMut,
@@ -153,10 +153,44 @@ async fn read_frame<R: AsyncReadRent>(
     }
 }
 
-/// Connects, authenticates and selects the database of `target`.
-async fn connect(target: &RedisTarget) -> Result<(TcpStream, BytesMut), RedisError> {
+/// Connects to the first of `target`'s nodes that takes the connection, trying each once
+/// from `next` on: a node that fails moves `next` past it, so the link's next connect starts
+/// after the node that failed last (and a link that worked tries its node first again).
+/// With several nodes, an I/O error names the last one tried.
+pub(crate) async fn connect_any(
+    target: &RedisTarget,
+    next: &Cell<usize>,
+) -> Result<(TcpStream, BytesMut), RedisError> {
+    let n = target.seeds.len().max(1);
+    let mut last = RedisError::Protocol("no Redis node to connect to".into());
+    for _ in 0..n {
+        let i = next.get() % n;
+        let Some(seed) = target.seeds.get(i) else {
+            break;
+        };
+        match connect_to(target, seed).await {
+            Ok(c) => return Ok(c),
+            Err(e) => {
+                next.set((i + 1) % n);
+                last = match e {
+                    RedisError::Io(e) if n > 1 => {
+                        RedisError::Io(std::io::Error::new(e.kind(), format!("{seed}: {e}")))
+                    }
+                    e => e,
+                };
+            }
+        }
+    }
+    Err(last)
+}
+
+/// Connects to `seed`, authenticates and selects the database of `target`.
+pub(crate) async fn connect_to(
+    target: &RedisTarget,
+    seed: &Seed,
+) -> Result<(TcpStream, BytesMut), RedisError> {
     let handshake = async {
-        let mut stream = TcpStream::connect((target.host.as_str(), target.port))
+        let mut stream = TcpStream::connect((seed.host.as_str(), seed.port))
             .await
             .map_err(RedisError::Io)?;
         let _ = stream.set_nodelay(true);
@@ -216,14 +250,18 @@ pub trait SubscriberSink {
 /// Runs one core's subscription until the sink says stop: connect, `PSUBSCRIBE` every
 /// pattern, `SUBSCRIBE` the channels `channels` wants (channel mode), deliver messages; on any
 /// failure back off and do it again (every wanted channel is subscribed again, batched).
+/// `first`: the node of `target`'s list to try first (each core starts at its own, so a
+/// node's cores spread over the nodes listed).
 pub async fn subscribe_loop(
     target: RedisTarget,
     patterns: Vec<String>,
     seed: u64,
+    first: usize,
     sink: Rc<dyn SubscriberSink>,
     channels: Option<Rc<RefCell<ChannelSubs>>>,
 ) {
     let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX, Jitter::seeded(seed));
+    let next = Cell::new(first);
     // Whether a subscription was live before: the next one then follows an outage.
     let mut ever = false;
     loop {
@@ -231,7 +269,7 @@ pub async fn subscribe_loop(
             return;
         }
         let live = Cell::new(false);
-        let run = run_subscription(&target, &patterns, &*sink, ever, &live, &channels);
+        let run = run_subscription(&target, &next, &patterns, &*sink, ever, &live, &channels);
         let result = run.await;
         if let Some(c) = &channels {
             c.borrow_mut().link_down();
@@ -259,13 +297,14 @@ pub async fn subscribe_loop(
 /// One subscriber connection's life. `Ok` only when the sink asks to stop.
 async fn run_subscription(
     target: &RedisTarget,
+    next: &Cell<usize>,
     patterns: &[String],
     sink: &dyn SubscriberSink,
     after_outage: bool,
     live: &Cell<bool>,
     channels: &Option<Rc<RefCell<ChannelSubs>>>,
 ) -> Result<(), RedisError> {
-    let (stream, mut buf) = connect(target).await?;
+    let (stream, mut buf) = connect_any(target, next).await?;
     let fd = stream.as_raw_fd();
     let (mut rd, mut wr) = stream.into_split();
     if !patterns.is_empty() {
@@ -577,6 +616,8 @@ async fn watchdog(
 pub struct Publisher {
     /// Where Redis is.
     target: RedisTarget,
+    /// The node of `target`'s list the next connect tries first.
+    next: Cell<usize>,
     /// The durable path's settings; `None`: plain `PUBLISH` only.
     durable: Option<DurableSettings>,
     /// The live link, if any.
@@ -714,10 +755,11 @@ fn contains_bytes(hay: &[u8], needle: &[u8]) -> bool {
 
 impl Publisher {
     /// A publisher for `target`, publishing through the durable path with `durable` when
-    /// Redis has functions; connects on first use.
-    pub fn new(target: RedisTarget, durable: Option<DurableSettings>) -> Publisher {
+    /// Redis has functions; connects on first use, to the node `first` of the list first.
+    pub fn new(target: RedisTarget, durable: Option<DurableSettings>, first: usize) -> Publisher {
         Publisher {
             target,
+            next: Cell::new(first),
             durable,
             link: RefCell::new(None),
             failed_at: Cell::new(None),
@@ -870,7 +912,7 @@ impl Publisher {
             return Err(PublishError::Backoff);
         }
         self.connecting.set(true);
-        let r = match connect(&self.target).await {
+        let r = match connect_any(&self.target, &self.next).await {
             Ok((mut stream, mut buf)) if self.durable.is_some() => {
                 let check = ensure_library(&mut stream, &mut buf);
                 match monoio::time::timeout(CONNECT_TIMEOUT, check).await {

@@ -148,7 +148,7 @@ async fn run(start: CoreStart) {
                 history: node.config().history,
                 ttl_s: node.config().history_ttl.as_secs(),
             };
-            let publisher = Publisher::new(target.clone(), Some(durable));
+            let publisher = Publisher::new(target.clone(), Some(durable), id);
             (Broker::Redis(publisher), Some(target))
         }
     };
@@ -162,7 +162,7 @@ async fn run(start: CoreStart) {
         let seed = id as u64 ^ u64::from(std::process::id()) << 16;
         let sink = Rc::new(RedisSink::new(shard.clone()));
         monoio::spawn(redis::subscribe_loop(
-            target, patterns, seed, sink, channels,
+            target, patterns, seed, id, sink, channels,
         ));
     }
     let drain_period = Rc::new(Cell::new(Duration::ZERO));

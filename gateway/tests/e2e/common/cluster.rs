@@ -71,6 +71,15 @@ impl RedisCluster {
         cluster
     }
 
+    /// `EVENTS_REDIS_STORAGE` naming the nodes `ids` (indexes into `nodes`), in that order.
+    pub fn list(&self, ids: &[usize]) -> String {
+        let nodes: Vec<String> = ids
+            .iter()
+            .map(|&i| format!("127.0.0.1:{}", self.nodes[i].port))
+            .collect();
+        format!("redis://{}", nodes.join(","))
+    }
+
     /// The node that serves `key`'s slot now (asked of node 0: `CLUSTER KEYSLOT`, then
     /// `CLUSTER SHARDS`' master of that slot range), by index into `nodes`.
     pub fn master_of(&self, key: &str) -> usize {
