@@ -3,8 +3,10 @@
 //! start-up; with Redis, each core also holds a pattern subscription ([`redis`]) to the
 //! address in [`target`].
 pub mod channels;
+pub mod cluster;
 pub mod durable;
 pub mod embedded;
+pub mod link;
 pub mod message;
 pub mod publish;
 pub mod redis;

@@ -26,7 +26,6 @@
 //! peer costs one connection every 5 s, not a loop.
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::fmt;
 use std::future::poll_fn;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
@@ -35,26 +34,23 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
+use monoio::io::{AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
 use redis_protocol::resp2::types::BytesFrame;
 use tracing::{debug, warn};
 
 use crate::broker::channels::{Batch, ChannelSubs, MAX_PER_COMMAND};
 use crate::broker::durable;
+use crate::broker::link::{connect_any, read_frame, read_more};
+pub use crate::broker::link::{RedisError, CONNECT_TIMEOUT, DEAD_AFTER};
 use crate::broker::message::PublishError;
 use crate::broker::message::{MAX_CHANNEL, MAX_PAYLOAD, PUBLISH_TIMEOUT};
-use crate::broker::resp::{encode_command, FrameError, Next, Reader};
-use crate::broker::target::{RedisTarget, Seed};
+use crate::broker::resp::{encode_command, Next, Reader};
+use crate::broker::target::RedisTarget;
 use crate::util::jitter::{Backoff, Jitter};
 
-/// How long a connect (and its `AUTH`/`SELECT`/`PSUBSCRIBE` handshake) may take.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Idle interval after which the subscriber pings Redis.
 pub const PING_EVERY: Duration = Duration::from_secs(1);
-/// Silence after which a subscriber link counts as dead (no RST needed to notice).
-pub const DEAD_AFTER: Duration = Duration::from_secs(4);
 /// How long the subscriber link gathers channel subscriptions after the first one asks,
 /// before it sends them as one command. Measured in a cold reconnect of 3,000 streams at
 /// 5,000 connects/s on 2 cores: sending at once made 1,764 `SUBSCRIBE`s (1.7 channels each),
@@ -65,168 +61,6 @@ pub const COALESCE: Duration = Duration::from_millis(1);
 pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// Cap of the reconnect delay.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
-
-/// Why a Redis link failed: the boundary error of this module, logged where the link ends.
-#[derive(Debug)]
-pub enum RedisError {
-    /// TCP connect, read or write failed.
-    Io(std::io::Error),
-    /// Connect or handshake took longer than [`CONNECT_TIMEOUT`].
-    Timeout(&'static str),
-    /// Redis answered a command with an error (bad password, unknown db...).
-    Refused(String),
-    /// Redis closed the connection.
-    Closed,
-    /// Nothing heard for [`DEAD_AFTER`].
-    Silent,
-    /// A reply of the wrong shape.
-    Protocol(String),
-    /// Bytes that are not RESP at all (frames too deep or too large are skipped, not this).
-    Frame(FrameError),
-}
-
-impl RedisError {
-    /// Whether the peer sent bytes we refuse (not a network fault): such a link is not
-    /// trusted again soon, and it is counted apart (`redis.protocol_errors`).
-    pub fn is_hostile(&self) -> bool {
-        matches!(self, RedisError::Protocol(_) | RedisError::Frame(_))
-    }
-}
-
-impl fmt::Display for RedisError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RedisError::Io(e) => write!(f, "{e}"),
-            RedisError::Timeout(what) => write!(f, "{what} timed out"),
-            RedisError::Refused(m) => write!(f, "Redis refused: {m}"),
-            RedisError::Closed => f.write_str("Redis closed the connection"),
-            RedisError::Silent => write!(f, "no answer from Redis for {DEAD_AFTER:?}"),
-            RedisError::Protocol(m) => write!(f, "unexpected bytes from Redis: {m}"),
-            RedisError::Frame(e) => write!(f, "refused bytes from Redis: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for RedisError {}
-
-/// The next complete frame in `buf`, if any (consumed from it), outside subscribed mode:
-/// a pub/sub message here is an answer we did not ask for.
-fn next_frame(reader: &mut Reader, buf: &mut BytesMut) -> Result<Option<BytesFrame>, RedisError> {
-    match reader.next(buf).map_err(RedisError::Frame)? {
-        Next::Frame(f) => Ok(Some(f)),
-        Next::Partial => Ok(None),
-        // The answer to our command was skipped (or it was a message we did not ask for).
-        Next::Skipped(over) => Err(RedisError::Protocol(format!(
-            "a skipped frame: {}",
-            over.why()
-        ))),
-    }
-}
-
-/// Reads more bytes into `buf` (appending).
-async fn read_more<R: AsyncReadRent>(rd: &mut R, buf: BytesMut) -> Result<BytesMut, RedisError> {
-    let mut buf = buf;
-    if buf.capacity() - buf.len() < 16 * 1024 {
-        buf.reserve(64 * 1024);
-    }
-    let (len, cap) = (buf.len(), buf.capacity());
-    let (r, slice) = rd.read(buf.slice_mut(len..cap)).await;
-    let buf = slice.into_inner();
-    match r {
-        Ok(0) => Err(RedisError::Closed),
-        Ok(_) => Ok(buf),
-        Err(e) => Err(RedisError::Io(e)),
-    }
-}
-
-/// Reads until one complete frame is there.
-pub(crate) async fn read_frame<R: AsyncReadRent>(
-    rd: &mut R,
-    reader: &mut Reader,
-    buf: &mut BytesMut,
-) -> Result<BytesFrame, RedisError> {
-    loop {
-        if let Some(f) = next_frame(reader, buf)? {
-            return Ok(f);
-        }
-        *buf = read_more(rd, std::mem::take(buf)).await?;
-    }
-}
-
-/// Connects to the first of `target`'s nodes that takes the connection, trying each once
-/// from `next` on: a node that fails moves `next` past it, so the link's next connect starts
-/// after the node that failed last (and a link that worked tries its node first again).
-/// With several nodes, an I/O error names the last one tried.
-pub(crate) async fn connect_any(
-    target: &RedisTarget,
-    next: &Cell<usize>,
-) -> Result<(TcpStream, BytesMut), RedisError> {
-    let n = target.seeds.len().max(1);
-    let mut last = RedisError::Protocol("no Redis node to connect to".into());
-    for _ in 0..n {
-        let i = next.get() % n;
-        let Some(seed) = target.seeds.get(i) else {
-            break;
-        };
-        match connect_to(target, seed).await {
-            Ok(c) => return Ok(c),
-            Err(e) => {
-                next.set((i + 1) % n);
-                last = match e {
-                    RedisError::Io(e) if n > 1 => {
-                        RedisError::Io(std::io::Error::new(e.kind(), format!("{seed}: {e}")))
-                    }
-                    e => e,
-                };
-            }
-        }
-    }
-    Err(last)
-}
-
-/// Connects to `seed`, authenticates and selects the database of `target`.
-pub(crate) async fn connect_to(
-    target: &RedisTarget,
-    seed: &Seed,
-) -> Result<(TcpStream, BytesMut), RedisError> {
-    let handshake = async {
-        let mut stream = TcpStream::connect((seed.host.as_str(), seed.port))
-            .await
-            .map_err(RedisError::Io)?;
-        let _ = stream.set_nodelay(true);
-        let mut cmds = BytesMut::new();
-        let mut expect = 0;
-        if let Some(pass) = &target.password {
-            let pass = pass.expose().as_bytes();
-            match &target.username {
-                Some(user) => encode_command(&[b"AUTH", user.as_bytes(), pass], &mut cmds),
-                None => encode_command(&[b"AUTH", pass], &mut cmds),
-            }
-            expect += 1;
-        }
-        if target.db != 0 {
-            encode_command(&[b"SELECT", target.db.to_string().as_bytes()], &mut cmds);
-            expect += 1;
-        }
-        let mut buf = BytesMut::with_capacity(4096);
-        if expect > 0 {
-            let (r, _) = stream.write_all(cmds.freeze()).await;
-            r.map_err(RedisError::Io)?;
-            let mut reader = Reader::new();
-            for _ in 0..expect {
-                match read_frame(&mut stream, &mut reader, &mut buf).await? {
-                    BytesFrame::Error(e) => return Err(RedisError::Refused(e.to_string())),
-                    _ => continue,
-                }
-            }
-        }
-        Ok((stream, buf))
-    };
-    match monoio::time::timeout(CONNECT_TIMEOUT, handshake).await {
-        Ok(r) => r,
-        Err(_) => Err(RedisError::Timeout("connecting to Redis")),
-    }
-}
 
 /// What a core does with what its subscriber link reports. Implemented by the core's shard,
 /// so this module knows nothing of cores.
@@ -1043,6 +877,8 @@ async fn read_replies(link: Rc<PubLink>, mut rd: OwnedReadHalf<TcpStream>, mut b
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::link::next_frame;
+    use crate::broker::resp::FrameError;
 
     #[test]
     fn commands_are_resp_arrays_of_bulk_strings() {

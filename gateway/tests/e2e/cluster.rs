@@ -7,6 +7,9 @@
 
 use std::time::Duration;
 
+use gateway::broker::cluster::{key_slot, Topology};
+use gateway::broker::target::parse;
+
 use crate::common::cluster::RedisCluster;
 use crate::common::*;
 
@@ -113,6 +116,57 @@ fn with_several_nodes_listed_a_dead_node_is_passed_over() {
                 .expect("running node")
                 .data,
             ev
+        );
+    }
+}
+
+/// The topology against a live cluster: `key_slot` agrees with Redis's own `CLUSTER KEYSLOT`
+/// for channel names of every family (hash tags included), and the slot map fetched through
+/// a list whose first node is down names, for each, the master the cluster says serves it.
+#[test]
+fn key_slots_and_the_slot_map_agree_with_the_cluster() {
+    let mut cluster = RedisCluster::start(1_000);
+    let mut names: Vec<String> = [
+        "SSE::3::77",
+        "ws_user_p1",
+        "ws_broadcast_g1",
+        "events:transactions",
+        "stream:crash",
+        "stream:type:slots",
+        "SSE::{3}::77",
+        "{}SSE",
+        "a{b}{c}",
+        "a{{b}}",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    names.extend((0..40).map(|p| format!("SSE::1001::{p}")));
+    for name in &names {
+        assert_eq!(
+            key_slot(name.as_bytes()).to_string(),
+            cluster.nodes[0].cli(&["CLUSTER", "KEYSLOT", name]),
+            "{name}"
+        );
+    }
+    cluster.nodes[3].kill9();
+    let target = parse(&cluster.list(&[3, 1])).expect("list");
+    let map = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            let topology = Topology::new(target, 0);
+            assert!(topology.refresh().await.expect("CLUSTER SLOTS"));
+            topology.map()
+        });
+    assert_eq!(map.masters().len(), 3, "{map:?}");
+    for name in &names {
+        let port = map.master_of_channel(name.as_bytes()).map(|m| m.port);
+        assert_eq!(
+            port,
+            Some(cluster.nodes[cluster.master_of(name)].port),
+            "{name}"
         );
     }
 }
