@@ -38,6 +38,9 @@ pub enum RedisError {
     Protocol(String),
     /// Bytes that are not RESP at all (frames too deep or too large are skipped, not this).
     Frame(FrameError),
+    /// Sharded mode: the node no longer serves a slot of this link's channels (a `MOVED`
+    /// answer, or Redis unsubscribed a channel on its own): the slot map is asked again.
+    Moved(String),
 }
 
 impl RedisError {
@@ -58,6 +61,7 @@ impl fmt::Display for RedisError {
             RedisError::Silent => write!(f, "no answer from Redis for {DEAD_AFTER:?}"),
             RedisError::Protocol(m) => write!(f, "unexpected bytes from Redis: {m}"),
             RedisError::Frame(e) => write!(f, "refused bytes from Redis: {e}"),
+            RedisError::Moved(m) => write!(f, "the node no longer serves these channels: {m}"),
         }
     }
 }

@@ -92,9 +92,11 @@ pub struct Config {
     /// unset: the embedded in-process broker.
     #[arg(long, env = "EVENTS_REDIS_STORAGE", value_name = "URL", value_parser = target::parse)]
     pub events_redis_storage: Option<RedisTarget>,
-    /// How cores subscribe on Redis: `pattern` (one PSUBSCRIBE of every family per core) or
+    /// How cores subscribe on Redis: `pattern` (one PSUBSCRIBE of every family per core),
     /// `channel` (unicast families' channels one by one, where they have streams; broadcast
-    /// families by pattern), so Redis sends a player's events only where they are wanted.
+    /// families by pattern), so Redis sends a player's events only where they are wanted, or
+    /// `sharded` (as `channel`, with SSUBSCRIBE on each channel's master of a Redis Cluster;
+    /// unicast channels must then be published with SPUBLISH).
     #[arg(long, env = "SSE_REDIS_SUBSCRIBE", value_name = "MODE")]
     #[arg(value_parser = RedisSubscribe::parse, default_value = "pattern")]
     pub redis_subscribe: RedisSubscribe,
