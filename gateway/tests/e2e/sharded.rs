@@ -198,3 +198,53 @@ fn sharded_streams_on_two_nodes_receive_and_survive_a_failover_with_the_loss_rep
         );
     }
 }
+
+/// A slot moved to another master (`CLUSTER SETSLOT ... IMPORTING/MIGRATING/NODE`, what
+/// `redis-cli --cluster reshard` does for a slot without keys): the old master unsubscribes
+/// the slot's channels by itself (`sunsubscribe`), the gateway fetches the slot map and
+/// subscribes them on the new master, the stream stays open and receives what is published
+/// there; an HTTP publish through a core whose map is older follows the `MOVED`.
+#[test]
+fn a_slot_moved_to_another_master_moves_the_subscription() {
+    let cluster = RedisCluster::start(1_000);
+    let gw = node(&cluster.list(&[0, 1, 2]));
+    let channel = "SSE::5::1";
+    let mut player = Sse::player(gw.addr, 5, 1);
+    let from = cluster.master_of(channel);
+    let to = (from + 1) % 3;
+    assert_eq!(shardnumsub(&cluster.nodes[from], channel), 1);
+    let slot = cluster.nodes[0].cli(&["CLUSTER", "KEYSLOT", channel]);
+    let id = |i: usize| cluster.nodes[i].cli(&["CLUSTER", "MYID"]);
+    let (from_id, to_id) = (id(from), id(to));
+    let setslot = |i: usize, args: &[&str]| {
+        let mut all = vec!["CLUSTER", "SETSLOT", slot.as_str()];
+        all.extend_from_slice(args);
+        assert_eq!(cluster.nodes[i].cli(&all), "OK", "{all:?} on node {i}");
+    };
+    setslot(to, &["IMPORTING", &from_id]);
+    setslot(from, &["MIGRATING", &to_id]);
+    setslot(to, &["NODE", &to_id]);
+    setslot(from, &["NODE", &to_id]);
+    setslot((from + 2) % 3, &["NODE", &to_id]);
+    assert!(
+        eventually(10 * SEC, || shardnumsub(&cluster.nodes[to], channel) == 1),
+        "{}",
+        gw.log_text()
+    );
+    assert_eq!(shardnumsub(&cluster.nodes[from], channel), 0);
+    let ev = player_event(5, 1, 1);
+    assert_eq!(cluster.nodes[to].cli(&["SPUBLISH", channel, &ev]), "1");
+    assert_eq!(
+        next_player_event(&mut player).expect("after the move").data,
+        ev
+    );
+    for n in 2..=3 {
+        let ev = player_event(5, 1, n);
+        let r = gw.publish(channel, &ev);
+        assert_eq!(
+            (r.status, r.text()),
+            (202, r#"{"delivered_to_nodes":1}"#.to_string())
+        );
+        assert_eq!(next_player_event(&mut player).expect("http").data, ev);
+    }
+}
