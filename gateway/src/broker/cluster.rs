@@ -45,6 +45,10 @@ pub const REFRESH_EVERY: Duration = Duration::from_millis(100);
 /// Most slot ranges a map may hold: one per slot at worst.
 const MAX_RANGES: usize = SLOTS as usize;
 
+/// Most masters a map may name: Redis Cluster is designed for up to 1,000 nodes, and each
+/// master costs every core a link or two, so a map naming more is refused as bad input.
+pub const MAX_MASTERS: usize = 1000;
+
 /// CRC16/XMODEM (polynomial 0x1021, initial value 0, no reflection): Redis's `crc16.c`.
 pub fn crc16(bytes: &[u8]) -> u16 {
     let mut crc: u16 = 0;
@@ -155,7 +159,22 @@ impl SlotMap {
                 master,
             });
         }
+        SlotMap::from_ranges(ranges)
+    }
+
+    /// A map of `ranges` (in any order), refused when two overlap or more than
+    /// [`MAX_MASTERS`] masters are named.
+    pub fn from_ranges(mut ranges: Vec<SlotRange>) -> Result<SlotMap, String> {
         ranges.sort_by_key(|r| r.first);
+        let mut masters: Vec<&Seed> = ranges.iter().map(|r| &r.master).collect();
+        masters.sort_by(|a, b| (&a.host, a.port).cmp(&(&b.host, b.port)));
+        masters.dedup();
+        if masters.len() > MAX_MASTERS {
+            return Err(format!(
+                "CLUSTER SLOTS named {} masters (at most {MAX_MASTERS})",
+                masters.len()
+            ));
+        }
         if let Some(w) = ranges.windows(2).find(|w| w[1].first <= w[0].last) {
             return Err(format!(
                 "slot ranges {}-{} and {}-{} overlap",
@@ -175,6 +194,11 @@ impl SlotMap {
     /// The master serving `channel`'s slot, if any.
     pub fn master_of_channel(&self, channel: &[u8]) -> Option<&Seed> {
         self.master_of(key_slot(channel))
+    }
+
+    /// Whether `node` serves any slot.
+    pub fn serves(&self, node: &Seed) -> bool {
+        self.ranges.iter().any(|r| r.master == *node)
     }
 
     /// Every master, once each, in slot order.
@@ -238,6 +262,16 @@ impl Topology {
     /// The map as last fetched.
     pub fn map(&self) -> Rc<SlotMap> {
         self.map.borrow().clone()
+    }
+
+    /// Replaces the map as a fetch that found it would (tests drive placement with it).
+    pub fn install(&self, map: SlotMap) {
+        self.fetched_at.set(Some(Instant::now()));
+        if **self.map.borrow() == map {
+            return;
+        }
+        *self.map.borrow_mut() = Rc::new(map);
+        self.version.set(self.version.get() + 1);
     }
 
     /// How many times the map changed.
@@ -486,6 +520,14 @@ mod tests {
             let err = SlotMap::parse(frame, &asked).unwrap_err();
             assert!(err.contains(want), "{frame:?}: {err}");
         }
+        let many =
+            |n: i64| BytesFrame::Array((0..n).map(|i| range(i, i, node("h", i + 1))).collect());
+        assert_eq!(
+            SlotMap::parse(&many(1000), &asked).unwrap().masters().len(),
+            1000
+        );
+        let err = SlotMap::parse(&many(1001), &asked).unwrap_err();
+        assert!(err.contains("1001 masters"), "{err}");
     }
 
     #[test]

@@ -820,11 +820,7 @@ impl Publisher {
                 .await
                 .map_err(|e| PublishError::Unreachable(e.to_string()))?;
             if shards.pruned.replace(topology.version()) != topology.version() {
-                let masters = map.masters();
-                shards
-                    .by_master
-                    .borrow_mut()
-                    .retain(|m, _| masters.contains(m));
+                shards.by_master.borrow_mut().retain(|m, _| map.serves(m));
             }
             let master = match to
                 .take()
@@ -841,16 +837,23 @@ impl Publisher {
                     )));
                 }
             };
-            let publisher = shards
-                .by_master
-                .borrow_mut()
-                .entry(master.clone())
-                .or_insert_with(|| {
-                    let mut target = self.target.clone();
-                    target.seeds = vec![master];
-                    Rc::new(Publisher::new(target, None, 0))
-                })
-                .clone();
+            let one = |master: Seed| {
+                let mut target = self.target.clone();
+                target.seeds = vec![master];
+                Rc::new(Publisher::new(target, None, 0))
+            };
+            // Links are kept for the masters of the map only: a `MOVED` to an address the
+            // map does not name (what Redis sends is an input) gets a link for this publish.
+            let publisher = if map.serves(&master) {
+                shards
+                    .by_master
+                    .borrow_mut()
+                    .entry(master.clone())
+                    .or_insert_with(|| one(master))
+                    .clone()
+            } else {
+                one(master)
+            };
             let r = publisher.command(&[b"SPUBLISH", channel, payload]).await;
             let moved = match &r {
                 Ok(BytesFrame::Error(e)) => moved_to(e),

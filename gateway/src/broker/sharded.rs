@@ -258,3 +258,98 @@ impl Subs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::cluster::{key_slot, SlotMap, SlotRange, SLOTS};
+    use crate::broker::target::RedisTarget;
+
+    /// Slot of hash tag `a` on `on_a`, every other slot on `rest`.
+    fn map(on_a: &Seed, rest: &Seed) -> SlotMap {
+        let a = key_slot(b"a");
+        let range = |first, last, master: &Seed| SlotRange {
+            first,
+            last,
+            master: master.clone(),
+        };
+        let mut ranges = vec![range(a, a, on_a)];
+        if a > 0 {
+            ranges.push(range(0, a - 1, rest));
+        }
+        if a < SLOTS - 1 {
+            ranges.push(range(a + 1, SLOTS - 1, rest));
+        }
+        SlotMap::from_ranges(ranges).unwrap()
+    }
+
+    type Started = Rc<RefCell<Vec<(Seed, Rc<RefCell<ChannelSubs>>)>>>;
+
+    /// Confirms everything `master`'s link would send now.
+    fn confirm_all(started: &Started, master: &Seed) {
+        let subs = started
+            .borrow()
+            .iter()
+            .find(|(m, _)| m == master)
+            .map(|(_, s)| s.clone())
+            .expect("a link for the master");
+        let mut subs = subs.borrow_mut();
+        subs.link_up();
+        let batch = subs.take_batch();
+        for c in batch.unsubscribe.iter().chain(&batch.subscribe) {
+            subs.confirmed(c.as_bytes());
+        }
+    }
+
+    #[test]
+    fn channels_follow_their_slots_master_with_the_streams_waiting_for_them() {
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let topology = Rc::new(Topology::new(RedisTarget::single("127.0.0.1", 1), 0));
+            let router = Rc::new(ShardedSubs::new(topology.clone()));
+            let started: Started = Rc::default();
+            let record = started.clone();
+            router.set_start_link(Box::new(move |m, s| record.borrow_mut().push((m, s))));
+            let subs = Subs::Sharded(router.clone());
+            let (a, b, c) = (Seed::new("a", 1), Seed::new("b", 2), Seed::new("c", 3));
+
+            // No map yet: wanted and waited for, never live, no link.
+            assert!(!subs.want("{a}1"));
+            subs.hold("{a}1");
+            assert!(!subs.is_live("{a}1") && subs.is_wanted("{a}1"));
+            assert!(started.borrow().is_empty());
+
+            // The map names masters: the channel moves to its master's link, started then.
+            topology.install(map(&a, &b));
+            assert!(!subs.want("{b}1"));
+            let masters: Vec<Seed> = started.borrow().iter().map(|(m, _)| m.clone()).collect();
+            assert_eq!(masters, [a.clone(), b.clone()]);
+            assert!(!subs.is_live("{a}1"));
+            confirm_all(&started, &a);
+            confirm_all(&started, &b);
+            assert!(subs.is_live("{a}1") && subs.is_live("{b}1"));
+            assert_eq!(router.counts().live, 2);
+
+            // A failover: `a`'s slot is `c`'s now. The channel moves with its waiting stream,
+            // `a` leaves (its link ends), and it is live again once `c` confirms it.
+            topology.install(map(&c, &b));
+            assert!(!subs.is_live("{a}1"));
+            assert!(!router.serves(&a) && router.serves(&c));
+            assert!(subs.is_wanted("{a}1"));
+            confirm_all(&started, &c);
+            assert!(subs.is_live("{a}1") && subs.is_live("{b}1"));
+            let counts = router.counts();
+            assert_eq!((counts.live, counts.subscribe_channels), (2, 3));
+            assert_eq!(router.tracked(), 2);
+
+            // Released by its stream and not held: unsubscribed on `c`.
+            subs.done("{a}1", false);
+            confirm_all(&started, &c);
+            assert!(!subs.is_wanted("{a}1"));
+            assert_eq!(router.counts().unsubscribe_channels, 1);
+        });
+    }
+}
