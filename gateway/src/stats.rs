@@ -246,6 +246,16 @@ pub struct CoreStats {
     pub redis_subscribe_waits: AtomicU64,
     /// Of those, the ones refused because no confirmation came in time.
     pub redis_subscribe_timeouts: AtomicU64,
+    /// Sharded mode: shard links of this core whose live subscription was lost.
+    pub redis_shard_outages: AtomicU64,
+    /// Of those outages, the ones that ended with the channels on another master (a
+    /// failover, or their slots moved).
+    pub redis_shard_failovers: AtomicU64,
+    /// Milliseconds from a shard link's loss until its channels were subscribed again
+    /// (summed over outages; events published to them meanwhile are lost).
+    pub redis_shard_outage_ms: AtomicU64,
+    /// Channels the shard outages left unsubscribed (summed over outages).
+    pub redis_shard_outage_channels: AtomicU64,
     /// Time from an event's arrival at the gateway to its write to each socket, per family.
     pub latency: [Histogram; ROUTE_SLOTS],
 }
@@ -975,6 +985,43 @@ const FIGURES: &[Figure] = &[
             Kind::Counter,
         )),
         |c| &c.redis_subscribe_timeouts,
+    ),
+    figure(
+        Some((Section::Redis, "shard_outages")),
+        Some((
+            "sse_redis_shard_outages_total",
+            "Sharded mode: shard subscriptions lost (a master killed, failed over, or its slots moved).",
+            Kind::Counter,
+        )),
+        |c| &c.redis_shard_outages,
+    ),
+    figure(
+        Some((Section::Redis, "shard_failovers")),
+        Some((
+            "sse_redis_shard_failovers_total",
+            "Shard outages that ended with the channels on another master.",
+            Kind::Counter,
+        )),
+        |c| &c.redis_shard_failovers,
+    ),
+    Figure {
+        json: Some((Section::Redis, "shard_outage_seconds")),
+        json_unit: JsonUnit::MillisAsSeconds,
+        prom: Some((
+            "sse_redis_shard_outage_milliseconds_total",
+            "Milliseconds from a shard subscription's loss until its channels were subscribed again, summed.",
+            Kind::Counter,
+        )),
+        source: Source::One(|c| &c.redis_shard_outage_ms),
+    },
+    figure(
+        Some((Section::Redis, "shard_outage_channels")),
+        Some((
+            "sse_redis_shard_outage_channels_total",
+            "Channels left unsubscribed by shard outages, summed (their events meanwhile are lost).",
+            Kind::Counter,
+        )),
+        |c| &c.redis_shard_outage_channels,
     ),
     figure(
         Some((Section::Redis, "dropped")),

@@ -82,6 +82,16 @@ impl Batch {
     }
 }
 
+/// A channel's standing taken from one link's bookkeeping to be adopted by another's
+/// (sharded mode: its slot moved to another master).
+#[derive(Debug)]
+pub struct Moved {
+    /// Streams waiting for it to be live.
+    waiting: u32,
+    /// Their wake-ups.
+    wakers: Vec<Waker>,
+}
+
 /// Figures of the bookkeeping, for the core's stats.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Counts {
@@ -95,6 +105,17 @@ pub struct Counts {
     pub unsubscribe_commands: u64,
     /// Channels named in them.
     pub unsubscribe_channels: u64,
+}
+
+impl Counts {
+    /// Adds `other`'s figures to these.
+    pub fn add(&mut self, other: &Counts) {
+        self.live += other.live;
+        self.subscribe_commands += other.subscribe_commands;
+        self.subscribe_channels += other.subscribe_channels;
+        self.unsubscribe_commands += other.unsubscribe_commands;
+        self.unsubscribe_channels += other.unsubscribe_channels;
+    }
 }
 
 /// One core's channel subscriptions (see the module's doc).
@@ -124,6 +145,13 @@ impl ChannelSubs {
     /// Whether `channel` is subscribed and confirmed on the current link.
     pub fn is_live(&self, channel: &str) -> bool {
         self.chans.get(channel).is_some_and(Entry::live)
+    }
+
+    /// Whether `channel` is wanted or waited for here.
+    pub fn is_wanted(&self, channel: &str) -> bool {
+        self.chans
+            .get(channel)
+            .is_some_and(|e| e.want || e.waiting > 0)
     }
 
     /// The core wants `channel` subscribed (idempotent). `true` when it is live already.
@@ -274,26 +302,66 @@ impl ChannelSubs {
                 out.push(name);
             }
         }
-        let commands = |n: usize| n.div_ceil(MAX_PER_COMMAND) as u64;
-        self.counts.subscribe_commands += commands(batch.subscribe.len());
         self.counts.subscribe_channels += batch.subscribe.len() as u64;
-        self.counts.unsubscribe_commands += commands(batch.unsubscribe.len());
         self.counts.unsubscribe_channels += batch.unsubscribe.len() as u64;
         batch
     }
 
+    /// The link sent a batch as `subscribe` and `unsubscribe` commands (how many depends on
+    /// the link: sharded commands are one slot's channels each).
+    pub fn sent_commands(&mut self, subscribe: u64, unsubscribe: u64) {
+        self.counts.subscribe_commands += subscribe;
+        self.counts.unsubscribe_commands += unsubscribe;
+    }
+
+    /// Channels wanted or waited for (the ones a move of their slot must carry along).
+    pub fn names(&self) -> Vec<Box<str>> {
+        self.chans
+            .iter()
+            .filter(|(_, e)| e.want || e.waiting > 0)
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// Takes `channel` out of this bookkeeping (its slot moved to another link's master):
+    /// its standing, when it is wanted or waited for. What was sent for it on this link is
+    /// forgotten (a late confirmation of an unknown channel is ignored).
+    pub fn take(&mut self, channel: &str) -> Option<Moved> {
+        let e = self.chans.remove(channel)?;
+        self.changed(e.live(), false);
+        (e.want || e.waiting > 0).then_some(Moved {
+            waiting: e.waiting,
+            wakers: e.wakers,
+        })
+    }
+
+    /// Adopts a channel taken from another link's bookkeeping: wanted here, queued for
+    /// subscription, with the streams that wait for it.
+    pub fn adopt(&mut self, channel: &str, moved: Moved) {
+        let e = self.chans.entry(channel.into()).or_default();
+        e.waiting += moved.waiting;
+        for w in moved.wakers {
+            if !e.wakers.iter().any(|x| x.will_wake(&w)) {
+                e.wakers.push(w);
+            }
+        }
+        self.want(channel);
+    }
+
     /// Redis confirmed one channel of a `SUBSCRIBE` or `UNSUBSCRIBE` (which one needs no
     /// telling: Redis answers in order, see the module's doc); wakes the streams waiting for
-    /// the channel when it is now live.
-    pub fn confirmed(&mut self, channel: &[u8]) {
+    /// the channel when it is now live. `false` when Redis reported a channel this link
+    /// tracks with no command of ours in flight: an unsubscription Redis made on its own
+    /// (sharded pub/sub does so when the channel's slot leaves the node).
+    pub fn confirmed(&mut self, channel: &[u8]) -> bool {
         let Ok(name) = std::str::from_utf8(channel) else {
-            return;
+            return true;
         };
         let Some(e) = self.chans.get_mut(name) else {
-            return;
+            return true;
         };
         if e.unconfirmed == 0 {
-            return;
+            return false;
         }
         let was = e.live();
         e.unconfirmed -= 1;
@@ -305,6 +373,7 @@ impl ChannelSubs {
         }
         self.changed(was, now);
         self.forget_if_idle(name);
+        true
     }
 
     /// Figures so far.
@@ -397,7 +466,9 @@ mod tests {
                     assert_eq!(names(&b.subscribe), *sub, "{at}");
                     assert_eq!(names(&b.unsubscribe), *unsub, "{at}");
                 }
-                Confirm(c) => s.confirmed(c.as_bytes()),
+                Confirm(c) => {
+                    s.confirmed(c.as_bytes());
+                }
                 Live(yes, no) => {
                     for c in yes {
                         assert!(s.is_live(c), "{at}: {c} should be live");
@@ -476,6 +547,50 @@ mod tests {
     }
 
     #[test]
+    fn a_channel_moves_to_another_links_bookkeeping_with_its_waiters() {
+        let mut from = ChannelSubs::new();
+        let mut to = ChannelSubs::new();
+        from.link_up();
+        to.link_up();
+        from.want("a");
+        from.hold("b");
+        from.want("b");
+        from.want("c");
+        from.unwant("c");
+        let _ = from.take_batch();
+        from.confirmed(b"a");
+        assert!(from.is_live("a"));
+        assert_eq!(from.counts().live, 1);
+        // Only what is wanted or waited for moves.
+        let mut names = from.names();
+        names.sort();
+        assert_eq!(names, vec!["a".into(), "b".into()] as Vec<Box<str>>);
+        for name in ["a", "b"] {
+            let moved = from.take(name).expect("wanted");
+            to.adopt(name, moved);
+        }
+        assert_eq!((from.counts().live, from.tracked()), (0, 0));
+        // A late confirmation of a channel gone is ignored; one Redis sends on its own for a
+        // channel still tracked is reported.
+        assert!(from.confirmed(b"b"));
+        assert!(!to.is_live("a"));
+        let b = to.take_batch();
+        assert_eq!(b.subscribe.len(), 2);
+        assert!(to.confirmed(b"a") && to.confirmed(b"b"));
+        assert!(to.is_live("a") && to.is_live("b"));
+        assert!(
+            !to.confirmed(b"a"),
+            "nothing in flight for a: Redis dropped it"
+        );
+        // `b` is still held by its stream there: released and not held, it is unsubscribed.
+        to.done("b", false);
+        assert_eq!(
+            to.take_batch().unsubscribe,
+            vec!["b".into()] as Vec<Box<str>>
+        );
+    }
+
+    #[test]
     fn a_storm_is_a_few_commands_and_waiters_are_woken_once_live() {
         let mut s = ChannelSubs::new();
         s.link_up();
@@ -485,7 +600,7 @@ mod tests {
         let b = s.take_batch();
         assert_eq!(b.subscribe.len(), 50_000);
         let c = s.counts();
-        assert_eq!((c.subscribe_commands, c.subscribe_channels), (49, 50_000));
+        assert_eq!(c.subscribe_channels, 50_000);
 
         struct Flag(std::sync::atomic::AtomicBool);
         impl std::task::Wake for Flag {

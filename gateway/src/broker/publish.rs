@@ -26,11 +26,13 @@ impl Broker {
     }
 
     /// Publishes `msg`; the number of receivers (`delivered_to_nodes`): 1 for the embedded
-    /// broker, Redis's receiver count (one per core of every node) for Redis.
-    pub async fn publish(&self, msg: Message) -> Result<u64, PublishError> {
+    /// broker, Redis's receiver count (one per core of every node) for Redis. `by_name`:
+    /// its family is subscribed channel by channel (channel and sharded modes; in sharded
+    /// mode it goes out with `SPUBLISH`).
+    pub async fn publish(&self, msg: Message, by_name: bool) -> Result<u64, PublishError> {
         match self {
             Broker::Embedded(b) => b.publish(msg),
-            Broker::Redis(p) => p.publish(&msg.channel, &msg.payload).await,
+            Broker::Redis(p) => p.publish(&msg.channel, &msg.payload, by_name).await,
         }
     }
 }

@@ -4,7 +4,10 @@
 //! In channel mode (`SSE_REDIS_SUBSCRIBE=channel`) the same subscriber connection also
 //! carries the core's `SUBSCRIBE`s of single channels, sent in batches from
 //! [`ChannelSubs`] and confirmed back to it (channel messages arrive as `message`, pattern
-//! ones as `pmessage`).
+//! ones as `pmessage`). In sharded mode (`SSE_REDIS_SUBSCRIBE=sharded`) each core also
+//! holds one link per master it needs channels from ([`shard_loop`]: `SSUBSCRIBE`, one
+//! command per slot, messages as `smessage`), and publishes those channels with `SPUBLISH` on
+//! their master.
 //!
 //! Why not `fred`: its `monoio` feature is an empty stub, so it would run on a tokio thread
 //! and hand every message to the cores through channels: one more thread hop per message
@@ -25,8 +28,7 @@
 //! is dropped and reconnected without the backoff being reset, so a hostile or corrupting
 //! peer costs one connection every 5 s, not a loop.
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
-use std::fmt;
+use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
@@ -35,26 +37,25 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
+use monoio::io::{AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
 use redis_protocol::resp2::types::BytesFrame;
 use tracing::{debug, warn};
 
 use crate::broker::channels::{Batch, ChannelSubs, MAX_PER_COMMAND};
+use crate::broker::cluster::{key_slot, moved_to, Topology};
 use crate::broker::durable;
+use crate::broker::link::{connect_any, connect_to, read_frame, read_more};
+pub use crate::broker::link::{RedisError, CONNECT_TIMEOUT, DEAD_AFTER};
 use crate::broker::message::PublishError;
 use crate::broker::message::{MAX_CHANNEL, MAX_PAYLOAD, PUBLISH_TIMEOUT};
-use crate::broker::resp::{encode_command, FrameError, Next, Reader};
-use crate::broker::target::RedisTarget;
+use crate::broker::resp::{encode_command, Next, Reader};
+use crate::broker::sharded::ShardedSubs;
+use crate::broker::target::{RedisTarget, Seed};
 use crate::util::jitter::{Backoff, Jitter};
 
-/// How long a connect (and its `AUTH`/`SELECT`/`PSUBSCRIBE` handshake) may take.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Idle interval after which the subscriber pings Redis.
 pub const PING_EVERY: Duration = Duration::from_secs(1);
-/// Silence after which a subscriber link counts as dead (no RST needed to notice).
-pub const DEAD_AFTER: Duration = Duration::from_secs(4);
 /// How long the subscriber link gathers channel subscriptions after the first one asks,
 /// before it sends them as one command. Measured in a cold reconnect of 3,000 streams at
 /// 5,000 connects/s on 2 cores: sending at once made 1,764 `SUBSCRIBE`s (1.7 channels each),
@@ -65,134 +66,40 @@ pub const COALESCE: Duration = Duration::from_millis(1);
 pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// Cap of the reconnect delay.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Cap of a shard link's reconnect delay (sharded mode): each attempt also asks for the slot
+/// map, and a failover (`cluster-node-timeout`, then an election) ends within seconds, so the
+/// link that waits for the replica to take over looks again at least every second.
+pub const SHARD_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-/// Why a Redis link failed: the boundary error of this module, logged where the link ends.
-#[derive(Debug)]
-pub enum RedisError {
-    /// TCP connect, read or write failed.
-    Io(std::io::Error),
-    /// Connect or handshake took longer than [`CONNECT_TIMEOUT`].
-    Timeout(&'static str),
-    /// Redis answered a command with an error (bad password, unknown db...).
-    Refused(String),
-    /// Redis closed the connection.
-    Closed,
-    /// Nothing heard for [`DEAD_AFTER`].
-    Silent,
-    /// A reply of the wrong shape.
-    Protocol(String),
-    /// Bytes that are not RESP at all (frames too deep or too large are skipped, not this).
-    Frame(FrameError),
+/// The commands and replies of one kind of channel subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verbs {
+    /// Subscribes channels.
+    subscribe: &'static [u8],
+    /// Unsubscribes them.
+    unsubscribe: &'static [u8],
+    /// The kind of a message of a channel subscribed by name.
+    message: &'static [u8],
+    /// Whether one command may name the channels of one slot only, and the slot map rules
+    /// (sharded pub/sub).
+    by_slot: bool,
 }
 
-impl RedisError {
-    /// Whether the peer sent bytes we refuse (not a network fault): such a link is not
-    /// trusted again soon, and it is counted apart (`redis.protocol_errors`).
-    pub fn is_hostile(&self) -> bool {
-        matches!(self, RedisError::Protocol(_) | RedisError::Frame(_))
-    }
-}
+/// Classic pub/sub: `SUBSCRIBE`, cluster-wide.
+pub const CLASSIC: Verbs = Verbs {
+    subscribe: b"SUBSCRIBE",
+    unsubscribe: b"UNSUBSCRIBE",
+    message: b"message",
+    by_slot: false,
+};
 
-impl fmt::Display for RedisError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RedisError::Io(e) => write!(f, "{e}"),
-            RedisError::Timeout(what) => write!(f, "{what} timed out"),
-            RedisError::Refused(m) => write!(f, "Redis refused: {m}"),
-            RedisError::Closed => f.write_str("Redis closed the connection"),
-            RedisError::Silent => write!(f, "no answer from Redis for {DEAD_AFTER:?}"),
-            RedisError::Protocol(m) => write!(f, "unexpected bytes from Redis: {m}"),
-            RedisError::Frame(e) => write!(f, "refused bytes from Redis: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for RedisError {}
-
-/// The next complete frame in `buf`, if any (consumed from it), outside subscribed mode:
-/// a pub/sub message here is an answer we did not ask for.
-fn next_frame(reader: &mut Reader, buf: &mut BytesMut) -> Result<Option<BytesFrame>, RedisError> {
-    match reader.next(buf).map_err(RedisError::Frame)? {
-        Next::Frame(f) => Ok(Some(f)),
-        Next::Partial => Ok(None),
-        // The answer to our command was skipped (or it was a message we did not ask for).
-        Next::Skipped(over) => Err(RedisError::Protocol(format!(
-            "a skipped frame: {}",
-            over.why()
-        ))),
-    }
-}
-
-/// Reads more bytes into `buf` (appending).
-async fn read_more<R: AsyncReadRent>(rd: &mut R, buf: BytesMut) -> Result<BytesMut, RedisError> {
-    let mut buf = buf;
-    if buf.capacity() - buf.len() < 16 * 1024 {
-        buf.reserve(64 * 1024);
-    }
-    let (len, cap) = (buf.len(), buf.capacity());
-    let (r, slice) = rd.read(buf.slice_mut(len..cap)).await;
-    let buf = slice.into_inner();
-    match r {
-        Ok(0) => Err(RedisError::Closed),
-        Ok(_) => Ok(buf),
-        Err(e) => Err(RedisError::Io(e)),
-    }
-}
-
-/// Reads until one complete frame is there.
-async fn read_frame<R: AsyncReadRent>(
-    rd: &mut R,
-    reader: &mut Reader,
-    buf: &mut BytesMut,
-) -> Result<BytesFrame, RedisError> {
-    loop {
-        if let Some(f) = next_frame(reader, buf)? {
-            return Ok(f);
-        }
-        *buf = read_more(rd, std::mem::take(buf)).await?;
-    }
-}
-
-/// Connects, authenticates and selects the database of `target`.
-async fn connect(target: &RedisTarget) -> Result<(TcpStream, BytesMut), RedisError> {
-    let handshake = async {
-        let mut stream = TcpStream::connect((target.host.as_str(), target.port))
-            .await
-            .map_err(RedisError::Io)?;
-        let _ = stream.set_nodelay(true);
-        let mut cmds = BytesMut::new();
-        let mut expect = 0;
-        if let Some(pass) = &target.password {
-            let pass = pass.expose().as_bytes();
-            match &target.username {
-                Some(user) => encode_command(&[b"AUTH", user.as_bytes(), pass], &mut cmds),
-                None => encode_command(&[b"AUTH", pass], &mut cmds),
-            }
-            expect += 1;
-        }
-        if target.db != 0 {
-            encode_command(&[b"SELECT", target.db.to_string().as_bytes()], &mut cmds);
-            expect += 1;
-        }
-        let mut buf = BytesMut::with_capacity(4096);
-        if expect > 0 {
-            let (r, _) = stream.write_all(cmds.freeze()).await;
-            r.map_err(RedisError::Io)?;
-            let mut reader = Reader::new();
-            for _ in 0..expect {
-                match read_frame(&mut stream, &mut reader, &mut buf).await? {
-                    BytesFrame::Error(e) => return Err(RedisError::Refused(e.to_string())),
-                    _ => continue,
-                }
-            }
-        }
-        Ok((stream, buf))
-    };
-    match monoio::time::timeout(CONNECT_TIMEOUT, handshake).await {
-        Ok(r) => r,
-        Err(_) => Err(RedisError::Timeout("connecting to Redis")),
-    }
-}
+/// Sharded pub/sub (Redis 7): `SSUBSCRIBE` on the master of the channel's slot.
+pub const SHARDED: Verbs = Verbs {
+    subscribe: b"SSUBSCRIBE",
+    unsubscribe: b"SUNSUBSCRIBE",
+    message: b"smessage",
+    by_slot: true,
+};
 
 /// What a core does with what its subscriber link reports. Implemented by the core's shard,
 /// so this module knows nothing of cores.
@@ -216,14 +123,18 @@ pub trait SubscriberSink {
 /// Runs one core's subscription until the sink says stop: connect, `PSUBSCRIBE` every
 /// pattern, `SUBSCRIBE` the channels `channels` wants (channel mode), deliver messages; on any
 /// failure back off and do it again (every wanted channel is subscribed again, batched).
+/// `first`: the node of `target`'s list to try first (each core starts at its own, so a
+/// node's cores spread over the nodes listed).
 pub async fn subscribe_loop(
     target: RedisTarget,
     patterns: Vec<String>,
     seed: u64,
+    first: usize,
     sink: Rc<dyn SubscriberSink>,
     channels: Option<Rc<RefCell<ChannelSubs>>>,
 ) {
     let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX, Jitter::seeded(seed));
+    let next = Cell::new(first);
     // Whether a subscription was live before: the next one then follows an outage.
     let mut ever = false;
     loop {
@@ -231,7 +142,10 @@ pub async fn subscribe_loop(
             return;
         }
         let live = Cell::new(false);
-        let run = run_subscription(&target, &patterns, &*sink, ever, &live, &channels);
+        let via = Via::Any(&next);
+        let run = run_subscription(
+            &target, via, &patterns, CLASSIC, &*sink, ever, &live, &channels,
+        );
         let result = run.await;
         if let Some(c) = &channels {
             c.borrow_mut().link_down();
@@ -256,16 +170,91 @@ pub async fn subscribe_loop(
     }
 }
 
+/// What a sharded link reports besides what every subscriber link does.
+pub trait ShardLinkSink: SubscriberSink {
+    /// The link ends for good: its master left the slot map (failed over, or its slots
+    /// moved), and its channels went to their new masters' links.
+    fn retired(&self);
+}
+
+/// Runs one core's link to `master` in sharded mode until the sink says stop or the master
+/// leaves the slot map: connect, `SSUBSCRIBE` what `channels` wants (one command per slot),
+/// deliver messages; on any failure ask for the slot map again (`router` moves the channels
+/// whose slot has another master now), back off (at most [`SHARD_BACKOFF_MAX`]) and do it
+/// again.
+pub async fn shard_loop<S: ShardLinkSink + 'static>(
+    target: RedisTarget,
+    master: Seed,
+    seed: u64,
+    router: Rc<ShardedSubs>,
+    sink: Rc<S>,
+    channels: Rc<RefCell<ChannelSubs>>,
+) {
+    let mut backoff = Backoff::new(BACKOFF_MIN, SHARD_BACKOFF_MAX, Jitter::seeded(seed));
+    let mut ever = false;
+    let channels = Some(channels);
+    loop {
+        if sink.stopping() {
+            return;
+        }
+        if !router.serves(&master) {
+            sink.retired();
+            return;
+        }
+        let live = Cell::new(false);
+        let via = Via::Node(&master);
+        let run = run_subscription(&target, via, &[], SHARDED, &*sink, ever, &live, &channels);
+        let result = run.await;
+        if let Some(c) = &channels {
+            c.borrow_mut().link_down();
+        }
+        let err = match result {
+            Ok(()) => return,
+            Err(e) => e,
+        };
+        if live.get() {
+            ever = true;
+            if !err.is_hostile() {
+                backoff.reset();
+            }
+        }
+        if sink.stopping() {
+            return;
+        }
+        sink.lost(&err);
+        if !router.after_loss(&master).await {
+            sink.retired();
+            return;
+        }
+        monoio::time::sleep(backoff.delay()).await;
+    }
+}
+
+/// Which node a subscriber link connects to.
+#[derive(Clone, Copy)]
+enum Via<'a> {
+    /// The first of the target's nodes that takes it (see [`connect_any`]).
+    Any(&'a Cell<usize>),
+    /// This node (a master, in sharded mode).
+    Node(&'a Seed),
+}
+
 /// One subscriber connection's life. `Ok` only when the sink asks to stop.
+#[allow(clippy::too_many_arguments)]
 async fn run_subscription(
     target: &RedisTarget,
+    via: Via<'_>,
     patterns: &[String],
+    verbs: Verbs,
     sink: &dyn SubscriberSink,
     after_outage: bool,
     live: &Cell<bool>,
     channels: &Option<Rc<RefCell<ChannelSubs>>>,
 ) -> Result<(), RedisError> {
-    let (stream, mut buf) = connect(target).await?;
+    let (stream, mut buf) = match via {
+        Via::Any(next) => connect_any(target, next).await?,
+        Via::Node(node) => connect_to(target, node).await?,
+    };
     let fd = stream.as_raw_fd();
     let (mut rd, mut wr) = stream.into_split();
     if !patterns.is_empty() {
@@ -303,7 +292,8 @@ async fn run_subscription(
         let expect = batch.subscribe.len() + batch.unsubscribe.len();
         if expect > 0 {
             let mut out = BytesMut::new();
-            encode_batch(&batch, &mut out);
+            let (subs, unsubs) = encode_batch(&batch, verbs, &mut out);
+            c.borrow_mut().sent_commands(subs, unsubs);
             let resync = async {
                 let (r, _) = wr.write_all(out.freeze()).await;
                 r.map_err(RedisError::Io)?;
@@ -312,18 +302,18 @@ async fn run_subscription(
                     match reader.next(&mut buf).map_err(RedisError::Frame)? {
                         Next::Partial => buf = read_more(&mut rd, std::mem::take(&mut buf)).await?,
                         Next::Skipped(over) => sink.dropped(over.why()),
-                        Next::Frame(f) => {
-                            if take(f, sink, Some(c)) == Taken::Confirmation {
-                                confirmed += 1;
-                            }
-                        }
+                        Next::Frame(f) => match take(f, sink, Some(c), verbs) {
+                            Taken::Confirmation => confirmed += 1,
+                            Taken::Moved(why) => return Err(RedisError::Moved(why)),
+                            _ => {}
+                        },
                     }
                 }
                 Ok(())
             };
             match monoio::time::timeout(CONNECT_TIMEOUT, resync).await {
                 Ok(r) => r?,
-                Err(_) => return Err(RedisError::Timeout("SUBSCRIBE")),
+                Err(_) => return Err(RedisError::Timeout("SUBSCRIBE or SSUBSCRIBE")),
             }
         }
     }
@@ -343,8 +333,10 @@ async fn run_subscription(
         done.clone(),
         silent.clone(),
         channels.clone(),
+        verbs,
     ));
-    let result = read_messages(&mut rd, reader, buf, sink, &heard, channels.as_deref()).await;
+    let channels = channels.as_deref();
+    let result = read_messages(&mut rd, reader, buf, sink, &heard, channels, verbs).await;
     done.set(true);
     match result {
         Err(_) if silent.get() => Err(RedisError::Silent),
@@ -357,7 +349,7 @@ fn is_kind(a: &[BytesFrame], kind: &[u8]) -> bool {
 }
 
 /// What one frame of a subscriber link was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Taken {
     /// A published message (delivered, or dropped and counted).
     Message,
@@ -365,6 +357,9 @@ enum Taken {
     Confirmation,
     /// Anything else (`pong`, a refused command): only proof of life.
     Other,
+    /// Sharded mode: the node no longer serves a slot of ours (a `MOVED` answer, or a
+    /// `sunsubscribe` we did not ask for): with what Redis said.
+    Moved(String),
 }
 
 /// Hands one frame of a subscriber link to `sink` (messages) or `channels` (confirmations).
@@ -372,17 +367,23 @@ fn take(
     frame: BytesFrame,
     sink: &dyn SubscriberSink,
     channels: Option<&RefCell<ChannelSubs>>,
+    verbs: Verbs,
 ) -> Taken {
     match frame {
         BytesFrame::Array(mut a) => {
             let pmessage = a.len() == 4 && is_kind(&a, b"pmessage");
-            let message = a.len() == 3 && is_kind(&a, b"message");
+            let message = a.len() == 3 && is_kind(&a, verbs.message);
             let confirmation =
-                a.len() == 3 && (is_kind(&a, b"subscribe") || is_kind(&a, b"unsubscribe"));
+                a.len() == 3 && (is_kind(&a, verbs.subscribe) || is_kind(&a, verbs.unsubscribe));
             if let (true, Some(c)) = (confirmation, channels) {
                 // One confirmation per channel of our commands, in order.
                 if let Some(BytesFrame::BulkString(name)) = a.get(1) {
-                    c.borrow_mut().confirmed(name);
+                    let asked = c.borrow_mut().confirmed(name);
+                    if !asked && verbs.by_slot {
+                        // Sharded pub/sub unsubscribes a channel whose slot left the node.
+                        let name = String::from_utf8_lossy(name);
+                        return Taken::Moved(format!("Redis unsubscribed {name}"));
+                    }
                 }
                 return Taken::Confirmation;
             }
@@ -415,6 +416,14 @@ fn take(
             }
             Taken::Message
         }
+        // Sharded: the node does not serve the slot (`MOVED`), or the cluster cannot serve
+        // it now (`CLUSTERDOWN`, during a failover): the link is given up and the slot map
+        // asked again, instead of waiting out confirmations that cannot come.
+        BytesFrame::Error(e)
+            if verbs.by_slot && (moved_to(&e).is_some() || e.starts_with("CLUSTERDOWN")) =>
+        {
+            Taken::Moved(e.to_string())
+        }
         BytesFrame::Error(e) => {
             // A command of ours refused (an ACL that denies a channel, say): its channels
             // stay unconfirmed, and the streams waiting for them are refused in time.
@@ -435,6 +444,7 @@ async fn read_messages(
     sink: &dyn SubscriberSink,
     heard: &Cell<Instant>,
     channels: Option<&RefCell<ChannelSubs>>,
+    verbs: Verbs,
 ) -> Result<(), RedisError> {
     let mut delivered = 0usize;
     loop {
@@ -448,14 +458,16 @@ async fn read_messages(
                     continue;
                 }
             };
-            if take(frame, sink, channels) == Taken::Message {
-                delivered += 1;
-                // Let the stream writers run between bursts.
-                if delivered % crate::task::DELIVER_BATCH == 0 {
-                    // Working through a backlog is proof of life too.
-                    heard.set(Instant::now());
-                    crate::task::yield_now().await;
-                }
+            match take(frame, sink, channels, verbs) {
+                Taken::Message => delivered += 1,
+                Taken::Moved(why) => return Err(RedisError::Moved(why)),
+                _ => continue,
+            }
+            // Let the stream writers run between bursts.
+            if delivered % crate::task::DELIVER_BATCH == 0 {
+                // Working through a backlog is proof of life too.
+                heard.set(Instant::now());
+                crate::task::yield_now().await;
             }
         }
         if sink.stopping() {
@@ -466,20 +478,42 @@ async fn read_messages(
     }
 }
 
-/// Encodes `batch` as commands of at most [`MAX_PER_COMMAND`] channels each: unsubscribes
-/// first (their channels were dropped before the newer wants were made).
-pub fn encode_batch(batch: &Batch, out: &mut BytesMut) {
-    for (verb, names) in [
-        (&b"UNSUBSCRIBE"[..], &batch.unsubscribe),
-        (&b"SUBSCRIBE"[..], &batch.subscribe),
+/// Encodes `batch` as commands of at most [`MAX_PER_COMMAND`] channels each, and with
+/// sharded `verbs` of one slot each (Redis refuses an `SSUBSCRIBE` whose channels span slots:
+/// the commands are pipelined in one write instead): unsubscribes first (their channels were
+/// dropped before the newer wants were made). The subscribe and unsubscribe commands written.
+pub fn encode_batch(batch: &Batch, verbs: Verbs, out: &mut BytesMut) -> (u64, u64) {
+    let mut commands = [0u64; 2];
+    for (i, verb, names) in [
+        (0, verbs.unsubscribe, &batch.unsubscribe),
+        (1, verbs.subscribe, &batch.subscribe),
     ] {
-        for chunk in names.chunks(MAX_PER_COMMAND) {
-            let args: Vec<&[u8]> = std::iter::once(verb)
-                .chain(chunk.iter().map(|c| c.as_bytes()))
-                .collect();
-            encode_command(&args, out);
+        let mut names: Vec<(u16, &str)> = names
+            .iter()
+            .map(|c| {
+                (
+                    if verbs.by_slot {
+                        key_slot(c.as_bytes())
+                    } else {
+                        0
+                    },
+                    &**c,
+                )
+            })
+            .collect();
+        // Stable: a slot's channels keep the order they were wanted in.
+        names.sort_by_key(|(slot, _)| *slot);
+        for group in names.chunk_by(|a, b| a.0 == b.0) {
+            for chunk in group.chunks(MAX_PER_COMMAND) {
+                let args: Vec<&[u8]> = std::iter::once(verb)
+                    .chain(chunk.iter().map(|(_, c)| c.as_bytes()))
+                    .collect();
+                encode_command(&args, out);
+                commands[i] += 1;
+            }
         }
     }
+    (commands[1], commands[0])
 }
 
 /// Whether a batch of channel commands is due (never, outside channel mode).
@@ -510,6 +544,7 @@ async fn watchdog(
     done: Rc<Cell<bool>>,
     silent: Rc<Cell<bool>>,
     channels: Option<Rc<RefCell<ChannelSubs>>>,
+    verbs: Verbs,
 ) {
     let mut ping = BytesMut::new();
     encode_command(&[b"PING"], &mut ping);
@@ -531,10 +566,11 @@ async fn watchdog(
         if done.get() {
             return;
         }
-        let batch = channels.as_ref().map(|c| c.borrow_mut().take_batch());
-        if let Some(batch) = batch.filter(|b| !b.is_empty()) {
+        let batch = channels.as_ref().map(|c| (c, c.borrow_mut().take_batch()));
+        if let Some((c, batch)) = batch.filter(|(_, b)| !b.is_empty()) {
             let mut out = BytesMut::new();
-            encode_batch(&batch, &mut out);
+            let (subs, unsubs) = encode_batch(&batch, verbs, &mut out);
+            c.borrow_mut().sent_commands(subs, unsubs);
             let w = monoio::time::timeout(CONNECT_TIMEOUT, wr.write_all(out.freeze())).await;
             if !matches!(w, Ok((Ok(_), _))) {
                 // Redis does not take our commands: the link is not healthy.
@@ -577,6 +613,8 @@ async fn watchdog(
 pub struct Publisher {
     /// Where Redis is.
     target: RedisTarget,
+    /// The node of `target`'s list the next connect tries first.
+    next: Cell<usize>,
     /// The durable path's settings; `None`: plain `PUBLISH` only.
     durable: Option<DurableSettings>,
     /// The live link, if any.
@@ -587,6 +625,19 @@ pub struct Publisher {
     connecting: Cell<bool>,
     /// Publishers waiting for the connect in progress.
     waiting: RefCell<Vec<Waker>>,
+    /// Sharded mode: the slot map and a publisher per master, for `SPUBLISH`.
+    shards: Option<Box<ShardPublishers>>,
+}
+
+/// A core's `SPUBLISH` links (sharded mode): one [`Publisher`] per master, each with the
+/// outcome rules above, made on first use and dropped when its master leaves the map.
+struct ShardPublishers {
+    /// The slot map, shared with the core's sharded subscriptions.
+    topology: Rc<Topology>,
+    /// By master.
+    by_master: RefCell<HashMap<Seed, Rc<Publisher>>>,
+    /// The map version `by_master` was last pruned at.
+    pruned: Cell<u64>,
 }
 
 /// What a durable publish passes to `ssegw_publish` besides channel and payload.
@@ -714,23 +765,143 @@ fn contains_bytes(hay: &[u8], needle: &[u8]) -> bool {
 
 impl Publisher {
     /// A publisher for `target`, publishing through the durable path with `durable` when
-    /// Redis has functions; connects on first use.
-    pub fn new(target: RedisTarget, durable: Option<DurableSettings>) -> Publisher {
+    /// Redis has functions; connects on first use, to the node `first` of the list first.
+    pub fn new(target: RedisTarget, durable: Option<DurableSettings>, first: usize) -> Publisher {
         Publisher {
             target,
+            next: Cell::new(first),
             durable,
             link: RefCell::new(None),
             failed_at: Cell::new(None),
             connecting: Cell::new(false),
             waiting: RefCell::new(Vec::new()),
+            shards: None,
         }
+    }
+
+    /// Sharded mode: channels subscribed by name are published with `SPUBLISH` on their
+    /// slot's master (by `topology`), the others with `PUBLISH` as before; the durable path
+    /// is off (its function publishes with `PUBLISH`, which sharded subscribers never see).
+    pub fn sharded(mut self, topology: Rc<Topology>) -> Publisher {
+        self.durable = None;
+        self.shards = Some(Box::new(ShardPublishers {
+            topology,
+            by_master: RefCell::new(HashMap::new()),
+            pruned: Cell::new(0),
+        }));
+        self
+    }
+
+    /// The slot map (sharded mode).
+    pub fn topology(&self) -> Option<Rc<Topology>> {
+        self.shards.as_ref().map(|s| s.topology.clone())
+    }
+
+    /// `SPUBLISH channel payload` on the master of `channel`'s slot: the receiver count (one
+    /// per gateway node holding the channel). A `MOVED` answer (the slot moved, nothing was
+    /// published) fetches the map again and tries once more; a master that cannot be reached
+    /// fetches the map (for the next publish: a failover may have promoted its replica) and
+    /// answers `503`.
+    async fn spublish(
+        &self,
+        shards: &ShardPublishers,
+        channel: &[u8],
+        payload: &[u8],
+    ) -> Result<u64, PublishError> {
+        let topology = &shards.topology;
+        // One more try when the answer says the map was stale: a `MOVED` (to the address it
+        // names, or the master of a map fetched since), or a master that cannot be reached
+        // while a fetched map names another (its replica took over).
+        let mut again = true;
+        let mut to: Option<Seed> = None;
+        loop {
+            let map = topology
+                .ensure()
+                .await
+                .map_err(|e| PublishError::Unreachable(e.to_string()))?;
+            if shards.pruned.replace(topology.version()) != topology.version() {
+                shards.by_master.borrow_mut().retain(|m, _| map.serves(m));
+            }
+            let master = match to
+                .take()
+                .or_else(|| map.master_of_channel(channel).cloned())
+            {
+                Some(m) => m,
+                None => {
+                    if std::mem::take(&mut again) && topology.refresh().await.unwrap_or(false) {
+                        continue;
+                    }
+                    let slot = key_slot(channel);
+                    return Err(PublishError::Unreachable(format!(
+                        "no master serves slot {slot} now"
+                    )));
+                }
+            };
+            let one = |master: Seed| {
+                let mut target = self.target.clone();
+                target.seeds = vec![master];
+                Rc::new(Publisher::new(target, None, 0))
+            };
+            // Links are kept for the masters of the map only: a `MOVED` to an address the
+            // map does not name (what Redis sends is an input) gets a link for this publish.
+            let publisher = if map.serves(&master) {
+                shards
+                    .by_master
+                    .borrow_mut()
+                    .entry(master.clone())
+                    .or_insert_with(|| one(master))
+                    .clone()
+            } else {
+                one(master)
+            };
+            let r = publisher.command(&[b"SPUBLISH", channel, payload]).await;
+            let moved = match &r {
+                Ok(BytesFrame::Error(e)) => moved_to(e),
+                _ => None,
+            };
+            let unreachable = matches!(
+                r,
+                Err(PublishError::Unreachable(_) | PublishError::Backoff | PublishError::Lost(_))
+            );
+            if (moved.is_some() || unreachable) && std::mem::take(&mut again) {
+                let changed = topology.refresh().await.unwrap_or(false);
+                if changed || moved.is_some() {
+                    to = if changed { None } else { moved };
+                    continue;
+                }
+            }
+            return match r? {
+                BytesFrame::Integer(n) => Ok(u64::try_from(n).unwrap_or(0)),
+                BytesFrame::Error(e) => Err(PublishError::Refused(e.to_string())),
+                other => Err(PublishError::Unknown(format!(
+                    "unexpected reply to SPUBLISH: {other:?}"
+                ))),
+            };
+        }
+    }
+
+    /// Sends one command and waits for its answer (see [`Publisher::roundtrip`]).
+    async fn command(&self, args: &[&[u8]]) -> Result<BytesFrame, PublishError> {
+        let link = self.link().await?;
+        self.roundtrip(link, args).await
     }
 
     /// Publishes `payload` on `channel`: through `ssegw_publish` (history kept in Redis, the
     /// event's durable id in its envelope) when this Redis has the library, else `PUBLISH`.
     /// Redis's receiver count (subscriber connections, one per core of every node), or why
     /// it could not be published, or that nobody knows ([`PublishError::outcome_unknown`]).
-    pub async fn publish(&self, channel: &[u8], payload: &[u8]) -> Result<u64, PublishError> {
+    ///
+    /// In sharded mode a channel subscribed by name (`by_name`) goes with `SPUBLISH` to its
+    /// slot's master instead (see [`Publisher::sharded`]).
+    pub async fn publish(
+        &self,
+        channel: &[u8],
+        payload: &[u8],
+        by_name: bool,
+    ) -> Result<u64, PublishError> {
+        if let (Some(shards), true) = (&self.shards, by_name) {
+            return self.spublish(shards, channel, payload).await;
+        }
         let link = self.link().await?;
         let frame = match self.durable.filter(|_| link.durable) {
             Some(d) => {
@@ -870,7 +1041,7 @@ impl Publisher {
             return Err(PublishError::Backoff);
         }
         self.connecting.set(true);
-        let r = match connect(&self.target).await {
+        let r = match connect_any(&self.target, &self.next).await {
             Ok((mut stream, mut buf)) if self.durable.is_some() => {
                 let check = ensure_library(&mut stream, &mut buf);
                 match monoio::time::timeout(CONNECT_TIMEOUT, check).await {
@@ -1001,6 +1172,8 @@ async fn read_replies(link: Rc<PubLink>, mut rd: OwnedReadHalf<TcpStream>, mut b
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::link::next_frame;
+    use crate::broker::resp::FrameError;
 
     #[test]
     fn commands_are_resp_arrays_of_bulk_strings() {
@@ -1010,6 +1183,47 @@ mod tests {
             &out[..],
             b"*3\r\n$7\r\nPUBLISH\r\n$9\r\nSSE::1::2\r\n$7\r\n{\"a\":1}\r\n"
         );
+    }
+
+    #[test]
+    fn sharded_batches_are_one_command_per_slot_pipelined() {
+        let names = |v: &[&str]| -> Vec<Box<str>> { v.iter().map(|&c| c.into()).collect() };
+        let batch = Batch {
+            subscribe: names(&["{a}1", "{b}1", "{a}2", "{b}2", "{c}1"]),
+            unsubscribe: names(&["{c}2", "{a}3"]),
+        };
+        let mut out = BytesMut::new();
+        assert_eq!(encode_batch(&batch, CLASSIC, &mut out), (1, 1));
+        let mut want = BytesMut::new();
+        encode_command(&[b"UNSUBSCRIBE", b"{c}2", b"{a}3"], &mut want);
+        encode_command(
+            &[b"SUBSCRIBE", b"{a}1", b"{b}1", b"{a}2", b"{b}2", b"{c}1"],
+            &mut want,
+        );
+        assert_eq!(out, want);
+        // Sharded: one command per slot, in slot order, each slot's channels in the order
+        // they were wanted; all of them in one buffer (one write).
+        let mut out = BytesMut::new();
+        assert_eq!(encode_batch(&batch, SHARDED, &mut out), (3, 2));
+        let mut unsubs: Vec<(u16, Vec<&[u8]>)> = vec![
+            (key_slot(b"a"), vec![b"{a}3"]),
+            (key_slot(b"c"), vec![b"{c}2"]),
+        ];
+        let mut subs: Vec<(u16, Vec<&[u8]>)> = vec![
+            (key_slot(b"a"), vec![b"{a}1", b"{a}2"]),
+            (key_slot(b"b"), vec![b"{b}1", b"{b}2"]),
+            (key_slot(b"c"), vec![b"{c}1"]),
+        ];
+        unsubs.sort_by_key(|(s, _)| *s);
+        subs.sort_by_key(|(s, _)| *s);
+        let mut want = BytesMut::new();
+        for (verb, groups) in [(&b"SUNSUBSCRIBE"[..], unsubs), (&b"SSUBSCRIBE"[..], subs)] {
+            for (_, names) in groups {
+                let args: Vec<&[u8]> = std::iter::once(verb).chain(names).collect();
+                encode_command(&args, &mut want);
+            }
+        }
+        assert_eq!(out, want);
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! The Redis broker's address (`EVENTS_REDIS_STORAGE`): a `redis://` URL or a bare
-//! `host:port`, read with the `url` crate and shown with its password redacted.
+//! `host:port`, or a comma-separated list of nodes in either form (the seed nodes of a Redis
+//! Cluster: `redis://[user:pass@]h1:p1,h2:p2[/db]`, `h1:p1,h2:p2`), read with the `url`
+//! crate and shown with its password redacted.
 use std::fmt;
 use std::net::Ipv6Addr;
 
@@ -11,16 +13,51 @@ use crate::http::query::{percent_decode, BadEncoding};
 /// The forms an error message offers.
 const FORMS: &str = "expected redis://[user:pass@]host:port[/db] or host:port";
 
-/// Where the Redis broker lives, parsed from `EVENTS_REDIS_STORAGE`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedisTarget {
+/// The forms an error about a list offers.
+const LIST_FORMS: &str =
+    "expected redis://[user:pass@]host1:port1,host2:port2[/db] or host1:port1,host2:port2";
+
+/// Most nodes a list may name: a cluster is reached through any one of them, so a few per
+/// shard is plenty, and each failed one costs a connect attempt (up to 2 s) per link.
+pub const MAX_SEEDS: usize = 64;
+
+/// One node's address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Seed {
     /// Host name or IP address (IPv6 without brackets).
     pub host: String,
     /// TCP port (6379 when a `redis://` URL names none).
     pub port: u16,
-    /// ACL user name for `AUTH`, percent-decoded.
+}
+
+impl Seed {
+    /// A node's address.
+    pub fn new(host: impl Into<String>, port: u16) -> Seed {
+        Seed {
+            host: host.into(),
+            port,
+        }
+    }
+}
+
+impl fmt::Display for Seed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.host.contains(':') {
+            true => write!(f, "[{}]:{}", self.host, self.port),
+            false => write!(f, "{}:{}", self.host, self.port),
+        }
+    }
+}
+
+/// Where the Redis broker lives, parsed from `EVENTS_REDIS_STORAGE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisTarget {
+    /// The nodes to connect to, in the order given (at least one): one Redis, or seed nodes
+    /// of a Redis Cluster. Every link tries them in turn, starting after the last that failed.
+    pub seeds: Vec<Seed>,
+    /// ACL user name for `AUTH`, percent-decoded (one for every node).
     pub username: Option<String>,
-    /// Password for `AUTH`, percent-decoded.
+    /// Password for `AUTH`, percent-decoded (one for every node).
     pub password: Option<Secret>,
     /// Database index for `SELECT` (0 when none is given).
     pub db: u32,
@@ -36,20 +73,43 @@ impl fmt::Display for RedisTarget {
             None if !user.is_empty() => write!(f, "redis://{REDACTED}@")?,
             None => f.write_str("redis://")?,
         }
-        match self.host.contains(':') {
-            true => write!(f, "[{}]:{}/{}", self.host, self.port, self.db),
-            false => write!(f, "{}:{}/{}", self.host, self.port, self.db),
+        for (i, seed) in self.seeds.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{seed}")?;
         }
+        write!(f, "/{}", self.db)
     }
 }
 
 impl RedisTarget {
-    /// What a hand-built target can get wrong: the host's form and a zero port.
-    pub fn check(&self) -> Result<(), String> {
-        match check_host(&self.host)? {
-            _ if self.port == 0 => Err(PORT.to_string()),
-            _ => Ok(()),
+    /// A target of one node, without credentials, database 0.
+    pub fn single(host: impl Into<String>, port: u16) -> RedisTarget {
+        RedisTarget {
+            seeds: vec![Seed::new(host, port)],
+            username: None,
+            password: None,
+            db: 0,
         }
+    }
+
+    /// What a hand-built target can get wrong: no node, too many, a host's form and a zero
+    /// port.
+    pub fn check(&self) -> Result<(), String> {
+        if self.seeds.is_empty() {
+            return Err("missing host".into());
+        }
+        if self.seeds.len() > MAX_SEEDS {
+            return Err(format!("at most {MAX_SEEDS} nodes may be listed"));
+        }
+        for seed in &self.seeds {
+            check_host(&seed.host)?;
+            if seed.port == 0 {
+                return Err(PORT.to_string());
+            }
+        }
+        Ok(())
     }
 }
 
@@ -57,9 +117,54 @@ impl RedisTarget {
 const PORT: &str = "port must be from 1 to 65535";
 
 /// Parses `redis://[user:pass@]host[:port][/db]` or bare `host:port` (read as `redis://`
-/// after checking it holds neither credentials nor a database).
+/// after checking it holds neither credentials nor a database), or a comma-separated list of
+/// nodes in either form, with one set of credentials and one database for all
+/// (`redis://[user:pass@]h1:p1,h2:p2[/db]`, `h1:p1,h2:p2`).
 pub fn parse(text: &str) -> Result<RedisTarget, String> {
     let s = text.trim();
+    // The nodes sit between the credentials (up to the last `@`, as for one node) and the
+    // first `/`, `?` or `#` after them.
+    let start = s.find("://").map_or(0, |i| i + 3);
+    let start = s[start..].rfind('@').map_or(start, |i| start + i + 1);
+    let end = s[start..]
+        .find(['/', '?', '#'])
+        .map_or(s.len(), |i| start + i);
+    let nodes = &s[start..end];
+    if !nodes.contains(',') {
+        return parse_one(s);
+    }
+    let (before, after) = (&s[..start], &s[end..]);
+    let pieces: Vec<&str> = nodes.split(',').map(str::trim).collect();
+    if pieces.len() > MAX_SEEDS {
+        return Err(format!("at most {MAX_SEEDS} nodes may be listed"));
+    }
+    let mut target: Option<RedisTarget> = None;
+    for (i, piece) in pieces.iter().enumerate() {
+        let n = i + 1;
+        if piece.is_empty() {
+            return Err(format!(
+                "node {n} of the list is empty (a stray `,`?); {LIST_FORMS}"
+            ));
+        }
+        let one = parse_one(&format!("{before}{piece}{after}"))
+            .map_err(|e| format!("node {n} of the list (`{piece}`): {e}"))?;
+        match &mut target {
+            None => target = Some(one),
+            Some(t) => {
+                // Credentials and database are the ones written once, so they agree.
+                let seed = one.seeds.into_iter().next().ok_or("missing host")?;
+                if t.seeds.contains(&seed) {
+                    return Err(format!("node `{seed}` is listed twice"));
+                }
+                t.seeds.push(seed);
+            }
+        }
+    }
+    target.ok_or_else(|| format!("must not be empty; {LIST_FORMS}"))
+}
+
+/// [`parse`] of one node.
+fn parse_one(s: &str) -> Result<RedisTarget, String> {
     let (scheme, rest) = s.split_once("://").unwrap_or(("", s));
     let reason = match scheme.to_ascii_lowercase().as_str() {
         _ if s.is_empty() => format!("must not be empty; {FORMS}"),
@@ -134,8 +239,7 @@ pub fn parse(text: &str) -> Result<RedisTarget, String> {
     let user = decode(url.username(), "user name")?;
     let pass = decode(url.password().unwrap_or_default(), "password")?;
     Ok(RedisTarget {
-        host,
-        port,
+        seeds: vec![Seed { host, port }],
         username: (!user.is_empty()).then_some(user),
         password: (!pass.is_empty()).then(|| Secret::new(pass)),
         db,
@@ -192,8 +296,7 @@ mod tests {
         db: u32,
     ) -> RedisTarget {
         RedisTarget {
-            host: host.into(),
-            port,
+            seeds: vec![Seed::new(host, port)],
             username: user.map(Into::into),
             password: pass.map(Secret::new),
             db,
@@ -282,6 +385,54 @@ mod tests {
     }
 
     #[test]
+    fn lists_of_nodes() {
+        let seeds =
+            |t: &RedisTarget| -> Vec<String> { t.seeds.iter().map(ToString::to_string).collect() };
+        let ok: &[(&str, &[&str], Option<&str>, u32)] = &[
+            ("redis://a:1,b:2", &["a:1", "b:2"], None, 0),
+            ("a:1,b:2,c:3", &["a:1", "b:2", "c:3"], None, 0),
+            (" a:1 , b:2 ", &["a:1", "b:2"], None, 0),
+            ("redis://u:p@a:1,b:2/3", &["a:1", "b:2"], Some("p"), 3),
+            // The last `@` ends the credentials, so a `,` or `@` in a password is no node.
+            ("redis://u:p,w@x@a:1,b:2", &["a:1", "b:2"], Some("p,w@x"), 0),
+            ("redis://a,b:7000", &["a:6379", "b:7000"], None, 0),
+            ("[::1]:1,[::1]:2", &["[::1]:1", "[::1]:2"], None, 0),
+        ];
+        for (text, want, pass, db) in ok {
+            let t = parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(seeds(&t), *want, "{text}");
+            assert_eq!(t.password.as_ref().map(|p| p.expose()), *pass, "{text}");
+            assert_eq!(t.db, *db, "{text}");
+        }
+        // One node is read exactly as before.
+        assert_eq!(parse("a:1").unwrap(), target("a", 1, None, None, 0));
+        let bad: &[(&str, &str)] = &[
+            ("a:1,", "node 2 of the list is empty"),
+            (",a:1", "node 1 of the list is empty"),
+            ("a:1,,b:2", "node 2 of the list is empty"),
+            ("a:1,b", "node 2 of the list (`b`): missing port"),
+            ("a:1,b:0", "node 2 of the list (`b:0`): port must be"),
+            ("redis://a:1,b!:2", "node 2 of the list (`b!:2`): host `b!`"),
+            (
+                "u:p@a:1,b:2",
+                "node 1 of the list (`a:1`): credentials and a database",
+            ),
+            ("a:1,a:1", "node `a:1` is listed twice"),
+            ("redis://a,a:6379", "node `a:6379` is listed twice"),
+            ("rediss://a:1,b:2", "TLS is not supported"),
+        ];
+        for (text, want) in bad {
+            let err = parse(text).unwrap_err();
+            assert!(err.contains(want), "{text}: {err}");
+        }
+        let many: Vec<String> = (1..=MAX_SEEDS + 1).map(|p| format!("h:{p}")).collect();
+        assert!(parse(&many.join(",")).unwrap_err().contains("at most 64"));
+        assert_eq!(parse(&many[..MAX_SEEDS].join(",")).unwrap().seeds.len(), 64);
+        let t = parse("redis://u:hunter2@a:1,[::1]:2/4").unwrap();
+        assert_eq!(t.to_string(), "redis://u:[redacted]@a:1,[::1]:2/4");
+    }
+
+    #[test]
     fn redis_target_display_hides_the_password() {
         let mut t = parse("redis://u:hunter2@r:1/2").unwrap();
         assert_eq!(t.to_string(), "redis://u:[redacted]@r:1/2");
@@ -291,7 +442,7 @@ mod tests {
         t.password = None;
         assert_eq!(t.to_string(), "redis://r:1/2");
         t.username = Some("u".into());
-        t.host = "::1".into();
+        t.seeds[0].host = "::1".into();
         assert_eq!(t.to_string(), "redis://[redacted]@[::1]:1/2");
     }
 
@@ -316,6 +467,9 @@ mod tests {
     #[test]
     fn hand_built_targets_are_checked() {
         assert!(target("r", 1, None, None, 0).check().is_ok());
+        let mut none = target("r", 1, None, None, 0);
+        none.seeds.clear();
+        assert!(none.check().unwrap_err().contains("missing host"));
         assert!(target("", 1, None, None, 0)
             .check()
             .unwrap_err()

@@ -87,12 +87,16 @@ pub struct Config {
     #[arg(default_value = "100")]
     pub metrics_topics: usize,
     /// Redis to fan events out through, so many nodes share one event stream:
-    /// redis://[user:pass@]host:port[/db] or host:port; unset: the embedded in-process broker.
+    /// redis://[user:pass@]host:port[/db] or host:port, or a comma-separated list of nodes
+    /// (a Redis Cluster's seeds: redis://[user:pass@]h1:p1,h2:p2[/db] or h1:p1,h2:p2);
+    /// unset: the embedded in-process broker.
     #[arg(long, env = "EVENTS_REDIS_STORAGE", value_name = "URL", value_parser = target::parse)]
     pub events_redis_storage: Option<RedisTarget>,
-    /// How cores subscribe on Redis: `pattern` (one PSUBSCRIBE of every family per core) or
+    /// How cores subscribe on Redis: `pattern` (one PSUBSCRIBE of every family per core),
     /// `channel` (unicast families' channels one by one, where they have streams; broadcast
-    /// families by pattern), so Redis sends a player's events only where they are wanted.
+    /// families by pattern), so Redis sends a player's events only where they are wanted, or
+    /// `sharded` (as `channel`, with SSUBSCRIBE on each channel's master of a Redis Cluster;
+    /// unicast channels must then be published with SPUBLISH).
     #[arg(long, env = "SSE_REDIS_SUBSCRIBE", value_name = "MODE")]
     #[arg(value_parser = RedisSubscribe::parse, default_value = "pattern")]
     pub redis_subscribe: RedisSubscribe,

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::cli::testing::rows;
 use super::*;
+use crate::broker::target::Seed;
 
 /// A temporary TOML file, removed on drop.
 struct TempFile(PathBuf);
@@ -110,8 +111,7 @@ const CASES: &[Case] = &[
         check: |c| {
             c.events_redis_storage
                 == Some(RedisTarget {
-                    host: "r.example".into(),
-                    port: 6380,
+                    seeds: vec![Seed::new("r.example", 6380)],
                     username: None,
                     password: None,
                     db: 2,
@@ -997,8 +997,7 @@ fn validate_checks_hand_built_configs() {
         (
             Config {
                 events_redis_storage: Some(RedisTarget {
-                    host: String::new(),
-                    port: 1,
+                    seeds: vec![Seed::new("", 1)],
                     username: None,
                     password: None,
                     db: 0,

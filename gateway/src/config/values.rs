@@ -38,6 +38,10 @@ pub enum RedisSubscribe {
     /// Unicast families (`Family::unicast`) by `SUBSCRIBE` of each channel on the core that
     /// holds its streams; broadcast families by pattern.
     Channel,
+    /// As `Channel`, with sharded pub/sub (Redis 7): each unicast channel by `SSUBSCRIBE` on
+    /// the master of its slot, and published with `SPUBLISH` there; broadcast families by
+    /// pattern. Publishers of unicast channels must `SPUBLISH` too.
+    Sharded,
 }
 
 impl RedisSubscribe {
@@ -46,7 +50,8 @@ impl RedisSubscribe {
         match text.trim() {
             "pattern" => Ok(RedisSubscribe::Pattern),
             "channel" => Ok(RedisSubscribe::Channel),
-            _ => Err("must be one of pattern, channel".into()),
+            "sharded" => Ok(RedisSubscribe::Sharded),
+            _ => Err("must be one of pattern, channel, sharded".into()),
         }
     }
 }
@@ -98,6 +103,10 @@ mod tests {
         assert_eq!(
             RedisSubscribe::parse("pattern"),
             Ok(RedisSubscribe::Pattern)
+        );
+        assert_eq!(
+            RedisSubscribe::parse("sharded"),
+            Ok(RedisSubscribe::Sharded)
         );
         assert!(RedisSubscribe::parse("channels").is_err());
     }

@@ -10,14 +10,12 @@
 //! [`Shard::open_stream`]), at most [`SUBSCRIBE_WAIT`]; without one it gets the refusal of a
 //! core whose link is down. A channel already live opens at once. The durable resume reads
 //! Redis's history after the stream is registered, so after the confirmation too.
-use std::cell::RefCell;
 use std::future::poll_fn;
-use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::task::Poll;
 use std::time::Duration;
 
-use crate::broker::channels::ChannelSubs;
+use crate::broker::sharded::Subs;
 use crate::core::refusal::Refusal;
 use crate::core::shard::Shard;
 use crate::route::resolve::{Channels, StreamSpec};
@@ -35,8 +33,9 @@ impl Shard {
         &self.per_channel
     }
 
-    /// The channel bookkeeping this core's Redis link sends and confirms (channel mode only).
-    pub fn channel_subs(&self) -> Option<Rc<RefCell<ChannelSubs>>> {
+    /// The channel bookkeeping this core's Redis links send and confirm (channel and
+    /// sharded modes).
+    pub fn channel_subs(&self) -> Option<Subs> {
         self.channel_subs.clone()
     }
 
@@ -60,7 +59,6 @@ impl Shard {
             // Refused by the config: a unicast family has no `all`.
             Channels::All => Vec::new(),
         };
-        let mut subs = subs.borrow_mut();
         let mut waits = Vec::new();
         for c in names {
             if !subs.want(c) {
@@ -79,11 +77,10 @@ impl Shard {
         };
         bump(&self.stats().redis_subscribe_waits);
         let wait = poll_fn(|cx| {
-            let mut s = subs.borrow_mut();
             let mut all = true;
             for c in channels {
-                if !s.is_live(c) {
-                    s.wait(c, cx.waker());
+                if !subs.is_live(c) {
+                    subs.wait(c, cx.waker());
                     all = false;
                 }
             }
@@ -100,16 +97,38 @@ impl Shard {
         ok
     }
 
+    /// Waits (at most `within`) until every one of `channels` still wanted here is subscribed
+    /// and confirmed (sharded mode: after a shard's channels moved to their new masters).
+    pub async fn wait_live(&self, channels: &[Box<str>], within: Duration) {
+        let Some(subs) = self.channel_subs.clone() else {
+            return;
+        };
+        let wait = poll_fn(|cx| {
+            let mut all = true;
+            for c in channels {
+                if subs.is_wanted(c) && !subs.is_live(c) {
+                    subs.wait(c, cx.waker());
+                    all = false;
+                }
+            }
+            if all {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        });
+        let _ = monoio::time::timeout(within, wait).await;
+    }
+
     /// A stream that waited for `channels` opened or gave up: each stays subscribed while
     /// this core's table holds it.
     pub fn release_channels(&self, channels: &[Box<str>]) {
         let Some(subs) = &self.channel_subs else {
             return;
         };
-        let hub = self.hub.borrow();
-        let mut subs = subs.borrow_mut();
         for c in channels {
-            subs.done(c, hub.family_of(c).is_some());
+            let held = self.hub.borrow().family_of(c).is_some();
+            subs.done(c, held);
         }
     }
 
@@ -133,9 +152,19 @@ impl Shard {
         if gone.is_empty() {
             return;
         }
-        let mut subs = subs.borrow_mut();
         for c in gone {
             subs.unwant(&c);
+        }
+    }
+
+    /// Sharded mode: the masters this core has links to, for the logs.
+    pub fn shard_masters(&self) -> String {
+        match &self.channel_subs {
+            Some(Subs::Sharded(s)) => {
+                let masters: Vec<String> = s.masters().iter().map(ToString::to_string).collect();
+                masters.join(",")
+            }
+            _ => String::new(),
         }
     }
 
@@ -144,7 +173,7 @@ impl Shard {
         let Some(subs) = &self.channel_subs else {
             return;
         };
-        let c = subs.borrow().counts();
+        let c = subs.counts();
         let stats = self.stats();
         stats.redis_channels.store(c.live, Relaxed);
         stats

@@ -21,6 +21,7 @@ use tracing::warn;
 use crate::broker::channels::ChannelSubs;
 use crate::broker::message::Message;
 use crate::broker::publish::{Broker, PublishError};
+use crate::broker::sharded::{ShardedSubs, Subs};
 use crate::config::{Config, RedisSubscribe};
 use crate::core::deliver::{deliver, Delivery, Dropped, Place};
 use crate::core::hub::Hub;
@@ -117,9 +118,15 @@ pub struct Shard {
     topics_cache: RefCell<Option<CachedCounts>>,
     /// The live status page's feed on this core.
     status: Rc<StatusFeed>,
-    /// Channel mode: the channels this core's Redis link subscribes one by one (see
+    /// Channel and sharded modes: the channels this core subscribes one by one on Redis (see
     /// [`crate::core::by_channel`]); `None` in pattern mode or without Redis.
-    pub(super) channel_subs: Option<Rc<RefCell<ChannelSubs>>>,
+    pub(super) channel_subs: Option<Subs>,
+    /// Sharded mode: the core's shard links whose subscription was lost and is not back
+    /// (their channels get no events meanwhile; `/readyz` says `503`).
+    pub(super) shards_down: Cell<usize>,
+    /// Whether this core counts as subscribed in the node's readiness: its pattern link is
+    /// live and no shard link is down.
+    pub(super) counted_up: Cell<bool>,
     /// By family: subscribed one by one (channel mode, unicast families).
     pub(super) per_channel: Vec<bool>,
 }
@@ -145,7 +152,15 @@ impl Shard {
         hub.limit_channels(node.config().channel_limit);
         hub.limit_history_bytes(node.config().history_bytes);
         hub.keep_idle(node.config().channel_idle);
-        let by_channel = with_redis && node.config().redis_subscribe == RedisSubscribe::Channel;
+        let mode = node.config().redis_subscribe;
+        let by_channel = with_redis && mode != RedisSubscribe::Pattern;
+        // Sharded mode: the publisher holds the slot map, which the subscriptions share.
+        let topology = broker.redis().and_then(|p| p.topology());
+        let subs = match topology {
+            Some(t) if by_channel => Some(Subs::Sharded(Rc::new(ShardedSubs::new(t)))),
+            _ if by_channel => Some(Subs::One(Rc::new(RefCell::new(ChannelSubs::new())))),
+            _ => None,
+        };
         let per_channel: Vec<bool> = node
             .routes()
             .families
@@ -175,7 +190,9 @@ impl Shard {
             resume_waiters: RefCell::new(Vec::new()),
             topics_cache: RefCell::new(None),
             status: Rc::default(),
-            channel_subs: by_channel.then(|| Rc::new(RefCell::new(ChannelSubs::new()))),
+            channel_subs: subs,
+            shards_down: Cell::new(0),
+            counted_up: Cell::new(false),
             per_channel,
             node,
         }
@@ -357,7 +374,11 @@ impl Shard {
 
     /// Publishes a checked message through this core's broker; the receiver count.
     pub async fn publish(&self, msg: Message) -> Result<u64, PublishError> {
-        let r = self.broker.publish(msg).await;
+        let family = std::str::from_utf8(&msg.channel)
+            .ok()
+            .and_then(|c| self.routes().family_of_channel(c));
+        let by_name = family.is_some_and(|f| self.per_channel.get(f).copied().unwrap_or(false));
+        let r = self.broker.publish(msg, by_name).await;
         match &r {
             Ok(_) => bump(&self.stats().publishes),
             // Counted: Redis refusing or unreachable. Not: the node's own back-pressure.
@@ -479,7 +500,7 @@ impl Shard {
     /// messages published in between never arrived: ids given out so far get a reset.
     pub fn source_restored(&self, after_outage: bool) {
         self.source_up.set(true);
-        self.node.redis_subscription(true);
+        self.count_readiness();
         self.stats().redis_up.store(1, Relaxed);
         if after_outage {
             self.hub.borrow_mut().mark_gap();
@@ -492,10 +513,62 @@ impl Shard {
         if !self.source_up.replace(false) {
             return false;
         }
-        self.node.redis_subscription(false);
+        self.count_readiness();
         self.stats().redis_up.store(0, Relaxed);
         bump(&self.stats().redis_disconnects);
         true
+    }
+
+    /// Tells the node whether this core is subscribed now (its pattern link live, no shard
+    /// link down), when that changed.
+    fn count_readiness(&self) {
+        let up = self.source_up.get() && self.shards_down.get() == 0;
+        if self.counted_up.replace(up) != up {
+            self.node.redis_subscription(up);
+        }
+    }
+
+    /// Sharded mode: the link to `master` lost its subscription of `channels` channels.
+    /// Counted, logged once, and `/readyz` says `503` until it is back.
+    pub fn shard_lost(&self, master: &str, channels: usize, why: &dyn std::fmt::Display) {
+        self.shards_down.set(self.shards_down.get() + 1);
+        self.count_readiness();
+        bump(&self.stats().redis_shard_outages);
+        warn!(
+            core = self.id,
+            shard = master,
+            channels,
+            error = %why,
+            "Redis shard subscription lost: its channels get no events until it, or the replica that takes over, is subscribed"
+        );
+    }
+
+    /// Sharded mode: the outage that began with [`Shard::shard_lost`] is over after `outage`,
+    /// on the same master (`to` is `None`) or with its channels moved to their new masters
+    /// (a failover, or its slots moved: `to` names them). The `channels` channels missed
+    /// what was published to them meanwhile: counted, logged, and a gap for resumes.
+    pub fn shard_back(&self, master: &str, to: Option<&str>, channels: usize, outage: Duration) {
+        self.shards_down
+            .set(self.shards_down.get().saturating_sub(1));
+        self.count_readiness();
+        self.hub.borrow_mut().mark_gap();
+        let stats = self.stats();
+        let ms = outage.as_millis() as u64;
+        stats.redis_shard_outage_ms.fetch_add(ms, Relaxed);
+        stats
+            .redis_shard_outage_channels
+            .fetch_add(channels as u64, Relaxed);
+        if to.is_some() {
+            bump(&stats.redis_shard_failovers);
+        }
+        tracing::info!(
+            core = self.id,
+            shard = master,
+            now_on = to.unwrap_or(master),
+            channels,
+            outage_ms = ms,
+            "Redis shard subscription back; events published to its channels meanwhile are lost"
+        );
     }
 
     /// A message dropped by the Redis link before delivery (size limits, malformed frame).

@@ -9,9 +9,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tracing::{debug, info, warn};
 
+use std::cell::RefCell;
+
+use crate::broker::channels::ChannelSubs;
 use crate::broker::durable::{self, Envelope};
 use crate::broker::message::Message;
-use crate::broker::redis::{RedisError, SubscriberSink};
+use crate::broker::redis::{RedisError, ShardLinkSink, SubscriberSink};
+use crate::broker::target::Seed;
+use crate::core::by_channel::SUBSCRIBE_WAIT;
 use crate::core::shard::Shard;
 use crate::stats::bump;
 
@@ -169,5 +174,95 @@ impl SubscriberSink for RedisSink {
 
     fn stopping(&self) -> bool {
         self.shard.is_draining()
+    }
+}
+
+/// One shard link of a core (sharded mode): messages go to the core like its pattern
+/// link's; the link's state goes to the core's shard bookkeeping (readiness, the outage's
+/// figures and its one log line at each end), never to the pattern link's.
+pub struct ShardSink {
+    /// The core's sink, which delivers.
+    core: Rc<RedisSink>,
+    /// The master this link subscribes on.
+    master: Seed,
+    /// What the link subscribes (for the count of channels an outage cost).
+    channels: Rc<RefCell<ChannelSubs>>,
+    /// Whether the subscription is live now.
+    up: Cell<bool>,
+    /// Since when it is lost, and the channels it held then.
+    down: RefCell<Option<(Instant, Vec<Box<str>>)>>,
+}
+
+impl ShardSink {
+    /// The sink of a core's link to `master`, which subscribes `channels`.
+    pub fn new(core: Rc<RedisSink>, master: Seed, channels: Rc<RefCell<ChannelSubs>>) -> ShardSink {
+        ShardSink {
+            core,
+            master,
+            channels,
+            up: Cell::new(false),
+            down: RefCell::new(None),
+        }
+    }
+}
+
+impl SubscriberSink for ShardSink {
+    fn message(&self, pattern: Option<&[u8]>, channel: Bytes, payload: Bytes, arrived: Instant) {
+        self.core.message(pattern, channel, payload, arrived);
+    }
+
+    fn dropped(&self, why: &'static str) {
+        self.core.dropped(why);
+    }
+
+    fn subscribed(&self, _after_outage: bool) {
+        self.up.set(true);
+        let master = self.master.to_string();
+        let down = self.down.borrow_mut().take();
+        match down {
+            Some((since, channels)) => {
+                self.core
+                    .shard
+                    .shard_back(&master, None, channels.len(), since.elapsed());
+            }
+            None => {
+                debug!(core = self.core.shard.id(), shard = %master, "Redis shard subscription live")
+            }
+        }
+    }
+
+    fn lost(&self, why: &RedisError) {
+        if why.is_hostile() {
+            bump(&self.core.shard.stats().redis_protocol_errors);
+        }
+        if !self.up.replace(false) {
+            debug!(core = self.core.shard.id(), shard = %self.master, error = %why, "Redis shard link failed");
+            return;
+        }
+        let channels = self.channels.borrow().names();
+        let n = channels.len();
+        *self.down.borrow_mut() = Some((Instant::now(), channels));
+        self.core.shard.shard_lost(&self.master.to_string(), n, why);
+    }
+
+    fn stopping(&self) -> bool {
+        self.core.stopping()
+    }
+}
+
+impl ShardLinkSink for ShardSink {
+    fn retired(&self) {
+        // Its channels went to the links of their new masters: the outage ends once those
+        // confirmed them (or after the wait a stream gets, when they do not).
+        let Some((since, channels)) = self.down.borrow_mut().take() else {
+            return;
+        };
+        let shard = self.core.shard.clone();
+        let master = self.master.to_string();
+        monoio::spawn(async move {
+            shard.wait_live(&channels, SUBSCRIBE_WAIT).await;
+            let to = shard.shard_masters();
+            shard.shard_back(&master, Some(to.as_str()), channels.len(), since.elapsed());
+        });
     }
 }

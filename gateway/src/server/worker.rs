@@ -11,19 +11,21 @@ use monoio::net::{TcpListener, TcpStream};
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 use tracing::{debug, info, warn};
 
+use crate::broker::cluster::Topology;
 use crate::broker::embedded::EmbeddedBroker;
 use crate::broker::message::Message;
 use crate::broker::publish::Broker;
 use crate::broker::redis::{self, DurableSettings, Publisher};
+use crate::broker::sharded::Subs;
 use crate::broker::target::RedisTarget;
-use crate::config::IoDriverChoice;
+use crate::config::{IoDriverChoice, RedisSubscribe};
 use crate::conn;
 use crate::conn::decide::Listener;
 use crate::core::node::{Control, Node};
 use crate::core::pending::Entry;
 use crate::core::shard::Shard;
 use crate::error::StartError;
-use crate::server::redis_sink::RedisSink;
+use crate::server::redis_sink::{RedisSink, ShardSink};
 use crate::server::status;
 use crate::server::timer;
 use crate::stats::bump;
@@ -148,7 +150,13 @@ async fn run(start: CoreStart) {
                 history: node.config().history,
                 ttl_s: node.config().history_ttl.as_secs(),
             };
-            let publisher = Publisher::new(target.clone(), Some(durable));
+            let publisher = Publisher::new(target.clone(), Some(durable), id);
+            let publisher = match node.config().redis_subscribe {
+                RedisSubscribe::Sharded => {
+                    publisher.sharded(Rc::new(Topology::new(target.clone(), id)))
+                }
+                _ => publisher,
+            };
             (Broker::Redis(publisher), Some(target))
         }
     };
@@ -157,12 +165,40 @@ async fn run(start: CoreStart) {
         monoio::spawn(inbox_loop(shard.clone(), inbox));
     }
     if let Some(target) = redis {
-        let channels = shard.channel_subs();
-        let patterns = shard.routes().redis_patterns(channels.is_some());
+        let subs = shard.channel_subs();
+        let patterns = shard.routes().redis_patterns(subs.is_some());
         let seed = id as u64 ^ u64::from(std::process::id()) << 16;
         let sink = Rc::new(RedisSink::new(shard.clone()));
+        let channels = match &subs {
+            Some(Subs::One(c)) => Some(c.clone()),
+            _ => None,
+        };
+        if let Some(Subs::Sharded(router)) = subs {
+            // One link per master this core needs channels from, started as the first
+            // channel of that master is wanted.
+            let (target, sink, me) = (target.clone(), sink.clone(), Rc::downgrade(&router));
+            router.set_start_link(Box::new(move |master, channels| {
+                let Some(router) = me.upgrade() else {
+                    return;
+                };
+                let link_sink = Rc::new(ShardSink::new(
+                    sink.clone(),
+                    master.clone(),
+                    channels.clone(),
+                ));
+                let seed = seed ^ u64::from(master.port) << 32;
+                monoio::spawn(redis::shard_loop(
+                    target.clone(),
+                    master,
+                    seed,
+                    router,
+                    link_sink,
+                    channels,
+                ));
+            }));
+        }
         monoio::spawn(redis::subscribe_loop(
-            target, patterns, seed, sink, channels,
+            target, patterns, seed, id, sink, channels,
         ));
     }
     let drain_period = Rc::new(Cell::new(Duration::ZERO));

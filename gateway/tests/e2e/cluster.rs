@@ -1,10 +1,14 @@
-//! The gateway on a real Redis Cluster (three masters, three replicas, started by the test):
-//! what works today with one seed node. Classic pub/sub is cluster-wide (a `PUBLISH` on any
-//! node reaches pattern subscribers on every node, over the cluster bus), so the default
-//! pattern mode works against any one node. Sharded pub/sub (`SPUBLISH`) reaches only
-//! `SSUBSCRIBE` subscribers of the channel's shard, which pattern mode is not.
+//! The gateway on a real Redis Cluster (three masters, three replicas, started by the test).
+//! Classic pub/sub is cluster-wide (a `PUBLISH` on any node reaches pattern subscribers on
+//! every node, over the cluster bus), so the default pattern mode works against any one node,
+//! and `EVENTS_REDIS_STORAGE` may list several, each link passing over the ones that are down.
+//! Sharded pub/sub (`SPUBLISH`) reaches only `SSUBSCRIBE` subscribers of the channel's shard,
+//! which pattern mode is not.
 
 use std::time::Duration;
+
+use gateway::broker::cluster::{key_slot, Topology};
+use gateway::broker::target::parse;
 
 use crate::common::cluster::RedisCluster;
 use crate::common::*;
@@ -47,4 +51,122 @@ fn on_a_cluster_publish_on_any_node_reaches_streams_and_spublish_does_not() {
     let r = gw.publish("SSE::3::77", &fourth);
     assert_eq!(r.status, 202, "{}", r.text());
     assert_eq!(next_player_event(&mut player).expect("http").data, fourth);
+}
+
+/// Several nodes listed. A running node's cores start at their own node of the list (core 0
+/// at the first, core 1 at the second), so killing the first costs exactly one subscription,
+/// which moves to another node while the streams stay open and receive again. A node started
+/// while the first node listed is down starts on the next one. Before lists, the setting was
+/// refused at start-up.
+#[test]
+fn with_several_nodes_listed_a_dead_node_is_passed_over() {
+    let mut cluster = RedisCluster::start(1_000);
+    // The replicas: killing one leaves every slot served.
+    let list = cluster.list(&[3, 4, 5]);
+    let running = Gateway::start(&[("EVENTS_REDIS_STORAGE", &list)]);
+    assert!(
+        eventually(10 * SEC, || ready(&running) == 200),
+        "{}",
+        running.log_text()
+    );
+    // Player streams live on their owner core: these six cover both cores.
+    let mut players: Vec<(i64, Sse)> = (1..=6)
+        .map(|p| (p, Sse::player(running.addr, 4, p)))
+        .collect();
+    let per_core = running.per_core();
+    assert!(per_core.iter().all(|&n| n > 0), "{per_core:?}");
+    cluster.nodes[3].kill9();
+    assert!(
+        eventually(10 * SEC, || running.stat("redis.disconnects") == 1),
+        "{}",
+        running.log_text()
+    );
+    assert!(
+        eventually(10 * SEC, || ready(&running) == 200),
+        "{}",
+        running.log_text()
+    );
+    for (p, s) in players.iter_mut() {
+        let ev = player_event(4, *p, 1);
+        cluster.nodes[0].cli(&["PUBLISH", &format!("SSE::4::{p}"), &ev]);
+        assert_eq!(
+            next_player_event(s)
+                .expect("after the kill, same connection")
+                .data,
+            ev
+        );
+    }
+    assert_eq!(running.stat("redis.disconnects"), 1);
+
+    let fresh = Gateway::start(&[("EVENTS_REDIS_STORAGE", &list)]);
+    assert!(
+        eventually(10 * SEC, || ready(&fresh) == 200),
+        "{}",
+        fresh.log_text()
+    );
+    let mut player = Sse::player(fresh.addr, 4, 1);
+    for n in 2..=5 {
+        // Through each core's publisher link (the API answers on the accepting core).
+        let ev = player_event(4, 1, n);
+        let r = fresh.publish("SSE::4::1", &ev);
+        assert_eq!(r.status, 202, "{}", r.text());
+        assert_eq!(next_player_event(&mut player).expect("fresh node").data, ev);
+        assert_eq!(
+            next_player_event(&mut players[0].1)
+                .expect("running node")
+                .data,
+            ev
+        );
+    }
+}
+
+/// The topology against a live cluster: `key_slot` agrees with Redis's own `CLUSTER KEYSLOT`
+/// for channel names of every family (hash tags included), and the slot map fetched through
+/// a list whose first node is down names, for each, the master the cluster says serves it.
+#[test]
+fn key_slots_and_the_slot_map_agree_with_the_cluster() {
+    let mut cluster = RedisCluster::start(1_000);
+    let mut names: Vec<String> = [
+        "SSE::3::77",
+        "ws_user_p1",
+        "ws_broadcast_g1",
+        "events:transactions",
+        "stream:crash",
+        "stream:type:slots",
+        "SSE::{3}::77",
+        "{}SSE",
+        "a{b}{c}",
+        "a{{b}}",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    names.extend((0..40).map(|p| format!("SSE::1001::{p}")));
+    for name in &names {
+        assert_eq!(
+            key_slot(name.as_bytes()).to_string(),
+            cluster.nodes[0].cli(&["CLUSTER", "KEYSLOT", name]),
+            "{name}"
+        );
+    }
+    cluster.nodes[3].kill9();
+    let target = parse(&cluster.list(&[3, 1])).expect("list");
+    let map = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            let topology = Topology::new(target, 0);
+            assert!(topology.refresh().await.expect("CLUSTER SLOTS"));
+            topology.map()
+        });
+    assert_eq!(map.masters().len(), 3, "{map:?}");
+    for name in &names {
+        let port = map.master_of_channel(name.as_bytes()).map(|m| m.port);
+        assert_eq!(
+            port,
+            Some(cluster.nodes[cluster.master_of(name)].port),
+            "{name}"
+        );
+    }
 }

@@ -30,6 +30,7 @@ mod prometheus;
 mod readme;
 mod redis;
 mod resume;
+mod sharded;
 mod status_page;
 mod systemd;
 mod third_party_client;

@@ -1,0 +1,355 @@
+//! Sharded subscriptions (`SSE_REDIS_SUBSCRIBE=sharded`): a core's unicast channels, each
+//! subscribed with `SSUBSCRIBE` on the master of its slot ([`crate::broker::cluster`]), through
+//! one link per master the core needs channels from. Each master's link has its own
+//! [`ChannelSubs`] (batches, confirmations, re-subscription after a loss); this router places
+//! each channel in the bookkeeping of its slot's master, and moves channels when the slot map
+//! changes (a failover, a slot moved), so the core sees one set of subscriptions ([`Subs`]).
+//!
+//! A channel whose slot has no known master (no map yet, or a failed master not yet replaced)
+//! waits in `unrouted`, whose bookkeeping is never sent anywhere, so it is never live there:
+//! a stream on it waits for its confirmation (at most 2 s) and is refused without one, as on
+//! a core whose link is down. A fetch of the map is started then, and the channel moves to its
+//! master when the map names one.
+//!
+//! Bounds: the channels are those of the core's table (`SSE_CHANNEL_LIMIT`) plus streams
+//! being opened, wherever they are placed; links, one per master of the map.
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::task::Waker;
+
+use crate::broker::channels::{ChannelSubs, Counts};
+use crate::broker::cluster::Topology;
+use crate::broker::target::Seed;
+
+/// Starts the subscriber link of a master seen for the first time, sending and confirming
+/// the batches of its bookkeeping.
+pub type StartLink = Box<dyn Fn(Seed, Rc<RefCell<ChannelSubs>>)>;
+
+/// One core's sharded subscriptions (see the module's doc).
+pub struct ShardedSubs {
+    /// The slot map, shared with the core's publisher.
+    topology: Rc<Topology>,
+    /// By master: the bookkeeping its link sends and confirms.
+    shards: RefCell<HashMap<Seed, Rc<RefCell<ChannelSubs>>>>,
+    /// Channels whose slot has no known master now: never sent, never live.
+    unrouted: Rc<RefCell<ChannelSubs>>,
+    /// The map version the channels are placed by.
+    placed: Cell<u64>,
+    /// Starts a master's link (set by the server once the core exists).
+    start_link: RefCell<Option<StartLink>>,
+    /// A fetch of the map started for unrouted channels is running.
+    fetching: Cell<bool>,
+    /// Figures of the bookkeeping of masters no longer in the map, so the counters summed
+    /// over masters never go back.
+    retired: Cell<Counts>,
+}
+
+impl ShardedSubs {
+    /// No channel yet; the map comes from `topology`.
+    pub fn new(topology: Rc<Topology>) -> ShardedSubs {
+        ShardedSubs {
+            topology,
+            shards: RefCell::new(HashMap::new()),
+            unrouted: Rc::new(RefCell::new(ChannelSubs::new())),
+            placed: Cell::new(0),
+            start_link: RefCell::new(None),
+            fetching: Cell::new(false),
+            retired: Cell::new(Counts::default()),
+        }
+    }
+
+    /// How a master's link is started (the server's part: it knows the core's sink).
+    pub fn set_start_link(&self, start: StartLink) {
+        *self.start_link.borrow_mut() = Some(start);
+    }
+
+    /// The slot map.
+    pub fn topology(&self) -> &Rc<Topology> {
+        &self.topology
+    }
+
+    /// Whether `master` still has a link's worth of slots here: a link whose master left the
+    /// map (failed over, emptied) ends.
+    pub fn serves(&self, master: &Seed) -> bool {
+        self.shards.borrow().contains_key(master)
+    }
+
+    /// After `master`'s link was lost: fetches the map again (coalesced, see
+    /// [`Topology::refresh`]) and moves every channel whose slot now has another master.
+    /// Whether the link should go on trying its master.
+    pub async fn after_loss(self: &Rc<Self>, master: &Seed) -> bool {
+        let _ = self.topology.refresh().await;
+        self.place();
+        self.serves(master)
+    }
+
+    /// Channels of masters: the bookkeeping of `channel`'s master by the current map (its
+    /// link started if it is new), or `unrouted` (a fetch of the map started).
+    fn subs_for(self: &Rc<Self>, channel: &str) -> Rc<RefCell<ChannelSubs>> {
+        self.place();
+        let map = self.topology.map();
+        match map.master_of_channel(channel.as_bytes()) {
+            Some(master) => self.shard(master),
+            None => {
+                self.fetch_soon();
+                self.unrouted.clone()
+            }
+        }
+    }
+
+    /// `master`'s bookkeeping, made (and its link started) on first use.
+    fn shard(&self, master: &Seed) -> Rc<RefCell<ChannelSubs>> {
+        if let Some(s) = self.shards.borrow().get(master) {
+            return s.clone();
+        }
+        let subs = Rc::new(RefCell::new(ChannelSubs::new()));
+        self.shards
+            .borrow_mut()
+            .insert(master.clone(), subs.clone());
+        if let Some(start) = &*self.start_link.borrow() {
+            start(master.clone(), subs.clone());
+        }
+        subs
+    }
+
+    /// Starts one fetch of the map (unless one runs), placing the channels after it.
+    fn fetch_soon(self: &Rc<Self>) {
+        if self.fetching.replace(true) {
+            return;
+        }
+        let me = self.clone();
+        monoio::spawn(async move {
+            let _ = me.topology.refresh().await;
+            me.fetching.set(false);
+            me.place();
+        });
+    }
+
+    /// Moves every channel to the bookkeeping of its master by the current map, when the
+    /// map changed since they were placed; forgets masters no longer in it.
+    pub fn place(&self) {
+        let version = self.topology.version();
+        if version == self.placed.get() {
+            return;
+        }
+        self.placed.set(version);
+        let map = self.topology.map();
+        let mut all: Vec<(Option<Seed>, Rc<RefCell<ChannelSubs>>)> = self
+            .shards
+            .borrow()
+            .iter()
+            .map(|(m, s)| (Some(m.clone()), s.clone()))
+            .collect();
+        all.push((None, self.unrouted.clone()));
+        for (from, subs) in all {
+            let names = subs.borrow().names();
+            for name in names {
+                let to = map.master_of_channel(name.as_bytes()).cloned();
+                if to == from {
+                    continue;
+                }
+                let Some(moved) = subs.borrow_mut().take(&name) else {
+                    continue;
+                };
+                let dest = match &to {
+                    Some(m) => self.shard(m),
+                    None => self.unrouted.clone(),
+                };
+                dest.borrow_mut().adopt(&name, moved);
+            }
+        }
+        let masters = map.masters();
+        let mut retired = self.retired.get();
+        self.shards.borrow_mut().retain(|m, subs| {
+            let keep = masters.contains(m);
+            if !keep {
+                retired.add(&subs.borrow().counts());
+            }
+            keep
+        });
+        self.retired.set(retired);
+    }
+
+    /// Masters with a link now.
+    pub fn masters(&self) -> Vec<Seed> {
+        self.shards.borrow().keys().cloned().collect()
+    }
+
+    /// Figures summed over every master (and those gone).
+    pub fn counts(&self) -> Counts {
+        let mut c = self.retired.get();
+        c.live = 0;
+        for s in self.shards.borrow().values() {
+            c.add(&s.borrow().counts());
+        }
+        c
+    }
+
+    /// Channels tracked, wherever placed.
+    pub fn tracked(&self) -> usize {
+        let placed: usize = self
+            .shards
+            .borrow()
+            .values()
+            .map(|s| s.borrow().tracked())
+            .sum();
+        placed + self.unrouted.borrow().tracked()
+    }
+}
+
+/// A core's channel subscriptions, one link's or sharded: the verbs `core::by_channel` uses.
+#[derive(Clone)]
+pub enum Subs {
+    /// Channel mode: every channel on the core's one subscriber link.
+    One(Rc<RefCell<ChannelSubs>>),
+    /// Sharded mode: each channel on its master's link.
+    Sharded(Rc<ShardedSubs>),
+}
+
+impl Subs {
+    fn of(&self, channel: &str) -> Rc<RefCell<ChannelSubs>> {
+        match self {
+            Subs::One(s) => s.clone(),
+            Subs::Sharded(s) => s.subs_for(channel),
+        }
+    }
+
+    /// See [`ChannelSubs::want`].
+    pub fn want(&self, channel: &str) -> bool {
+        self.of(channel).borrow_mut().want(channel)
+    }
+
+    /// See [`ChannelSubs::unwant`].
+    pub fn unwant(&self, channel: &str) {
+        self.of(channel).borrow_mut().unwant(channel)
+    }
+
+    /// See [`ChannelSubs::hold`].
+    pub fn hold(&self, channel: &str) {
+        self.of(channel).borrow_mut().hold(channel)
+    }
+
+    /// See [`ChannelSubs::done`].
+    pub fn done(&self, channel: &str, held: bool) {
+        self.of(channel).borrow_mut().done(channel, held)
+    }
+
+    /// See [`ChannelSubs::is_live`].
+    pub fn is_live(&self, channel: &str) -> bool {
+        self.of(channel).borrow().is_live(channel)
+    }
+
+    /// See [`ChannelSubs::is_wanted`].
+    pub fn is_wanted(&self, channel: &str) -> bool {
+        self.of(channel).borrow().is_wanted(channel)
+    }
+
+    /// See [`ChannelSubs::wait`].
+    pub fn wait(&self, channel: &str, waker: &Waker) {
+        self.of(channel).borrow_mut().wait(channel, waker)
+    }
+
+    /// Figures, summed over masters in sharded mode.
+    pub fn counts(&self) -> Counts {
+        match self {
+            Subs::One(s) => s.borrow().counts(),
+            Subs::Sharded(s) => s.counts(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::cluster::{key_slot, SlotMap, SlotRange, SLOTS};
+    use crate::broker::target::RedisTarget;
+
+    /// Slot of hash tag `a` on `on_a`, every other slot on `rest`.
+    fn map(on_a: &Seed, rest: &Seed) -> SlotMap {
+        let a = key_slot(b"a");
+        let range = |first, last, master: &Seed| SlotRange {
+            first,
+            last,
+            master: master.clone(),
+        };
+        let mut ranges = vec![range(a, a, on_a)];
+        if a > 0 {
+            ranges.push(range(0, a - 1, rest));
+        }
+        if a < SLOTS - 1 {
+            ranges.push(range(a + 1, SLOTS - 1, rest));
+        }
+        SlotMap::from_ranges(ranges).unwrap()
+    }
+
+    type Started = Rc<RefCell<Vec<(Seed, Rc<RefCell<ChannelSubs>>)>>>;
+
+    /// Confirms everything `master`'s link would send now.
+    fn confirm_all(started: &Started, master: &Seed) {
+        let subs = started
+            .borrow()
+            .iter()
+            .find(|(m, _)| m == master)
+            .map(|(_, s)| s.clone())
+            .expect("a link for the master");
+        let mut subs = subs.borrow_mut();
+        subs.link_up();
+        let batch = subs.take_batch();
+        for c in batch.unsubscribe.iter().chain(&batch.subscribe) {
+            subs.confirmed(c.as_bytes());
+        }
+    }
+
+    #[test]
+    fn channels_follow_their_slots_master_with_the_streams_waiting_for_them() {
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let topology = Rc::new(Topology::new(RedisTarget::single("127.0.0.1", 1), 0));
+            let router = Rc::new(ShardedSubs::new(topology.clone()));
+            let started: Started = Rc::default();
+            let record = started.clone();
+            router.set_start_link(Box::new(move |m, s| record.borrow_mut().push((m, s))));
+            let subs = Subs::Sharded(router.clone());
+            let (a, b, c) = (Seed::new("a", 1), Seed::new("b", 2), Seed::new("c", 3));
+
+            // No map yet: wanted and waited for, never live, no link.
+            assert!(!subs.want("{a}1"));
+            subs.hold("{a}1");
+            assert!(!subs.is_live("{a}1") && subs.is_wanted("{a}1"));
+            assert!(started.borrow().is_empty());
+
+            // The map names masters: the channel moves to its master's link, started then.
+            topology.install(map(&a, &b));
+            assert!(!subs.want("{b}1"));
+            let masters: Vec<Seed> = started.borrow().iter().map(|(m, _)| m.clone()).collect();
+            assert_eq!(masters, [a.clone(), b.clone()]);
+            assert!(!subs.is_live("{a}1"));
+            confirm_all(&started, &a);
+            confirm_all(&started, &b);
+            assert!(subs.is_live("{a}1") && subs.is_live("{b}1"));
+            assert_eq!(router.counts().live, 2);
+
+            // A failover: `a`'s slot is `c`'s now. The channel moves with its waiting stream,
+            // `a` leaves (its link ends), and it is live again once `c` confirms it.
+            topology.install(map(&c, &b));
+            assert!(!subs.is_live("{a}1"));
+            assert!(!router.serves(&a) && router.serves(&c));
+            assert!(subs.is_wanted("{a}1"));
+            confirm_all(&started, &c);
+            assert!(subs.is_live("{a}1") && subs.is_live("{b}1"));
+            let counts = router.counts();
+            assert_eq!((counts.live, counts.subscribe_channels), (2, 3));
+            assert_eq!(router.tracked(), 2);
+
+            // Released by its stream and not held: unsubscribed on `c`.
+            subs.done("{a}1", false);
+            confirm_all(&started, &c);
+            assert!(!subs.is_wanted("{a}1"));
+            assert_eq!(router.counts().unsubscribe_channels, 1);
+        });
+    }
+}
