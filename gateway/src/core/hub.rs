@@ -32,6 +32,10 @@ pub const KEPT_IDLE: Duration = Duration::from_secs(3600);
 pub struct Channel {
     /// Its name, shared with the history order of the hub.
     name: Rc<str>,
+    /// The hash of its name in the hub's table (set there; 32 bits, which fit in the
+    /// struct's padding where 64 would move it to a larger allocation size): a rehash of
+    /// the table reads it instead of every name, and a lookup compares it before the name.
+    hash: u32,
     /// The family the channel belongs to (decides encoding and policies).
     pub family: usize,
     /// Local subscribers.
@@ -138,9 +142,9 @@ struct ChannelTable {
 }
 
 impl ChannelTable {
-    /// The hash of a channel named `name`.
-    fn hash(&self, name: &str) -> u64 {
-        self.hasher.hash_one(name)
+    /// The hash of a channel named `name`, as kept in [`Channel::hash`].
+    fn hash(&self, name: &str) -> u32 {
+        self.hasher.hash_one(name) as u32
     }
 
     /// Number of channels held.
@@ -150,14 +154,14 @@ impl ChannelTable {
 
     /// Room for `more` channels beyond those held without growing.
     fn reserve(&mut self, more: usize) {
-        let hasher = &self.hasher;
-        self.table.reserve(more, |c| hasher.hash_one(&*c.name));
+        self.table.reserve(more, |c| spread(c.hash));
     }
 
     /// The channel named `name`.
     fn get(&self, name: &str) -> Option<&Channel> {
+        let hash = self.hash(name);
         self.table
-            .find(self.hash(name), |c| &*c.name == name)
+            .find(spread(hash), named(hash, name))
             .map(|c| &**c)
     }
 
@@ -165,7 +169,7 @@ impl ChannelTable {
     fn get_mut(&mut self, name: &str) -> Option<&mut Channel> {
         let hash = self.hash(name);
         self.table
-            .find_mut(hash, |c| &*c.name == name)
+            .find_mut(spread(hash), named(hash, name))
             .map(|c| &mut **c)
     }
 
@@ -182,7 +186,7 @@ impl ChannelTable {
     /// Takes the channel named `name` out.
     fn remove(&mut self, name: &str) -> Option<Box<Channel>> {
         let hash = self.hash(name);
-        match self.table.find_entry(hash, |c| &*c.name == name) {
+        match self.table.find_entry(spread(hash), named(hash, name)) {
             Ok(entry) => Some(entry.remove().0),
             Err(_) => None,
         }
@@ -194,13 +198,28 @@ impl ChannelTable {
         name: &str,
         make: impl FnOnce() -> Box<Channel>,
     ) -> &mut Channel {
-        let hasher = &self.hasher;
-        let hash = hasher.hash_one(name);
+        let hash = self.hash(name);
         let entry = self
             .table
-            .entry(hash, |c| &*c.name == name, |c| hasher.hash_one(&*c.name));
-        entry.or_insert_with(make).into_mut()
+            .entry(spread(hash), named(hash, name), |c| spread(c.hash));
+        let made = || {
+            let mut c = make();
+            c.hash = hash;
+            c
+        };
+        entry.or_insert_with(made).into_mut()
     }
+}
+
+/// A kept 32-bit hash as the table's 64: in both halves, since the table picks the slot from
+/// the low bits and the byte it compares first from the top 7.
+fn spread(hash: u32) -> u64 {
+    u64::from(hash) * 0x1_0000_0001
+}
+
+/// Whether a channel is the one named `name`, whose hash is `hash`.
+fn named(hash: u32, name: &str) -> impl Fn(&Box<Channel>) -> bool + '_ {
+    move |c| c.hash == hash && &*c.name == name
 }
 
 /// The registry of one core.
@@ -212,7 +231,8 @@ pub struct Hub {
     /// channels, moving ~200-byte channels inline and SipHash on every name stalled the core
     /// for ~100 ms, then ~40 ms with boxes (`perf` in the hostile run: `reserve_rehash`,
     /// SipHash). foldhash (hashbrown's own default, seeded at random per process, so names
-    /// chosen to collide cannot be precomputed) is several times faster on short names.
+    /// chosen to collide cannot be precomputed) is several times faster on short names; now
+    /// each channel keeps its hash, so a rebuild hashes no name (see [`ChannelTable`]).
     channels: ChannelTable,
     /// Subscribers of every channel of a family (`topics=all`), by family.
     wildcards: HashMap<usize, Slab<Rc<Subscriber>>>,
@@ -551,6 +571,7 @@ impl Hub {
         self.channels.get_or_insert_with(channel, || {
             Box::new(Channel {
                 name: channel.into(),
+                hash: 0,
                 family,
                 subs: Slab::new(),
                 history: VecDeque::new(),
@@ -1244,6 +1265,15 @@ mod tests {
             }
             assert_eq!(hub.channels.table.capacity(), capacity, "never grown");
         }
+        // Without a limit the table grows as channels come, rehashing every channel by the
+        // hash it keeps.
+        let mut grown = Hub::new("r", 0, 8);
+        for i in 0..1000 {
+            grown.entry(&format!("g{i}"), 1);
+        }
+        assert!(grown.channels.table.capacity() >= 1000);
+        assert!((0..1000).all(|i| grown.channels.contains_key(&format!("g{i}"))));
+        assert!(!grown.channels.contains_key("g1000"));
         let c = hub.entry("c0.0", 2);
         assert_eq!(c.family, 2, "made again after its removal");
         assert!(!c.keep, "a new channel, not the old one");
