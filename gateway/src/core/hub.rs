@@ -5,10 +5,12 @@
 //! event gets the next sequence number of this core (increasing within each channel, never
 //! reused in a run), so an id names exactly one event on one core of one run.
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::hash::BuildHasher;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use hashbrown::HashTable;
 use slab::Slab;
 
 use crate::broker::durable::{Durable, DurableId};
@@ -30,6 +32,10 @@ pub const KEPT_IDLE: Duration = Duration::from_secs(3600);
 pub struct Channel {
     /// Its name, shared with the history order of the hub.
     name: Rc<str>,
+    /// The hash of its name in the hub's table (set there; 32 bits, which fit in the
+    /// struct's padding where 64 would move it to a larger allocation size): a rehash of
+    /// the table reads it instead of every name, and a lookup compares it before the name.
+    hash: u32,
     /// The family the channel belongs to (decides encoding and policies).
     pub family: usize,
     /// Local subscribers.
@@ -121,6 +127,101 @@ const MAX_PRESIZED: usize = 1 << 20;
 /// The hasher of the channel table.
 type ChannelHasher = foldhash::quality::RandomState;
 
+/// The channel table: boxed channels found by the name each holds, so a slot is one 8-byte
+/// pointer. A map keyed by a separate `Box<str>` took 24 bytes a slot (and the name
+/// twice); sized up front for twice `SSE_CHANNEL_LIMIT` (262,144 slots at the default), random
+/// hashing touches every page of the slots once a few thousand channels are held, so the
+/// slots' size is resident per core: 6.3 MiB with the keyed map (1,170 bytes a stream at
+/// 10,000 streams on two cores, `loadgen idle`), 2.3 MiB with pointers.
+#[derive(Debug, Default)]
+struct ChannelTable {
+    /// The channels, each hashed by its name.
+    table: HashTable<Box<Channel>>,
+    /// foldhash, seeded per process.
+    hasher: ChannelHasher,
+}
+
+impl ChannelTable {
+    /// The hash of a channel named `name`, as kept in [`Channel::hash`].
+    fn hash(&self, name: &str) -> u32 {
+        self.hasher.hash_one(name) as u32
+    }
+
+    /// Number of channels held.
+    fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Room for `more` channels beyond those held without growing.
+    fn reserve(&mut self, more: usize) {
+        self.table.reserve(more, |c| spread(c.hash));
+    }
+
+    /// The channel named `name`.
+    fn get(&self, name: &str) -> Option<&Channel> {
+        let hash = self.hash(name);
+        self.table
+            .find(spread(hash), named(hash, name))
+            .map(|c| &**c)
+    }
+
+    /// The channel named `name`, to change.
+    fn get_mut(&mut self, name: &str) -> Option<&mut Channel> {
+        let hash = self.hash(name);
+        self.table
+            .find_mut(spread(hash), named(hash, name))
+            .map(|c| &mut **c)
+    }
+
+    /// Every channel, in no order.
+    fn iter(&self) -> impl Iterator<Item = &Channel> {
+        self.table.iter().map(|c| &**c)
+    }
+
+    /// Whether a channel named `name` is held.
+    fn contains_key(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Takes the channel named `name` out.
+    fn remove(&mut self, name: &str) -> Option<Box<Channel>> {
+        let hash = self.hash(name);
+        match self.table.find_entry(spread(hash), named(hash, name)) {
+            Ok(entry) => Some(entry.remove().0),
+            Err(_) => None,
+        }
+    }
+
+    /// The channel named `name`, made by `make` (which names it `name`) when absent.
+    fn get_or_insert_with(
+        &mut self,
+        name: &str,
+        make: impl FnOnce() -> Box<Channel>,
+    ) -> &mut Channel {
+        let hash = self.hash(name);
+        let entry = self
+            .table
+            .entry(spread(hash), named(hash, name), |c| spread(c.hash));
+        let made = || {
+            let mut c = make();
+            c.hash = hash;
+            c
+        };
+        entry.or_insert_with(made).into_mut()
+    }
+}
+
+/// A kept 32-bit hash as the table's 64: in both halves, since the table picks the slot from
+/// the low bits and the byte it compares first from the top 7.
+fn spread(hash: u32) -> u64 {
+    u64::from(hash) * 0x1_0000_0001
+}
+
+/// Whether a channel is the one named `name`, whose hash is `hash`.
+fn named(hash: u32, name: &str) -> impl Fn(&Box<Channel>) -> bool + '_ {
+    move |c| c.hash == hash && &*c.name == name
+}
+
 /// The registry of one core.
 #[derive(Debug)]
 pub struct Hub {
@@ -130,8 +231,9 @@ pub struct Hub {
     /// channels, moving ~200-byte channels inline and SipHash on every name stalled the core
     /// for ~100 ms, then ~40 ms with boxes (`perf` in the hostile run: `reserve_rehash`,
     /// SipHash). foldhash (hashbrown's own default, seeded at random per process, so names
-    /// chosen to collide cannot be precomputed) is several times faster on short names.
-    channels: HashMap<Box<str>, Box<Channel>, ChannelHasher>,
+    /// chosen to collide cannot be precomputed) is several times faster on short names; now
+    /// each channel keeps its hash, so a rebuild hashes no name (see [`ChannelTable`]).
+    channels: ChannelTable,
     /// Subscribers of every channel of a family (`topics=all`), by family.
     wildcards: HashMap<usize, Slab<Rc<Subscriber>>>,
     /// Per family: the sequence counter when a message of the family was last dropped here
@@ -232,7 +334,7 @@ impl Hub {
     /// An empty hub whose ids start with `<run>.<core>.`.
     pub fn new(run: &str, core: usize, history: usize) -> Hub {
         Hub {
-            channels: HashMap::default(),
+            channels: ChannelTable::default(),
             wildcards: HashMap::new(),
             lost_upto: HashMap::new(),
             gap_upto: 0,
@@ -301,7 +403,8 @@ impl Hub {
     /// Bounds the channels held (`SSE_CHANNEL_LIMIT`); unbounded until set.
     ///
     /// The table is sized for twice the limit up front (at the default 100,000: 262,144
-    /// slots, 6 MiB of address space per core, resident only as slots are used): it never
+    /// slots, 2.3 MiB per core, all resident once a few thousand channels are held, as
+    /// hashing spreads them over every page; see [`ChannelTable`]): it never
     /// grows under a flood (a growth rebuilds it at once, ~50 ms at 60,000 channels in the
     /// hostile run), and the in-place rehash that clears removed channels' slots comes half
     /// as often as at the bare limit.
@@ -350,7 +453,7 @@ impl Hub {
             let Some((seq, name)) = self.history_order.pop_front() else {
                 break;
             };
-            let Some(c) = self.channels.get_mut(&*name) else {
+            let Some(c) = self.channels.get_mut(&name) else {
                 continue;
             };
             if c.history.front().is_some_and(|(s, _)| *s == seq) {
@@ -370,7 +473,7 @@ impl Hub {
         let channels = &self.channels;
         let held = |(seq, name): &(u64, Rc<str>)| {
             channels
-                .get(&**name)
+                .get(name)
                 .is_some_and(|c| c.history.binary_search_by_key(seq, |(s, _)| *s).is_ok())
         };
         for _ in 0..2 {
@@ -432,12 +535,12 @@ impl Hub {
     pub fn admit(&mut self, channels: &Channels) -> bool {
         match channels {
             Channels::All => true,
-            Channels::One(c) => self.channels.contains_key(&**c) || self.make_room(1, &[]),
+            Channels::One(c) => self.channels.contains_key(c) || self.make_room(1, &[]),
             Channels::Many(list) => {
                 let named: Vec<&str> = list.iter().map(|c| &**c).collect();
                 let new = named
                     .iter()
-                    .filter(|c| !self.channels.contains_key(**c))
+                    .filter(|c| !self.channels.contains_key(c))
                     .count();
                 new == 0 || self.make_room(new, &named)
             }
@@ -465,9 +568,10 @@ impl Hub {
 
     fn entry(&mut self, channel: &str, family: usize) -> &mut Channel {
         let created_seq = self.next_seq;
-        self.channels.entry(channel.into()).or_insert_with(|| {
+        self.channels.get_or_insert_with(channel, || {
             Box::new(Channel {
                 name: channel.into(),
+                hash: 0,
                 family,
                 subs: Slab::new(),
                 history: VecDeque::new(),
@@ -823,11 +927,11 @@ impl Hub {
     fn newest_of(&self, channels: &Channels, family: usize) -> u64 {
         let newest = |c: &Channel| c.newest_seq;
         match channels {
-            Channels::One(c) => self.channels.get(&**c).map_or(0, |c| newest(c)),
+            Channels::One(c) => self.channels.get(c).map_or(0, &newest),
             Channels::Many(list) => list
                 .iter()
-                .filter_map(|c| self.channels.get(&**c))
-                .map(|c| newest(c))
+                .filter_map(|c| self.channels.get(c))
+                .map(newest)
                 .max()
                 .unwrap_or(0),
             Channels::All => self.families.get(family).map_or(0, |f| f.newest),
@@ -868,21 +972,15 @@ impl Hub {
         let mut parts: Vec<&(u64, Bytes)> = Vec::new();
         let mut gone = false;
         let named: Vec<Option<&Channel>> = match channels {
-            Channels::One(c) => vec![self.channels.get(&**c).map(|c| &**c)],
-            Channels::Many(list) => list
-                .iter()
-                .map(|c| self.channels.get(&**c).map(|c| &**c))
-                .collect(),
+            Channels::One(c) => vec![self.channels.get(c)],
+            Channels::Many(list) => list.iter().map(|c| self.channels.get(c)).collect(),
             Channels::All => {
                 // Only the channels with history: a channel without any has nothing to
                 // replay, and what left any history is in the family's watermark.
                 gone |= seq <= lost;
                 if let Some(f) = self.families.get(family) {
                     gone |= seq < f.evicted;
-                    let held = f
-                        .with_history
-                        .iter()
-                        .filter_map(|n| self.channels.get(&**n));
+                    let held = f.with_history.iter().filter_map(|n| self.channels.get(n));
                     for c in held {
                         parts.extend(c.history.iter().filter(|(s, _)| *s > seq));
                     }
@@ -917,8 +1015,8 @@ impl Hub {
         let named = self
             .channels
             .iter()
-            .filter(move |(_, c)| c.family == family && !c.subs.is_empty())
-            .map(|(n, c)| (&**n, c.subs.len()));
+            .filter(move |c| c.family == family && !c.subs.is_empty())
+            .map(|c| (&*c.name, c.subs.len()));
         let wild = self.wildcards.get(&family).map_or(0, Slab::len);
         (named, wild)
     }
@@ -962,14 +1060,14 @@ impl Hub {
             let Some(name) = self.idle.get(&k) else {
                 continue;
             };
-            let Some(c) = self.channels.get(&**name) else {
+            let Some(c) = self.channels.get(name) else {
                 continue;
             };
             // A channel a wildcard stream watches stays (its messages are that stream's).
             if self.watches(c.family) {
                 continue;
             }
-            let c = self.channels.get_mut(&**name).expect("looked up above");
+            let c = self.channels.get_mut(name).expect("looked up above");
             let idle_for = c.idle_since.map(|t| now.saturating_duration_since(t));
             // A kept channel nobody has watched for the idle time keeps only its latest message
             // (the greeting), not its history: history is for clients that come back soon.
@@ -1140,6 +1238,63 @@ mod tests {
             },
             "four do not"
         );
+    }
+
+    #[test]
+    fn the_channel_table_finds_each_channel_by_its_own_name_through_churn() {
+        let mut hub = Hub::new("r", 0, 8);
+        hub.limit_channels(64);
+        let capacity = hub.channels.table.capacity();
+        // Ten times the table's capacity in inserts and removals: every channel is found by
+        // the name inside it throughout, a removed one is gone, and the table never grows.
+        for round in 0..10 * capacity / 32 {
+            for i in 0..32 {
+                let name = format!("c{round}.{i}");
+                hub.entry(&name, i % 3).keep = true;
+                assert_eq!(hub.channels.get(&name).map(|c| c.family), Some(i % 3));
+            }
+            assert_eq!(hub.channels.len(), 32 + 32 * usize::from(round > 0));
+            if round > 0 {
+                for i in 0..32 {
+                    let name = format!("c{}.{i}", round - 1);
+                    let c = hub.channels.remove(&name).expect("held");
+                    assert_eq!(&*c.name, name);
+                    assert!(!hub.channels.contains_key(&name));
+                    assert!(hub.channels.remove(&name).is_none());
+                }
+            }
+            assert_eq!(hub.channels.table.capacity(), capacity, "never grown");
+        }
+        // Without a limit the table grows as channels come, rehashing every channel by the
+        // hash it keeps.
+        let mut grown = Hub::new("r", 0, 8);
+        for i in 0..1000 {
+            grown.entry(&format!("g{i}"), 1);
+        }
+        assert!(grown.channels.table.capacity() >= 1000);
+        assert!((0..1000).all(|i| grown.channels.contains_key(&format!("g{i}"))));
+        assert!(!grown.channels.contains_key("g1000"));
+        let c = hub.entry("c0.0", 2);
+        assert_eq!(c.family, 2, "made again after its removal");
+        assert!(!c.keep, "a new channel, not the old one");
+        hub.channels.get_mut("c0.0").expect("held").keep = true;
+        let c = hub.entry("c0.0", 1);
+        assert!(
+            c.keep && c.family == 2,
+            "a held channel is found, not made again"
+        );
+    }
+
+    #[test]
+    fn the_table_sized_for_the_default_limit_holds_a_pointer_a_slot() {
+        // Sized up front for twice the limit, the slots are spread over by random hashing
+        // and all resident once a few thousand channels are held, whatever the streams: a
+        // slot of 24 bytes (a map keyed by a separate name) made 6.3 MiB per core here.
+        let mut hub = Hub::new("r", 0, 8);
+        hub.limit_channels(100_000);
+        let bytes = hub.channels.table.allocation_size();
+        assert!(hub.channels.table.capacity() >= 200_000);
+        assert!(bytes <= 9 * 262_144 + 4096, "{bytes} bytes of slots");
     }
 
     #[test]
