@@ -146,28 +146,44 @@ pub async fn subscribe_loop(
         let run = run_subscription(
             &target, via, &patterns, CLASSIC, &*sink, ever, &live, &channels,
         );
-        let result = run.await;
-        if let Some(c) = &channels {
-            c.borrow_mut().link_down();
-        }
-        let err = match result {
-            Ok(()) => return,
-            Err(e) => e,
-        };
-        if live.get() {
-            ever = true;
-            // A link that worked earns a quick reconnect; one that ended in bytes we refuse
-            // does not, so a hostile peer is retried at most every BACKOFF_MAX.
-            if !err.is_hostile() {
-                backoff.reset();
-            }
-        }
-        if sink.stopping() {
+        let ended = link_ended(run.await, &live, &mut ever, &mut backoff, &channels, &*sink);
+        if !ended {
             return;
         }
-        sink.lost(&err);
         monoio::time::sleep(backoff.delay()).await;
     }
+}
+
+/// Settles a subscriber link's run: its channels count as unconfirmed, a link that worked
+/// marks that a subscription was live (`ever`) and earns a quick reconnect (one that ended in
+/// bytes we refuse does not, so a hostile peer is retried at most every backoff cap), and
+/// the sink hears of the loss. `false`: the link ends for good (the run ended cleanly, or the
+/// sink stops).
+fn link_ended<S: SubscriberSink + ?Sized>(
+    result: Result<(), RedisError>,
+    live: &Cell<bool>,
+    ever: &mut bool,
+    backoff: &mut Backoff,
+    channels: &Option<Rc<RefCell<ChannelSubs>>>,
+    sink: &S,
+) -> bool {
+    if let Some(c) = channels {
+        c.borrow_mut().link_down();
+    }
+    let Err(err) = result else {
+        return false;
+    };
+    if live.get() {
+        *ever = true;
+        if !err.is_hostile() {
+            backoff.reset();
+        }
+    }
+    if sink.stopping() {
+        return false;
+    }
+    sink.lost(&err);
+    true
 }
 
 /// What a sharded link reports besides what every subscriber link does.
@@ -204,24 +220,9 @@ pub async fn shard_loop<S: ShardLinkSink + 'static>(
         let live = Cell::new(false);
         let via = Via::Node(&master);
         let run = run_subscription(&target, via, &[], SHARDED, &*sink, ever, &live, &channels);
-        let result = run.await;
-        if let Some(c) = &channels {
-            c.borrow_mut().link_down();
-        }
-        let err = match result {
-            Ok(()) => return,
-            Err(e) => e,
-        };
-        if live.get() {
-            ever = true;
-            if !err.is_hostile() {
-                backoff.reset();
-            }
-        }
-        if sink.stopping() {
+        if !link_ended(run.await, &live, &mut ever, &mut backoff, &channels, &*sink) {
             return;
         }
-        sink.lost(&err);
         if !router.after_loss(&master).await {
             sink.retired();
             return;
