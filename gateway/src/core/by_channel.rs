@@ -76,20 +76,7 @@ impl Shard {
             return true;
         };
         bump(&self.stats().redis_subscribe_waits);
-        let wait = poll_fn(|cx| {
-            let mut all = true;
-            for c in channels {
-                if !subs.is_live(c) {
-                    subs.wait(c, cx.waker());
-                    all = false;
-                }
-            }
-            if all {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        });
+        let wait = until_live(&subs, channels, false);
         let ok = monoio::time::timeout(SUBSCRIBE_WAIT, wait).await.is_ok();
         if !ok {
             bump(&self.stats().redis_subscribe_timeouts);
@@ -103,21 +90,7 @@ impl Shard {
         let Some(subs) = self.channel_subs.clone() else {
             return;
         };
-        let wait = poll_fn(|cx| {
-            let mut all = true;
-            for c in channels {
-                if subs.is_wanted(c) && !subs.is_live(c) {
-                    subs.wait(c, cx.waker());
-                    all = false;
-                }
-            }
-            if all {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        });
-        let _ = monoio::time::timeout(within, wait).await;
+        let _ = monoio::time::timeout(within, until_live(&subs, channels, true)).await;
     }
 
     /// A stream that waited for `channels` opened or gave up: each stays subscribed while
@@ -189,4 +162,24 @@ impl Shard {
             .redis_unsubscribe_channels
             .store(c.unsubscribe_channels, Relaxed);
     }
+}
+
+/// Ready once every one of `channels` is live in `subs` (with `wanted_only`, every one `subs`
+/// still wants: a channel given up meanwhile is not waited for).
+async fn until_live(subs: &Subs, channels: &[Box<str>], wanted_only: bool) {
+    poll_fn(|cx| {
+        let mut all = true;
+        for c in channels {
+            if (!wanted_only || subs.is_wanted(c)) && !subs.is_live(c) {
+                subs.wait(c, cx.waker());
+                all = false;
+            }
+        }
+        if all {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
 }

@@ -37,11 +37,7 @@ fn node(redis: &Redis) -> Gateway {
 /// Redis's subscriber count of `channel` (`PUBSUB NUMSUB`: channel subscriptions only, not
 /// patterns).
 fn numsub(redis: &Redis, channel: &str) -> i64 {
-    let out = redis.cli(&["PUBSUB", "NUMSUB", channel]);
-    out.lines()
-        .nth(1)
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(-1)
+    redis.subscribers("NUMSUB", channel)
 }
 
 /// `PUBLISH` through `redis-cli`: Redis's receiver count.
@@ -81,19 +77,6 @@ impl Publisher {
     }
 }
 
-fn private(gw: &Gateway, channel: &str) -> Sse {
-    let s = Sse::open(
-        gw.addr,
-        &format!(
-            "/subscribe?channel={channel}&token={}",
-            channel_token(&[channel])
-        ),
-        "",
-    );
-    assert_eq!(s.status(), 200, "{}", s.head);
-    s
-}
-
 /// The key test: run in pattern mode it fails at the first `NUMSUB` (0: patterns only) and
 /// at the receiver counts (every core of every node receives every event).
 #[test]
@@ -106,7 +89,7 @@ fn unicast_channels_are_subscribed_where_their_streams_are_and_dropped_when_idle
     assert_eq!(redis.cli(&["PUBSUB", "NUMPAT"]), "4");
     let mut player_a = Sse::player(a.addr, 3, 77);
     let mut player_b = Sse::player(b.addr, 3, 77);
-    let mut inbox = private(&a, "ws_user_p1");
+    let mut inbox = Sse::private(a.addr, "ws_user_p1");
     // One subscriber per node holding the channel (its owner core), not one per core.
     assert_eq!(numsub(&redis, "SSE::3::77"), 2);
     assert_eq!(numsub(&redis, "ws_user_p1"), 1);
@@ -170,7 +153,7 @@ fn broadcast_families_keep_their_patterns_and_a_shared_name_arrives_once() {
     // A private channel whose name also fits the broadcast pattern `*_broadcast_*`: it is
     // the private family's (the strictest), subscribed by name, and delivered once.
     let name = "ws_user_jane_broadcast_doe";
-    let mut inbox = private(&gw, name);
+    let mut inbox = Sse::private(gw.addr, name);
     assert_eq!(numsub(&redis, name), 1);
     // Received by the channel subscription and by both cores' broadcast pattern.
     assert_eq!(publish(&redis, name, "first"), 3);
@@ -193,7 +176,7 @@ fn an_event_published_right_after_the_head_is_received() {
         assert_eq!(publisher.publish(&channel, &p), 1, "{channel}");
         assert_eq!(next_player_event(&mut s).expect("player").data, p);
         let private_channel = format!("ws_user_{player}");
-        let mut inbox = private(&gw, &private_channel);
+        let mut inbox = Sse::private(gw.addr, &private_channel);
         assert_eq!(publisher.publish(&private_channel, "hi"), 1);
         assert_eq!(inbox.next_event(5 * SEC).expect("private").data, "hi");
     }
@@ -208,7 +191,7 @@ fn a_redis_restart_subscribes_every_channel_again_and_streams_receive_without_re
     let mut redis = Redis::start(&[]);
     let gw = node(&redis);
     let mut streams: Vec<(i64, Sse)> = (1..=4).map(|p| (p, Sse::player(gw.addr, 5, p))).collect();
-    let mut inbox = private(&gw, "ws_user_r");
+    let mut inbox = Sse::private(gw.addr, "ws_user_r");
     redis.kill9();
     assert!(eventually(5 * SEC, || ready(&gw) == 503));
     redis.restart();

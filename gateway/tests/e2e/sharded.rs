@@ -30,24 +30,7 @@ fn node(list: &str) -> Gateway {
 
 /// Sharded subscribers of `channel` on `redis` (`PUBSUB SHARDNUMSUB`).
 fn shardnumsub(redis: &Redis, channel: &str) -> i64 {
-    let out = redis.cli(&["PUBSUB", "SHARDNUMSUB", channel]);
-    out.lines()
-        .nth(1)
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(-1)
-}
-
-fn private(gw: &Gateway, channel: &str) -> Sse {
-    let s = Sse::open(
-        gw.addr,
-        &format!(
-            "/subscribe?channel={channel}&token={}",
-            channel_token(&[channel])
-        ),
-        "",
-    );
-    assert_eq!(s.status(), 200, "{}", s.head);
-    s
+    redis.subscribers("SHARDNUMSUB", channel)
 }
 
 #[test]
@@ -59,7 +42,7 @@ fn sharded_streams_on_two_nodes_receive_and_survive_a_failover_with_the_loss_rep
     let channel = "SSE::3::77";
     let mut player_a = Sse::player(a.addr, 3, 77);
     let mut player_b = Sse::player(b.addr, 3, 77);
-    let mut inbox = private(&a, "ws_user_p1");
+    let mut inbox = Sse::private(a.addr, "ws_user_p1");
     let mut jackpot = Sse::open(b.addr, "/subscribe?channel=ws_broadcast_g1", "");
     let mut topic = Sse::open(a.addr, "/api/v1/events?topics=transactions", "");
     assert!(eventually(5 * SEC, || a.stat("connections.total") == 3

@@ -392,6 +392,20 @@ impl Sse {
         s
     }
 
+    /// Opens a private jackpot channel (`ws_user_<player>`) with a token listing it.
+    pub fn private(addr: SocketAddr, channel: &str) -> Sse {
+        let s = Sse::open(
+            addr,
+            &format!(
+                "/subscribe?channel={channel}&token={}",
+                channel_token(&[channel])
+            ),
+            "",
+        );
+        assert_eq!(s.status(), 200, "{}", s.head);
+        s
+    }
+
     /// The status code of the response head.
     pub fn status(&self) -> u16 {
         self.head
@@ -649,6 +663,16 @@ impl Redis {
             .unwrap();
         let out = child.wait_with_output().expect("redis-cli");
         String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Subscribers of `channel` as `PUBSUB <count> channel` reports them (`NUMSUB` for
+    /// classic subscribers, `SHARDNUMSUB` for sharded ones); -1 when the answer is not one.
+    pub fn subscribers(&self, count: &str, channel: &str) -> i64 {
+        let out = self.cli(&["PUBSUB", count, channel]);
+        out.lines()
+            .nth(1)
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(-1)
     }
 
     /// Runs `redis-cli` against it; its stdout, trimmed.
