@@ -20,9 +20,8 @@
 //! [`REFRESH_EVERY`] of the last takes its map, so a failover that breaks a hundred channels
 //! costs one `CLUSTER SLOTS` per core and not a hundred.
 use std::cell::{Cell, RefCell};
-use std::future::poll_fn;
 use std::rc::Rc;
-use std::task::{Poll, Waker};
+use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -32,6 +31,7 @@ use redis_protocol::resp2::types::BytesFrame;
 use crate::broker::link::{connect_to, read_frame, RedisError, CONNECT_TIMEOUT};
 use crate::broker::resp::{encode_command, Reader};
 use crate::broker::target::{RedisTarget, Seed};
+use crate::util::wait::until_clear;
 
 /// Slots of a Redis Cluster.
 pub const SLOTS: u16 = 16384;
@@ -297,14 +297,7 @@ impl Topology {
     pub async fn refresh(&self) -> Result<bool, RedisError> {
         let before = self.version.get();
         if self.fetching.get() {
-            poll_fn(|cx| {
-                if !self.fetching.get() {
-                    return Poll::Ready(());
-                }
-                self.waiting.borrow_mut().push(cx.waker().clone());
-                Poll::Pending
-            })
-            .await;
+            until_clear(&self.fetching, &self.waiting).await;
             return Ok(self.version.get() != before);
         }
         let recent = self

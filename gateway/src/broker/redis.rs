@@ -53,6 +53,7 @@ use crate::broker::resp::{encode_command, Next, Reader};
 use crate::broker::sharded::ShardedSubs;
 use crate::broker::target::{RedisTarget, Seed};
 use crate::util::jitter::{Backoff, Jitter};
+use crate::util::wait::until_clear;
 
 /// Idle interval after which the subscriber pings Redis.
 pub const PING_EVERY: Duration = Duration::from_secs(1);
@@ -1025,14 +1026,7 @@ impl Publisher {
                 break;
             }
             // Another publish is connecting: wait for it.
-            poll_fn(|cx| {
-                if !self.connecting.get() {
-                    return Poll::Ready(());
-                }
-                self.waiting.borrow_mut().push(cx.waker().clone());
-                Poll::Pending
-            })
-            .await;
+            until_clear(&self.connecting, &self.waiting).await;
         }
         if self
             .failed_at
