@@ -133,7 +133,7 @@ async fn publish(shard: &Shard, body: &[u8]) -> Reply {
             &format!("data refused: {}", e.message()),
         );
     }
-    send(shard, channel, payload, arrived).await
+    send(shard, family, channel, payload, arrived).await
 }
 
 #[derive(Deserialize)]
@@ -199,20 +199,26 @@ async fn broadcast(shard: &Shard, body: &[u8]) -> Reply {
             &format!("event refused: {}", e.message()),
         );
     }
-    send(shard, &channel, Bytes::from(payload), arrived).await
+    send(shard, family, &channel, Bytes::from(payload), arrived).await
 }
 
-/// Hands a checked message to the broker and answers `202 {"delivered_to_nodes": n}`, `503`
+/// Hands a checked message of route family `family` to the broker and answers `202 {"delivered_to_nodes": n}`, `503`
 /// when it was certainly not published (safe to retry), or `504` when Redis may have
 /// published it without answering (a retry may deliver it twice).
-async fn send(shard: &Shard, channel: &str, payload: Bytes, arrived: Instant) -> Reply {
+async fn send(
+    shard: &Shard,
+    family: usize,
+    channel: &str,
+    payload: Bytes,
+    arrived: Instant,
+) -> Reply {
     let msg = Message {
         channel: Bytes::copy_from_slice(channel.as_bytes()),
         payload,
         arrived,
         durable: None,
     };
-    match shard.publish(msg).await {
+    match shard.publish(msg, family).await {
         Ok(n) => Reply::json(Status::Accepted, format!("{{\"delivered_to_nodes\":{n}}}")),
         Err(why) if why.outcome_unknown() => Reply::error(Status::GatewayTimeout, &why.to_string()),
         Err(why) => Reply::error(Status::ServiceUnavailable, &why.to_string()),

@@ -372,12 +372,10 @@ impl Shard {
         }
     }
 
-    /// Publishes a checked message through this core's broker; the receiver count.
-    pub async fn publish(&self, msg: Message) -> Result<u64, PublishError> {
-        let family = std::str::from_utf8(&msg.channel)
-            .ok()
-            .and_then(|c| self.routes().family_of_channel(c));
-        let by_name = family.is_some_and(|f| self.per_channel.get(f).copied().unwrap_or(false));
+    /// Publishes a checked message of route family `family` (unicast families by name in
+    /// channel and sharded modes) through this core's broker; the receiver count.
+    pub async fn publish(&self, msg: Message, family: usize) -> Result<u64, PublishError> {
+        let by_name = self.per_channel.get(family).copied().unwrap_or(false);
         let r = self.broker.publish(msg, by_name).await;
         match &r {
             Ok(_) => bump(&self.stats().publishes),
