@@ -1245,8 +1245,12 @@ mod tests {
         let mut hub = Hub::new("r", 0, 8);
         hub.limit_channels(64);
         let capacity = hub.channels.table.capacity();
+        let bytes = hub.channels.table.allocation_size();
         // Ten times the table's capacity in inserts and removals: every channel is found by
         // the name inside it throughout, a removed one is gone, and the table never grows.
+        // (`capacity()` is not the measure of that: a removal may leave a tombstone, which
+        // lowers it until the table next rehashes in place, and the hash seed is random, so
+        // how many tombstones a run leaves differs from run to run.)
         for round in 0..10 * capacity / 32 {
             for i in 0..32 {
                 let name = format!("c{round}.{i}");
@@ -1263,7 +1267,8 @@ mod tests {
                     assert!(hub.channels.remove(&name).is_none());
                 }
             }
-            assert_eq!(hub.channels.table.capacity(), capacity, "never grown");
+            assert_eq!(hub.channels.table.allocation_size(), bytes, "never grown");
+            assert!(hub.channels.table.capacity() <= capacity, "never grown");
         }
         // Without a limit the table grows as channels come, rehashing every channel by the
         // hash it keeps.
