@@ -13,6 +13,7 @@ use crate::report::{
     Series, WorkerReport,
 };
 use crate::seqs::expected_on_channel;
+use crate::stalls;
 use crate::worker::{raise_nofile, WorkerSpec};
 use crate::{now_us, proc};
 
@@ -832,6 +833,7 @@ fn phase(
     ws.send_all("phase");
     ws.pump(Duration::from_millis(100), None);
     let cpu0 = cpu_now(watched);
+    let meter = stalls::Meter::start();
     let live = Arc::new(Live::default());
     job.start_us = now_us() + 100_000;
     let started = Instant::now();
@@ -867,6 +869,7 @@ fn phase(
     });
     let secs = started.elapsed().as_secs_f64();
     let cpu1 = cpu_now(watched);
+    let stalls = meter.stop();
     let reports = ws.reports(end_k);
     let mut hist = new_hist();
     let mut p = Phase {
@@ -880,6 +883,7 @@ fn phase(
         publish_errors: out.errors,
         publish_lag_max_ms: out.lag_max_us as f64 / 1000.0,
         redis_receivers_min: out.receivers_min,
+        stalls,
         ..Phase::default()
     };
     let mut expected = 0;

@@ -21,6 +21,8 @@
 //! - `report`: progress, per-worker and run reports, the per-second series; table and JSON.
 //! - `html`: the report as one self-contained HTML page with SVG plots (`--html`).
 //! - `proc`: CPU and memory of a process by PID.
+//! - `stalls`: the machine's own stalls during a phase, and so which latency percentiles
+//!   measure the server (a delivery that lands while the machine stalls is late by the stall).
 //!
 //! Why processes: a process may hold 20,000 open files here and one source address has about
 //! 28,000 ephemeral ports towards one server, so 50,000 streams need several processes and
@@ -38,6 +40,7 @@ pub mod publish;
 pub mod report;
 pub mod seqs;
 pub mod sse;
+pub mod stalls;
 pub mod template;
 pub mod worker;
 

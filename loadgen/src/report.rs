@@ -4,6 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use hdrhistogram::Histogram;
 
+use crate::stalls::Stalls;
+
 /// Progress a worker prints twice a second.
 #[derive(Debug, Default, Clone, Copy, Serialize, Deserialize)]
 pub struct Progress {
@@ -382,6 +384,9 @@ pub struct Phase {
     pub histogram: Vec<Bin>,
     /// Whether p99 held the target with nothing lost or duplicated.
     pub pass: bool,
+    /// The machine's own stalls meanwhile: which latency percentiles are the server's.
+    #[serde(default)]
+    pub stalls: Stalls,
 }
 
 /// The whole run.
@@ -574,6 +579,7 @@ impl Report {
                         .map(|r| format!(", Redis receivers per PUBLISH >= {r}"))
                         .unwrap_or_default()
                 );
+                let _ = writeln!(s, "          {}", p.stalls.line());
                 for u in &p.procs {
                     let _ = writeln!(
                         s,
