@@ -78,15 +78,17 @@ machine_line() {
   echo "machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r), open files $(ulimit -Hn)"
 }
 
-# cpu_per_event REPORT PID: for each publishing phase of a loadgen JSON report, the CPU per
-# published event of process PID (Redis) and of the other watched processes (the gateways),
-# in microseconds. loadgen reads each process's /proc/<pid>/stat at the start and end of the
-# phase, so the connect phase (and, in channel mode, its SUBSCRIBE churn) is not in it.
+# cpu_per_event REPORT PIDS: for each publishing phase of a loadgen JSON report, the CPU per
+# published event of the processes PIDS (comma-separated: one Redis, or every server of a
+# Redis Cluster, summed) and of the other watched processes (the gateways), in microseconds.
+# loadgen reads each process's /proc/<pid>/stat at the start and end of the phase, so the
+# connect phase (and, in channel and sharded mode, its SUBSCRIBE churn) is not in it.
 cpu_per_event() {
-  jq -r --argjson r "$2" '.phases[] | select(.sent > 0) | . as $p |
-    ([.procs[] | select(.pid == $r) | .cpu_s] | add // 0) as $redis |
-    ([.procs[] | select(.pid != $r) | .cpu_s] | add // 0) as $gw |
-    "cpu per event: redis \($redis / $p.sent * 1e8 | round / 100) us, gateways \($gw / $p.sent * 1e8 | round / 100) us (\($p.sent) events in \($p.seconds * 10 | round / 10) s; redis \($redis * 100 | round / 100) s, gateways \($gw * 100 | round / 100) s of CPU)"' "$1"
+  jq -r --argjson r "[$2]" '.phases[] | select(.sent > 0) | . as $p |
+    ([.procs[] | select(.pid as $x | $r | index($x)) | .cpu_s] | add // 0) as $redis |
+    ([.procs[] | select(.pid as $x | $r | index($x) | not) | .cpu_s] | add // 0) as $gw |
+    (if ($r | length) > 1 then " (\($r | length) servers together)" else "" end) as $n |
+    "cpu per event: redis \($redis / $p.sent * 1e8 | round / 100) us\($n), gateways \($gw / $p.sent * 1e8 | round / 100) us (\($p.sent) events in \($p.seconds * 10 | round / 10) s; redis \($redis * 100 | round / 100) s, gateways \($gw * 100 | round / 100) s of CPU)"' "$1"
 }
 
 # settle: waits (at most SETTLE seconds, default 20) for the 1-minute load average to fall

@@ -881,6 +881,7 @@ fn phase(
         seconds: pub_secs,
         sent: out.sent,
         publish_errors: out.errors,
+        publish_moved: out.moved,
         publish_lag_max_ms: out.lag_max_us as f64 / 1000.0,
         redis_receivers_min: out.receivers_min,
         stalls,

@@ -11,8 +11,10 @@
 //! - `coord`: the parent process: spawns workers, runs the scenarios (`steady`, `broadcast`,
 //!   `storm`, `plan`, `idle`, `deploy`), aggregates their reports.
 //! - `worker`: a worker process: its share of the streams, one task each, with accounting.
-//! - `publish`: the Redis (RESP: `PUBLISH`, or the gateway's `FCALL ssegw_publish`) and HTTP
-//!   publishers, paced by intended send time.
+//! - `publish`: the Redis (RESP: `PUBLISH`, or the gateway's `FCALL ssegw_publish`), Redis
+//!   Cluster (`SPUBLISH` on each channel's master) and HTTP publishers, paced by intended send
+//!   time.
+//! - `cluster`: the Redis Cluster publisher's routing: the slot map, each channel's master.
 //! - `http`, `chunked`, `sse`: pure parsers for the response head, chunked framing and the
 //!   event stream (incremental, borrowed slices, cheap).
 //! - `seqs`: loss and duplicate accounting.
@@ -30,6 +32,7 @@
 #![warn(missing_docs)]
 
 pub mod chunked;
+pub mod cluster;
 pub mod coord;
 pub mod fleet;
 pub mod html;

@@ -2,6 +2,8 @@
 //! processes as JSON so parent and workers agree on every setting.
 use serde::{Deserialize, Serialize};
 
+use crate::template::{Template, Var};
+
 /// Usage text.
 pub const USAGE: &str = "loadgen SCENARIO [options]
 
@@ -46,8 +48,13 @@ subscribers:
                        10,000 streams for a loopback target; 0 = let the kernel choose)
 
 publishers:
-  --publish URL        redis://HOST:PORT (PUBLISH) or an http:// URL template (POST); default
-                       the gateway's HTTP publish at --target
+  --publish URL        redis://HOST:PORT (PUBLISH), redis-cluster://HOST:PORT[,HOST:PORT...]
+                       (a Redis Cluster, the gateway's sharded mode: reads CLUSTER SLOTS from
+                       the first node that answers, then sends each event with SPUBLISH on a
+                       connection to its channel's master; a MOVED answer is a publish error,
+                       not followed; not for broadcast families, which the gateway hears by
+                       pattern: publish those with redis://ANY-NODE) or an http:// URL
+                       template (POST); default the gateway's HTTP publish at --target
   --publish-body TPL   HTTP body template (default {\"channel\":\"{channel}\",\"data\":{payload}});
                        {payload_escaped} is the payload escaped for inside a JSON string
   --payload TPL        event payload template; must carry \"seq\":{seq} and \"t\":{t} (default the
@@ -56,7 +63,7 @@ publishers:
                        gateway's durable path) instead of `PUBLISH`; loads the gateway's
                        function library into that Redis first when it is absent or older
                        (as a node does when its publisher link connects)
-  --publish-conns N    publishing connections (default 1)
+  --publish-conns N    publishing connections (default 1; redis-cluster://: N to each master)
   --tick-us US         wake the publisher at most every US microseconds and send what is due
                        in one batch (default 0: wake for each event's due time). Fewer wake-ups
                        and syscalls; events go out up to US late, which the latency includes
@@ -122,7 +129,7 @@ pub struct Opts {
     pub per_worker: usize,
     /// Source addresses (127.0.0.2 upwards); `None` = automatic.
     pub sources: Option<usize>,
-    /// Publish target: `redis://...` or `http://...` template.
+    /// Publish target: `redis://...`, `redis-cluster://...` or `http://...` template.
     pub publish: String,
     /// HTTP publish body template.
     pub publish_body: String,
@@ -369,6 +376,16 @@ impl Opts {
         if self.durable && !self.publish.starts_with("redis://") {
             return Err("--durable is for the Redis publisher (--publish redis://...)".into());
         }
+        if self.publish.starts_with("redis-cluster://") {
+            // Each channel's master is looked up once per player (`cluster::Shards`).
+            let channel = Template::parse(&self.channel);
+            if channel.uses(Var::Seq) || channel.uses(Var::T) {
+                return Err(
+                    "--channel for --publish redis-cluster:// may not use {seq} or {t}: a channel's master is found once per player"
+                        .into(),
+                );
+            }
+        }
         if self.publish_conns == 0 {
             return Err("--publish-conns must be positive".into());
         }
@@ -478,5 +495,18 @@ mod tests {
             .contains("Redis"));
         let r = parse("steady --secret s --durable --publish redis://127.0.0.1:6379").unwrap();
         assert!(r.durable);
+    }
+
+    #[test]
+    fn a_cluster_publisher_needs_a_channel_per_player() {
+        let c = "steady --secret s --publish redis-cluster://127.0.0.1:7000,127.0.0.1:7001";
+        assert!(parse(c).is_ok());
+        assert!(parse(&format!("{c} --channel {{brand}}:{{player}}")).is_ok());
+        assert!(parse(&format!("{c} --channel c{{seq}}"))
+            .unwrap_err()
+            .contains("{seq}"));
+        assert!(parse(&format!("{c} --durable"))
+            .unwrap_err()
+            .contains("redis://"));
     }
 }

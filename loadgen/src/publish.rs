@@ -1,6 +1,7 @@
-//! Publishers: Redis `PUBLISH` or `FCALL ssegw_publish` (raw RESP, pipelined) or HTTP `POST` (pipelined keep-alive
-//! requests, templates for URL and body so the gateway's, nchan's or Pushpin's publish API
-//! all work).
+//! Publishers: Redis `PUBLISH` or `FCALL ssegw_publish` (raw RESP, pipelined), Redis Cluster
+//! `SPUBLISH` on each channel's master ([`crate::cluster`]), or HTTP `POST` (pipelined
+//! keep-alive requests, templates for URL and body so the gateway's, nchan's or Pushpin's
+//! publish API all work).
 //!
 //! Pacing: event `k` has an intended send time (`start + k / rate`, or its broadcast round's
 //! time). Each connection runs on its own thread: it sleeps until the next event is due and
@@ -16,6 +17,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 
 use crate::chunked::Dechunker;
+use crate::cluster::{self, Shards};
 use crate::http::{self, Framing};
 use crate::now_us;
 use crate::opts::Opts;
@@ -80,6 +82,8 @@ pub struct Outcome {
     pub lag_max_us: u64,
     /// Redis: fewest receivers reported by a PUBLISH.
     pub receivers_min: Option<u64>,
+    /// Redis Cluster: of the errors, `MOVED` answers (the slot map changed since it was read).
+    pub moved: u64,
     /// Wall time from the first intended send to the last reply, seconds.
     pub seconds: f64,
 }
@@ -94,6 +98,11 @@ enum Target {
         /// `FCALL ssegw_publish 1` (the gateway's durable path) instead of `PUBLISH`.
         durable: bool,
     },
+    /// `SPUBLISH channel payload` over RESP, on a connection to the channel's master.
+    Cluster {
+        /// The masters, and which one each channel's events go to.
+        shards: Shards,
+    },
     /// `POST path` with a templated body.
     Http {
         /// The server.
@@ -107,9 +116,19 @@ enum Target {
     },
 }
 
-/// Checks and parses the publish settings.
+/// Checks and parses the publish settings. A cluster's slot map is read here, so at the
+/// start of each publishing phase.
 fn target(o: &Opts) -> Result<Target, String> {
-    if let Some(rest) = o.publish.strip_prefix("redis://") {
+    if let Some(list) = o.publish.strip_prefix("redis-cluster://") {
+        let map = cluster::slot_map(&cluster::seeds(list)?)?;
+        let shards = Shards::new(
+            &map,
+            &Template::parse(&o.channel),
+            o.players as u64,
+            o.brand,
+        )?;
+        Ok(Target::Cluster { shards })
+    } else if let Some(rest) = o.publish.strip_prefix("redis://") {
         let hostport = rest.rsplit('@').next().unwrap_or(rest);
         let hostport = hostport.split('/').next().unwrap_or(hostport);
         let u = http::parse_url(&format!("http://{hostport}/"))?;
@@ -279,11 +298,15 @@ pub fn spawn(
         players,
         brand,
     });
+    let shards = enc.shards();
     Ok(std::thread::spawn(move || {
+        // `conns` lanes; on a cluster, each lane has a connection to every master.
         let lanes: Vec<_> = (0..conns as u64)
-            .map(|lane| {
+            .flat_map(|lane| (0..shards).map(move |shard| (lane, shard)))
+            .map(|(lane, shard)| {
                 let (enc, live) = (enc.clone(), live.clone());
-                std::thread::spawn(move || lane_run(&enc, job, lane, conns as u64, tick, &live))
+                let lanes = conns as u64;
+                std::thread::spawn(move || lane_run(&enc, job, lane, lanes, shard, tick, &live))
             })
             .collect();
         let mut total = Outcome::default();
@@ -291,6 +314,7 @@ pub fn spawn(
             let o = h.join().unwrap_or_default();
             total.sent += o.sent;
             total.errors += o.errors;
+            total.moved += o.moved;
             total.lag_max_us = total.lag_max_us.max(o.lag_max_us);
             total.receivers_min = match (total.receivers_min, o.receivers_min) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -336,13 +360,13 @@ impl Encoder {
         self.payload.render(&v, pl);
         v.payload = pl;
         match &self.target {
-            Target::Redis { durable, .. } => {
-                if *durable {
-                    out.extend_from_slice(
+            Target::Redis { .. } | Target::Cluster { .. } => {
+                match self.target {
+                    Target::Redis { durable: true, .. } => out.extend_from_slice(
                         b"*5\r\n$5\r\nFCALL\r\n$13\r\nssegw_publish\r\n$1\r\n1\r\n",
-                    );
-                } else {
-                    out.extend_from_slice(b"*3\r\n$7\r\nPUBLISH\r\n");
+                    ),
+                    Target::Cluster { .. } => out.extend_from_slice(b"*3\r\n$8\r\nSPUBLISH\r\n"),
+                    _ => out.extend_from_slice(b"*3\r\n$7\r\nPUBLISH\r\n"),
                 }
                 for part in [&ch[..], &pl[..]] {
                     out.extend_from_slice(format!("${}\r\n", part.len()).as_bytes());
@@ -370,6 +394,78 @@ impl Encoder {
             }
         }
     }
+
+    /// How many shards the events are split over: a cluster's masters, else one.
+    fn shards(&self) -> usize {
+        match &self.target {
+            Target::Cluster { shards } => shards.masters.len(),
+            _ => 1,
+        }
+    }
+
+    /// Where shard `shard`'s connections go.
+    fn addr(&self, shard: usize) -> Option<std::net::SocketAddr> {
+        match &self.target {
+            Target::Redis { addr, .. } | Target::Http { addr, .. } => Some(*addr),
+            Target::Cluster { shards } => shards.masters.get(shard).copied(),
+        }
+    }
+
+    /// Whether event `k` goes out on shard `shard`'s connections: always, but on a cluster,
+    /// where it goes to its channel's master only.
+    fn owns(&self, shard: usize, k: u64) -> bool {
+        match &self.target {
+            Target::Cluster { shards } => shards.of_event(k, self.players) == shard,
+            _ => true,
+        }
+    }
+}
+
+/// The events one connection sends: every `lanes`-th event from its lane's first, those of
+/// its shard, before `end` (the job's own end).
+#[derive(Clone, Copy)]
+struct Share<'a> {
+    /// The encoder, which knows each event's shard.
+    enc: &'a Encoder,
+    /// Lanes (connections per shard): the step between a lane's events.
+    lanes: u64,
+    /// This connection's shard.
+    shard: usize,
+    /// The job's end: no event at or past it is anyone's.
+    end: u64,
+}
+
+impl Share<'_> {
+    /// The first event of this share at or after `k` (an event of this lane), or one at or
+    /// past `end` when none is left. On one server that is `k` itself; on a cluster of M
+    /// masters it skips about M - 1 of every M events (a table lookup each).
+    fn next_from(&self, mut k: u64) -> u64 {
+        while k < self.end && !self.enc.owns(self.shard, k) {
+            k += self.lanes;
+        }
+        k
+    }
+
+    /// The event `n` events of this share after `k` (one of its events).
+    fn skip(&self, mut k: u64, n: u64) -> u64 {
+        for _ in 0..n {
+            k = self.next_from(k + self.lanes);
+        }
+        k
+    }
+
+    /// How many events of this share lie in `k..upto` (`k` one of its events or past its end).
+    fn count(&self, mut k: u64, upto: u64) -> u64 {
+        if self.enc.shards() == 1 {
+            return upto.saturating_sub(k).div_ceil(self.lanes);
+        }
+        let mut n = 0;
+        while k < upto {
+            n += 1;
+            k = self.next_from(k + self.lanes);
+        }
+        n
+    }
 }
 
 /// One publishing connection on its own thread, with blocking I/O: a thread's sleep wakes
@@ -382,13 +478,30 @@ impl Encoder {
 /// lag: lag is this thread's own delay only. A lane that waited for each batch's replies before
 /// writing the next measured the server's reply time as its own lag (nchan at 10,000 events/s
 /// on 6 connections: 241 ms).
-fn lane_run(enc: &Encoder, job: Job, lane: u64, lanes: u64, tick: u64, live: &Live) -> Outcome {
+///
+/// On a cluster, lane `lane` has one connection per master (`shard`), each sending the lane's
+/// events whose channel that master owns.
+fn lane_run(
+    enc: &Encoder,
+    job: Job,
+    lane: u64,
+    lanes: u64,
+    shard: usize,
+    tick: u64,
+    live: &Live,
+) -> Outcome {
     let mut o = Outcome::default();
-    let addr = match &enc.target {
-        Target::Redis { addr, .. } => *addr,
-        Target::Http { addr, .. } => *addr,
+    let share = Share {
+        enc,
+        lanes,
+        shard,
+        end: job.first + job.count,
     };
-    let redis = matches!(enc.target, Target::Redis { .. });
+    let Some(addr) = enc.addr(shard) else {
+        o.errors = share.count(share.next_from(job.first + lane), live.end_of(&job));
+        return o;
+    };
+    let redis = !matches!(enc.target, Target::Http { .. });
     let connect = || -> Option<(TcpStream, TcpStream)> {
         let s = TcpStream::connect(addr)
             .and_then(|s| {
@@ -402,7 +515,7 @@ fn lane_run(enc: &Encoder, job: Job, lane: u64, lanes: u64, tick: u64, live: &Li
     };
     // Reconnects in a row without an acknowledged event in between.
     let mut reconnects = 0;
-    let mut k = job.first + lane;
+    let mut k = share.next_from(job.first + lane);
     let mut end = live.end_of(&job);
     let mut out = Vec::with_capacity(64 * 1024);
     let mut scratch = [Vec::new(), Vec::new(), Vec::new()];
@@ -429,7 +542,7 @@ fn lane_run(enc: &Encoder, job: Job, lane: u64, lanes: u64, tick: u64, live: &Li
                     }
                     o.lag_max_us = o.lag_max_us.max(now - due);
                     enc.encode(k, due, &mut out, &mut scratch);
-                    k += lanes;
+                    k = share.next_from(k + lanes);
                     n += 1;
                 }
                 if n == 0 {
@@ -449,6 +562,7 @@ fn lane_run(enc: &Encoder, job: Job, lane: u64, lanes: u64, tick: u64, live: &Li
         let n_written = shared.written.load(Ordering::Relaxed);
         o.sent += r.ok;
         o.errors += r.errors;
+        o.moved += r.moved;
         o.receivers_min = match (o.receivers_min, r.receivers_min) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -460,7 +574,7 @@ fn lane_run(enc: &Encoder, job: Job, lane: u64, lanes: u64, tick: u64, live: &Li
             // A server may end a keep-alive connection after so many requests (nginx:
             // `keepalive_requests`), answering the last one with `Connection: close` and
             // ignoring what was pipelined after it: reconnect and send those again.
-            k = conn_first + r.got * lanes;
+            k = share.skip(conn_first, r.got);
             reconnects += 1;
             if reconnects > 3 {
                 eprintln!("publisher: connection to {addr} lost or answered garbage");
@@ -468,9 +582,7 @@ fn lane_run(enc: &Encoder, job: Job, lane: u64, lanes: u64, tick: u64, live: &Li
             }
         }
     }
-    if k < end {
-        o.errors += (end - k).div_ceil(lanes);
-    }
+    o.errors += share.count(k, end);
     o
 }
 
@@ -500,6 +612,8 @@ struct Replies {
     ok: u64,
     /// Refusals.
     errors: u64,
+    /// Of the refusals, `MOVED` answers (Redis Cluster).
+    moved: u64,
     /// Redis: fewest receivers reported.
     receivers_min: Option<u64>,
 }
@@ -521,7 +635,19 @@ fn read_replies(mut stream: TcpStream, redis: bool, shared: &Shared, live: &Live
             http_reply(&rbuf[pos..])
         };
         match step {
-            Reply::Done { len, ok, receivers } => {
+            Reply::Done {
+                len,
+                ok,
+                moved,
+                receivers,
+            } => {
+                if moved && r.moved == 0 {
+                    let line = rbuf[pos..pos + len].trim_ascii_end();
+                    eprintln!(
+                        "publisher: Redis answered {} to an SPUBLISH: the cluster's slot map changed after loadgen read it (a failover or a resharding during the run). loadgen does not follow MOVED: every such event counts as a publish error (the report says how many)",
+                        String::from_utf8_lossy(&line[1..])
+                    );
+                }
                 pos += len;
                 r.got += 1;
                 live.sent.fetch_add(1, Ordering::Relaxed);
@@ -529,6 +655,7 @@ fn read_replies(mut stream: TcpStream, redis: bool, shared: &Shared, live: &Live
                     r.ok += 1;
                 } else {
                     r.errors += 1;
+                    r.moved += u64::from(moved);
                 }
                 if let Some(n) = receivers {
                     r.receivers_min = Some(r.receivers_min.map_or(n, |m| m.min(n)));
@@ -582,6 +709,8 @@ enum Reply {
         len: usize,
         /// Success (Redis integer, HTTP 2xx).
         ok: bool,
+        /// A Redis Cluster's `MOVED` (a failure): the channel's slot is on another master.
+        moved: bool,
         /// Redis: how many subscribers the message reached.
         receivers: Option<u64>,
     },
@@ -591,7 +720,8 @@ enum Reply {
     Bad,
 }
 
-/// A RESP reply to `PUBLISH`: `:N` (receivers) or `-ERR ...`.
+/// A RESP reply to `PUBLISH` or `SPUBLISH`: `:N` (receivers), `-MOVED ...` (said once per
+/// connection by the reader) or another error (said here).
 fn redis_reply(b: &[u8]) -> Reply {
     let Some(end) = b.windows(2).position(|w| w == b"\r\n") else {
         return Reply::Partial;
@@ -601,15 +731,20 @@ fn redis_reply(b: &[u8]) -> Reply {
         Some(b':') => Reply::Done {
             len: end + 2,
             ok: true,
+            moved: false,
             receivers: std::str::from_utf8(&line[1..])
                 .ok()
                 .and_then(|s| s.parse().ok()),
         },
         Some(b'-') => {
-            eprintln!("publisher: Redis: {}", String::from_utf8_lossy(line));
+            let moved = line.starts_with(b"-MOVED ");
+            if !moved {
+                eprintln!("publisher: Redis: {}", String::from_utf8_lossy(line));
+            }
             Reply::Done {
                 len: end + 2,
                 ok: false,
+                moved,
                 receivers: None,
             }
         }
@@ -649,6 +784,7 @@ fn http_reply(b: &[u8]) -> Reply {
     Reply::Done {
         len,
         ok,
+        moved: false,
         receivers: None,
     }
 }
@@ -664,6 +800,7 @@ mod tests {
             Reply::Done {
                 len: 4,
                 ok: true,
+                moved: false,
                 receivers: Some(3)
             }
         );
@@ -679,6 +816,7 @@ mod tests {
             Reply::Done {
                 len: h.len() - 8,
                 ok: true,
+                moved: false,
                 receivers: None
             }
         );
@@ -689,6 +827,7 @@ mod tests {
             Reply::Done {
                 len: c.len(),
                 ok: true,
+                moved: false,
                 receivers: None
             }
         );
@@ -869,7 +1008,7 @@ mod tests {
             start_us: now_us(),
         };
         let live = Live::default();
-        let o = lane_run(&http_encoder(addr), job, 0, 1, 100, &live);
+        let o = lane_run(&http_encoder(addr), job, 0, 1, 0, 100, &live);
         assert_eq!((o.sent, o.errors), (20, 0));
         assert_eq!(live.sent.load(Ordering::Relaxed), 20);
         let seqs = server.join().unwrap();
@@ -914,10 +1053,181 @@ mod tests {
             },
             start_us: now_us(),
         };
-        let o = lane_run(&http_encoder(addr), job, 0, 1, 100, &Live::default());
+        let o = lane_run(&http_encoder(addr), job, 0, 1, 0, 100, &Live::default());
         assert_eq!((o.sent, o.errors), (20, 0));
         let answered: Vec<u64> = server.join().unwrap().concat();
         assert_eq!(answered, (0..20).collect::<Vec<_>>());
+    }
+
+    /// Reads whole RESP commands of three bulk strings from `s` until `n` have come or it
+    /// ends; each as (command, channel), and answers each with `answer`.
+    fn serve_commands(s: &mut TcpStream, n: usize, answer: &[u8]) -> Vec<(String, String)> {
+        let mut got = Vec::new();
+        let mut buf: Vec<u8> = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while got.len() < n {
+            // `*3`, then three `$len` bulk strings.
+            let mut at = 0;
+            let mut parts = Vec::new();
+            let line = |at: usize| {
+                buf[at..]
+                    .windows(2)
+                    .position(|w| w == b"\r\n")
+                    .map(|e| (&buf[at..at + e], at + e + 2))
+            };
+            if let Some((head, next)) = line(0) {
+                assert_eq!(head, b"*3");
+                at = next;
+                while parts.len() < 3 {
+                    let Some((len, next)) = line(at) else { break };
+                    let len: usize = std::str::from_utf8(&len[1..]).unwrap().parse().unwrap();
+                    if buf.len() < next + len + 2 {
+                        break;
+                    }
+                    parts.push(String::from_utf8_lossy(&buf[next..next + len]).into_owned());
+                    at = next + len + 2;
+                }
+            }
+            if parts.len() == 3 {
+                buf.drain(..at);
+                got.push((parts[0].clone(), parts[1].clone()));
+                s.write_all(answer).unwrap();
+                continue;
+            }
+            match s.read(&mut chunk) {
+                Ok(m) if m > 0 => buf.extend_from_slice(&chunk[..m]),
+                _ => break,
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn on_a_cluster_each_event_goes_to_its_channels_master_and_moved_is_counted() {
+        use gateway::broker::cluster::{key_slot, SlotMap, SlotRange};
+        use gateway::broker::target::Seed;
+        // Two masters: the first serves slots 0-8191 and answers; the second serves the rest
+        // and answers MOVED (its slots went elsewhere after the map was read).
+        let players = 20;
+        let name = |p: u64| format!("SSE::1::{p}");
+        let on_first = |p: u64| key_slot(name(p).as_bytes()) < 8192;
+        let first: Vec<u64> = (0..40).filter(|k| on_first(k % players)).collect();
+        let second = 40 - first.len();
+        assert!(first.len() > 5 && second > 5, "{first:?}");
+        let n = first.len();
+        let (a, served_a) = server(1, move |mut s, _| serve_commands(&mut s, n, b":1\r\n"));
+        let (b, served_b) = server(1, move |mut s, _| {
+            serve_commands(&mut s, second, b"-MOVED 9000 127.0.0.1:7777\r\n")
+        });
+        let master = |addr: std::net::SocketAddr| Seed::new("127.0.0.1", addr.port());
+        let map = SlotMap::from_ranges(vec![
+            SlotRange {
+                first: 0,
+                last: 8191,
+                master: master(a),
+            },
+            SlotRange {
+                first: 8192,
+                last: 16383,
+                master: master(b),
+            },
+        ])
+        .unwrap();
+        let channel = Template::parse("SSE::{brand}::{player}");
+        let enc = Encoder {
+            target: Target::Cluster {
+                shards: Shards::new(&map, &channel, players, 1).unwrap(),
+            },
+            channel,
+            payload: Template::parse(r#"{"seq":{seq},"t":{t}}"#),
+            players,
+            brand: 1,
+        };
+        let job = Job {
+            first: 0,
+            count: 40,
+            timing: Timing::Paced { rate: 2000.0 },
+            start_us: now_us(),
+        };
+        let live = Live::default();
+        let (oa, ob) = std::thread::scope(|s| {
+            let a = s.spawn(|| lane_run(&enc, job, 0, 1, 0, 100, &live));
+            let b = s.spawn(|| lane_run(&enc, job, 0, 1, 1, 100, &live));
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        assert_eq!((oa.sent, oa.errors, oa.moved), (n as u64, 0, 0));
+        assert_eq!(oa.receivers_min, Some(1));
+        let s = second as u64;
+        assert_eq!((ob.sent, ob.errors, ob.moved), (0, s, s));
+        let want = |ks: Vec<u64>| -> Vec<(String, String)> {
+            ks.into_iter()
+                .map(|k| ("SPUBLISH".to_string(), name(k % players)))
+                .collect()
+        };
+        assert_eq!(served_a.join().unwrap().concat(), want(first.clone()));
+        let rest = (0..40).filter(|k| !first.contains(k)).collect();
+        assert_eq!(served_b.join().unwrap().concat(), want(rest));
+    }
+
+    #[test]
+    fn a_connection_sends_every_lanes_th_event_of_its_shard() {
+        use gateway::broker::cluster::{key_slot, SlotMap, SlotRange};
+        use gateway::broker::target::Seed;
+        let range = |first, last, port| SlotRange {
+            first,
+            last,
+            master: Seed::new("127.0.0.1", port),
+        };
+        let map =
+            SlotMap::from_ranges(vec![range(0, 8191, 7000), range(8192, 16383, 7001)]).unwrap();
+        let channel = Template::parse("c{player}");
+        let enc = Encoder {
+            target: Target::Cluster {
+                shards: Shards::new(&map, &channel, 7, 1).unwrap(),
+            },
+            channel,
+            payload: Template::parse(""),
+            players: 7,
+            brand: 1,
+        };
+        let on = |k: u64| usize::from(key_slot(format!("c{}", k % 7).as_bytes()) >= 8192);
+        for (lanes, lane, shard) in [(1, 0, 0), (1, 0, 1), (3, 1, 0), (3, 2, 1)] {
+            let share = Share {
+                enc: &enc,
+                lanes,
+                shard,
+                end: 50,
+            };
+            let want: Vec<u64> = (lane..50)
+                .step_by(lanes as usize)
+                .filter(|&k| on(k) == shard)
+                .collect();
+            let mut got = Vec::new();
+            let mut k = share.next_from(lane);
+            while k < 50 {
+                got.push(k);
+                k = share.next_from(k + lanes);
+            }
+            assert_eq!(got, want, "lanes {lanes} lane {lane} shard {shard}");
+            // Resending after a reconnect: the event `n` events on; what is left to count.
+            for (i, &k) in want.iter().enumerate() {
+                assert_eq!(share.skip(want[0], i as u64), k);
+                assert_eq!(share.count(k, 50), (want.len() - i) as u64);
+            }
+            assert_eq!(share.count(50, 50), 0);
+        }
+        // One server: every lanes-th event.
+        let one = http_encoder("127.0.0.1:1".parse().unwrap());
+        let share = Share {
+            enc: &one,
+            lanes: 3,
+            shard: 0,
+            end: 10,
+        };
+        assert_eq!(
+            (share.next_from(4), share.skip(1, 2), share.count(1, 10)),
+            (4, 7, 3)
+        );
     }
 
     #[test]

@@ -355,6 +355,9 @@ pub struct Phase {
     pub sent: u64,
     /// Publish requests refused or failed.
     pub publish_errors: u64,
+    /// Of those, Redis Cluster `MOVED` answers (the slot map changed after it was read).
+    #[serde(default)]
+    pub publish_moved: u64,
     /// Latest a publish went out after its intended time, ms (latency counts from the
     /// intended time, so a late publisher shows up in the latency too).
     pub publish_lag_max_ms: f64,
@@ -562,6 +565,13 @@ impl Report {
                         p.publish_errors, p.unexpected, p.resets
                     );
                 }
+                if p.publish_moved > 0 {
+                    let _ = writeln!(
+                        s,
+                        "          of which MOVED {}: the cluster's slot map changed after the publisher read it (not followed)",
+                        p.publish_moved
+                    );
+                }
                 if !p.round_last_ms.is_empty() {
                     let r: Vec<String> =
                         p.round_last_ms.iter().map(|v| format!("{v:.1}")).collect();
@@ -576,7 +586,7 @@ impl Report {
                     "          publisher lag max {:.2} ms{}",
                     p.publish_lag_max_ms,
                     p.redis_receivers_min
-                        .map(|r| format!(", Redis receivers per PUBLISH >= {r}"))
+                        .map(|r| format!(", Redis receivers per publish >= {r}"))
                         .unwrap_or_default()
                 );
                 let _ = writeln!(s, "          {}", p.stalls.line());

@@ -307,11 +307,17 @@ fn storm_reconnects_every_stream_with_last_event_id_and_loses_nothing() {
 /// server binding it (parallel tests' clients draw source ports from the same range): a
 /// server that exits at start is started again on another port.
 fn start_redis() -> (Proc, SocketAddr) {
+    start_redis_with(Vec::new)
+}
+
+/// [`start_redis`] with more arguments, chosen again for each attempt (ports of their own).
+fn start_redis_with(extra: impl Fn() -> Vec<String>) -> (Proc, SocketAddr) {
     for _ in 0..5 {
         let port = free_port();
         let redis = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .args(extra())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -327,6 +333,102 @@ fn start_redis() -> (Proc, SocketAddr) {
         }
     }
     panic!("redis-server did not start on five free ports");
+}
+
+/// A Redis Cluster of the test's own: `masters` redis-servers (no replicas: nothing here
+/// fails over) on free loopback ports, joined with `redis-cli --cluster create`; each server
+/// killed by PID when dropped, their directory removed.
+struct Cluster {
+    /// The masters.
+    nodes: Vec<(Proc, SocketAddr)>,
+    /// Their cluster files (`nodes.conf`).
+    dir: PathBuf,
+}
+
+impl Cluster {
+    fn start(masters: usize) -> Cluster {
+        let dir = std::env::temp_dir().join(format!(
+            "loadgen-e2e-cluster-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        let mut nodes = Vec::new();
+        for i in 0..masters {
+            let node_dir = dir.join(i.to_string());
+            std::fs::create_dir_all(&node_dir).expect("node dir");
+            let node_dir = node_dir.to_string_lossy().to_string();
+            // The bus port is chosen, not derived (port + 10000 may not exist for a port in
+            // the ephemeral range): Redis 7's `cluster-port`.
+            nodes.push(start_redis_with(|| {
+                let bus = free_port().to_string();
+                [
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-port",
+                    &bus,
+                    "--dir",
+                    &node_dir,
+                ]
+                .map(String::from)
+                .to_vec()
+            }));
+        }
+        let c = Cluster { nodes, dir };
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(c.nodes.iter().map(|(_, a)| a.to_string()))
+            .args(["--cluster-yes"])
+            .output()
+            .expect("redis-cli");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let end = Instant::now() + Duration::from_secs(20);
+        while !c
+            .nodes
+            .iter()
+            .all(|(_, a)| c.cli(*a, "CLUSTER INFO").contains("cluster_state:ok"))
+        {
+            assert!(
+                Instant::now() < end,
+                "the cluster never reached cluster_state:ok"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        c
+    }
+
+    /// The masters as the gateway and loadgen list them: `h1:p1,h2:p2,...`.
+    fn list(&self) -> String {
+        let v: Vec<String> = self.nodes.iter().map(|(_, a)| a.to_string()).collect();
+        v.join(",")
+    }
+
+    /// `redis-cli` at `node` with `commands`, one a line on its standard input; its output.
+    fn cli(&self, node: SocketAddr, commands: &str) -> String {
+        let mut child = Command::new("redis-cli")
+            .args(["-h", &node.ip().to_string(), "-p", &node.port().to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("redis-cli");
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        stdin
+            .write_all(commands.as_bytes())
+            .expect("redis-cli stdin");
+        drop(stdin);
+        let out = child.wait_with_output().expect("redis-cli output");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.nodes.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// Waits (at most 20 s) until `node` answers `/readyz` with 200.
@@ -374,6 +476,79 @@ fn steady_over_redis_across_two_nodes_loses_nothing() {
     assert_eq!((n(p, "lost"), n(p, "duplicated")), (0, 0));
     // One pattern subscription per node core.
     assert_eq!(n(p, "redis_receivers_min"), 2, "{p:#}");
+}
+
+#[test]
+fn steady_over_a_redis_cluster_spublishes_each_event_on_its_channels_master() {
+    // What `REDIS_CLUSTER=3 bench/run-50k` does, small: a 3-master cluster, two 1-core nodes
+    // in sharded mode, loadgen's cluster publisher given one seed node.
+    let cluster = Cluster::start(3);
+    let list = cluster.list();
+    let env = [
+        ("EVENTS_REDIS_STORAGE", list.as_str()),
+        ("SSE_REDIS_SUBSCRIBE", "sharded"),
+        ("SSE_CORES", "1"),
+    ];
+    let (_a, a) = start_gateway_with(&env);
+    let (_b, b) = start_gateway_with(&env);
+    wait_ready(a);
+    wait_ready(b);
+    let seed = cluster.nodes[1].1;
+    let (code, r, out) = loadgen_out(
+        a,
+        &format!(
+            "steady --streams 200 --rate 200 --duration 2 --publish redis-cluster://{seed} \
+             --url http://{a}/sse?token={{token}} --url http://{b}/sse?token={{token}}"
+        ),
+    );
+    assert_eq!(code, 0, "{out}");
+    let p = &r["phases"][0];
+    assert_eq!(
+        (n(p, "sent"), n(p, "expected"), n(p, "received")),
+        (400, 400, 400),
+        "{p:#}"
+    );
+    assert_eq!((n(p, "lost"), n(p, "duplicated")), (0, 0));
+    // A master answers MOVED to an SPUBLISH of a channel whose slot it does not own: none
+    // did, so every event went to its channel's master.
+    assert_eq!(
+        (n(p, "publish_errors"), n(p, "publish_moved")),
+        (0, 0),
+        "{p:#}"
+    );
+    // Each channel's one stream is on one node's one core: one shard subscriber.
+    assert_eq!(n(p, "redis_receivers_min"), 1, "{p:#}");
+    // Every master carried its share, all of it with SPUBLISH.
+    let spublished: Vec<u64> = cluster
+        .nodes
+        .iter()
+        .map(|(_, node)| {
+            let stats = cluster.cli(*node, "INFO commandstats");
+            stats
+                .lines()
+                .find_map(|l| l.strip_prefix("cmdstat_spublish:calls="))
+                .and_then(|v| v.split(',').next())
+                .map_or(0, |v| v.parse().expect("calls"))
+        })
+        .collect();
+    assert_eq!(spublished.iter().sum::<u64>(), 400, "{spublished:?}");
+    assert!(spublished.iter().all(|&c| c > 0), "{spublished:?}");
+    // The slot loadgen (with the gateway's key_slot) gives each channel is the cluster's.
+    let names: Vec<String> = (0..200).map(|p| format!("SSE::1::{p}")).collect();
+    let asked: String = names
+        .iter()
+        .map(|c| format!("CLUSTER KEYSLOT {c}\n"))
+        .collect();
+    let slots: Vec<u16> = cluster
+        .cli(seed, &asked)
+        .lines()
+        .map(|l| l.trim().parse().expect("slot"))
+        .collect();
+    let ours: Vec<u16> = names
+        .iter()
+        .map(|c| gateway::broker::cluster::key_slot(c.as_bytes()))
+        .collect();
+    assert_eq!(slots, ours);
 }
 
 #[test]
