@@ -25,6 +25,7 @@ use crate::core::node::{Control, Node};
 use crate::core::pending::Entry;
 use crate::core::shard::Shard;
 use crate::error::StartError;
+use crate::server::fds;
 use crate::server::redis_sink::{RedisSink, ShardSink};
 use crate::server::status;
 use crate::server::timer;
@@ -204,7 +205,12 @@ async fn run(start: CoreStart) {
                 Jitter::seeded(seed ^ 0x5107),
             );
             let me = shard.clone();
-            monoio::spawn(router.follow_map(backoff, move |_| me.slot_map_placed()));
+            monoio::spawn(router.follow_map(backoff, move |map| {
+                me.slot_map_placed();
+                if me.id() == 0 {
+                    fds::check_masters(me.config(), map.masters().len());
+                }
+            }));
         }
         monoio::spawn(redis::subscribe_loop(
             target, patterns, seed, id, sink, channels,
