@@ -104,23 +104,25 @@ impl ShardedSubs {
         self.serves(master, subs)
     }
 
-    /// Runs for the core's life: fetches the slot map until one comes (waiting `backoff`
-    /// between failed fetches: the server gives it a shard link's), then places the channels
-    /// and starts a link to every master of it, and again each time the map changes (whoever
-    /// fetched it). `placed` hears of every map placed, for the core's readiness and the
-    /// descriptor check.
+    /// Runs for the core's life: places the channels and starts a link to every master of
+    /// the slot map, and again each time the map changes (whoever fetched it); while the map
+    /// is empty (none fetched yet, or a cluster with no slot assigned) fetches it, waiting
+    /// `backoff` between tries (the server gives it a shard link's). `placed` hears of every
+    /// map placed, empty ones too, for the core's readiness and the descriptor check.
     pub async fn follow_map(self: Rc<Self>, mut backoff: Backoff, placed: impl Fn(&SlotMap)) {
         loop {
-            if self.topology.map().is_empty() {
-                if self.topology.refresh().await.is_err() || self.topology.map().is_empty() {
-                    monoio::time::sleep(backoff.delay()).await;
-                    continue;
-                }
-                backoff.reset();
-            }
             self.place();
             let version = self.placed.get();
-            placed(&self.topology.map());
+            let map = self.topology.map();
+            placed(&map);
+            if map.is_empty() {
+                let fetched = self.topology.refresh().await;
+                if fetched.is_err() || self.topology.version() == version {
+                    monoio::time::sleep(backoff.delay()).await;
+                }
+                continue;
+            }
+            backoff.reset();
             self.topology.changed(version).await;
         }
     }
@@ -446,5 +448,47 @@ mod tests {
         assert!(!Rc::ptr_eq(&first_a, &second_a));
         assert!(router.serves(&a, &second_a) && !router.serves(&a, &first_a));
         assert_eq!(started.borrow().len(), 4);
+    }
+
+    /// `follow_map` places every map the core's topology gets, whoever fetched it, and says
+    /// so: the links to a new master start without a stream asking for its channels.
+    #[test]
+    fn the_map_is_followed_as_it_changes() {
+        use crate::util::jitter::Jitter;
+        use std::time::Duration;
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let topology = Rc::new(Topology::new(RedisTarget::single("127.0.0.1", 1), 0));
+            let router = Rc::new(ShardedSubs::new(topology.clone()));
+            let started: Started = Rc::default();
+            let record = started.clone();
+            router.set_start_link(Box::new(move |m, s| record.borrow_mut().push((m, s))));
+            let (a, b, c) = (Seed::new("a", 1), Seed::new("b", 2), Seed::new("c", 3));
+            // Fetched by someone else (a publish) before the core looked.
+            topology.install(map(&a, &b));
+            let seen: Rc<RefCell<Vec<usize>>> = Rc::default();
+            let note = seen.clone();
+            let backoff = Backoff::new(
+                Duration::from_millis(1),
+                Duration::from_millis(1),
+                Jitter::seeded(1),
+            );
+            monoio::spawn(
+                router
+                    .clone()
+                    .follow_map(backoff, move |m| note.borrow_mut().push(m.masters().len())),
+            );
+            monoio::time::sleep(Duration::from_millis(5)).await;
+            assert_eq!(*seen.borrow(), [2]);
+            assert_eq!(started.borrow().len(), 2);
+            topology.install(map(&c, &b));
+            monoio::time::sleep(Duration::from_millis(5)).await;
+            assert_eq!(*seen.borrow(), [2, 2]);
+            assert!(router.serves(&c, &link_of(&started, &c)));
+            assert_eq!(started.borrow().len(), 3);
+        });
     }
 }

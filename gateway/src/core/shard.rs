@@ -550,9 +550,11 @@ impl Shard {
         }
     }
 
-    /// Sharded mode: a slot map was placed, a link started to each of its masters.
-    pub fn slot_map_placed(&self) {
-        self.slot_map.set(true);
+    /// Sharded mode: a slot map was placed, a link started to each of its masters; `known`
+    /// is `false` for an empty one (none fetched yet, or no slot assigned), which leaves the
+    /// core unready: it knows no master of any channel.
+    pub fn slot_map_placed(&self, known: bool) {
+        self.slot_map.set(known);
         self.count_readiness();
     }
 

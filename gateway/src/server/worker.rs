@@ -206,8 +206,8 @@ async fn run(start: CoreStart) {
             );
             let me = shard.clone();
             monoio::spawn(router.follow_map(backoff, move |map| {
-                me.slot_map_placed();
-                if me.id() == 0 {
+                me.slot_map_placed(!map.is_empty());
+                if me.id() == 0 && !map.is_empty() {
                     fds::check_masters(me.config(), map.masters().len());
                 }
             }));
