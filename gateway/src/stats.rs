@@ -246,7 +246,8 @@ pub struct CoreStats {
     pub redis_subscribe_waits: AtomicU64,
     /// Of those, the ones refused because no confirmation came in time.
     pub redis_subscribe_timeouts: AtomicU64,
-    /// Sharded mode: shard links of this core whose live subscription was lost.
+    /// Sharded mode: shard links of this core whose live subscription was lost, or whose
+    /// first one could not be made.
     pub redis_shard_outages: AtomicU64,
     /// Of those outages, the ones that ended with the channels on another master (a
     /// failover, or their slots moved).
@@ -990,7 +991,7 @@ const FIGURES: &[Figure] = &[
         Some((Section::Redis, "shard_outages")),
         Some((
             "sse_redis_shard_outages_total",
-            "Sharded mode: shard subscriptions lost (a master killed, failed over, or its slots moved).",
+            "Sharded mode: shard subscriptions lost (a master killed, failed over, or its slots moved) or never made (a master down when its link started).",
             Kind::Counter,
         )),
         |c| &c.redis_shard_outages,

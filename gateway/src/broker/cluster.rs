@@ -241,6 +241,8 @@ pub struct Topology {
     fetched_at: Cell<Option<Instant>>,
     /// Fetches made (a figure for tests and stats).
     fetches: Cell<u64>,
+    /// Tasks waiting for the map to change ([`Topology::changed`]).
+    watchers: RefCell<Vec<Waker>>,
 }
 
 impl Topology {
@@ -256,6 +258,7 @@ impl Topology {
             waiting: RefCell::new(Vec::new()),
             fetched_at: Cell::new(None),
             fetches: Cell::new(0),
+            watchers: RefCell::new(Vec::new()),
         }
     }
 
@@ -272,6 +275,27 @@ impl Topology {
         }
         *self.map.borrow_mut() = Rc::new(map);
         self.version.set(self.version.get() + 1);
+        self.wake_watchers();
+    }
+
+    /// Ready once the map's version is no longer `since`: whoever fetched a new map (a
+    /// publish's `MOVED`, a lost shard link) wakes the core's subscriptions, which then place
+    /// their channels and start a link to each new master without waiting for a stream to ask.
+    pub async fn changed(&self, since: u64) {
+        std::future::poll_fn(|cx| {
+            if self.version.get() != since {
+                return std::task::Poll::Ready(());
+            }
+            self.watchers.borrow_mut().push(cx.waker().clone());
+            std::task::Poll::Pending
+        })
+        .await
+    }
+
+    fn wake_watchers(&self) {
+        for w in std::mem::take(&mut *self.watchers.borrow_mut()) {
+            w.wake();
+        }
     }
 
     /// How many times the map changed.
@@ -321,6 +345,7 @@ impl Topology {
         }
         *self.map.borrow_mut() = Rc::new(map);
         self.version.set(before + 1);
+        self.wake_watchers();
         Ok(true)
     }
 

@@ -209,12 +209,13 @@ pub async fn shard_loop<S: ShardLinkSink + 'static>(
 ) {
     let mut backoff = Backoff::new(BACKOFF_MIN, SHARD_BACKOFF_MAX, Jitter::seeded(seed));
     let mut ever = false;
+    let subs = channels.clone();
     let channels = Some(channels);
     loop {
         if sink.stopping() {
             return;
         }
-        if !router.serves(&master) {
+        if !router.serves(&master, &subs) {
             sink.retired();
             return;
         }
@@ -224,7 +225,7 @@ pub async fn shard_loop<S: ShardLinkSink + 'static>(
         if !link_ended(run.await, &live, &mut ever, &mut backoff, &channels, &*sink) {
             return;
         }
-        if !router.after_loss(&master).await {
+        if !router.after_loss(&master, &subs).await {
             sink.retired();
             return;
         }

@@ -11,16 +11,28 @@
 //! a core whose link is down. A fetch of the map is started then, and the channel moves to its
 //! master when the map names one.
 //!
+//! **Every master of the map has a link**, channels or not: [`ShardedSubs::follow_map`]
+//! fetches the map at start-up and starts a link to each of its masters, and again whenever
+//! the map changes. A core's links are then the node's readiness for sharded channels: it says
+//! `503` while any of them is not subscribed (`core::shard`), because a client a load
+//! balancer sends may ask for a channel of any master. Links made only for the masters a core
+//! had channels on (as before) left a node just started, or one whose streams happened to
+//! miss a shard, ready while it could serve none of that shard's channels; at any real load
+//! every core holds channels of every master anyway, so the eager links cost an idle
+//! connection per master and core only where there is no load.
+//!
 //! Bounds: the channels are those of the core's table (`SSE_CHANNEL_LIMIT`) plus streams
-//! being opened, wherever they are placed; links, one per master of the map.
+//! being opened, wherever they are placed; links, one per master of the map (at most
+//! [`crate::broker::cluster::MAX_MASTERS`]).
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::task::Waker;
 
 use crate::broker::channels::{ChannelSubs, Counts};
-use crate::broker::cluster::Topology;
+use crate::broker::cluster::{SlotMap, Topology};
 use crate::broker::target::Seed;
+use crate::util::jitter::Backoff;
 
 /// Starts the subscriber link of a master seen for the first time, sending and confirming
 /// the batches of its bookkeeping.
@@ -69,19 +81,50 @@ impl ShardedSubs {
         &self.topology
     }
 
-    /// Whether `master` still has a link's worth of slots here: a link whose master left the
-    /// map (failed over, emptied) ends.
-    pub fn serves(&self, master: &Seed) -> bool {
-        self.shards.borrow().contains_key(master)
+    /// Whether the link of `master` that sends `subs` is still that master's: a link whose
+    /// master left the map (failed over, emptied) ends, and so does one whose master left
+    /// and came back meanwhile (a new link with new bookkeeping serves it now).
+    pub fn serves(&self, master: &Seed, subs: &Rc<RefCell<ChannelSubs>>) -> bool {
+        self.shards
+            .borrow()
+            .get(master)
+            .is_some_and(|s| Rc::ptr_eq(s, subs))
     }
 
     /// After `master`'s link was lost: fetches the map again (coalesced, see
     /// [`Topology::refresh`]) and moves every channel whose slot now has another master.
     /// Whether the link should go on trying its master.
-    pub async fn after_loss(self: &Rc<Self>, master: &Seed) -> bool {
+    pub async fn after_loss(
+        self: &Rc<Self>,
+        master: &Seed,
+        subs: &Rc<RefCell<ChannelSubs>>,
+    ) -> bool {
         let _ = self.topology.refresh().await;
         self.place();
-        self.serves(master)
+        self.serves(master, subs)
+    }
+
+    /// Runs for the core's life: places the channels and starts a link to every master of
+    /// the slot map, and again each time the map changes (whoever fetched it); while the map
+    /// is empty (none fetched yet, or a cluster with no slot assigned) fetches it, waiting
+    /// `backoff` between tries (the server gives it a shard link's). `placed` hears of every
+    /// map placed, empty ones too, for the core's readiness and the descriptor check.
+    pub async fn follow_map(self: Rc<Self>, mut backoff: Backoff, placed: impl Fn(&SlotMap)) {
+        loop {
+            self.place();
+            let version = self.placed.get();
+            let map = self.topology.map();
+            placed(&map);
+            if map.is_empty() {
+                let fetched = self.topology.refresh().await;
+                if fetched.is_err() || self.topology.version() == version {
+                    monoio::time::sleep(backoff.delay()).await;
+                }
+                continue;
+            }
+            backoff.reset();
+            self.topology.changed(version).await;
+        }
     }
 
     /// Channels of masters: the bookkeeping of `channel`'s master by the current map (its
@@ -169,6 +212,10 @@ impl ShardedSubs {
             keep
         });
         self.retired.set(retired);
+        // A link to every master, channels or not (see the module's doc).
+        for m in &masters {
+            self.shard(m);
+        }
     }
 
     /// Masters with a link now.
@@ -285,6 +332,17 @@ mod tests {
 
     type Started = Rc<RefCell<Vec<(Seed, Rc<RefCell<ChannelSubs>>)>>>;
 
+    /// The bookkeeping of the newest link started for `master`.
+    fn link_of(started: &Started, master: &Seed) -> Rc<RefCell<ChannelSubs>> {
+        started
+            .borrow()
+            .iter()
+            .rev()
+            .find(|(m, _)| m == master)
+            .map(|(_, s)| s.clone())
+            .expect("a link for the master")
+    }
+
     /// Confirms everything `master`'s link would send now.
     fn confirm_all(started: &Started, master: &Seed) {
         let subs = started
@@ -337,7 +395,8 @@ mod tests {
             // `a` leaves (its link ends), and it is live again once `c` confirms it.
             topology.install(map(&c, &b));
             assert!(!subs.is_live("{a}1"));
-            assert!(!router.serves(&a) && router.serves(&c));
+            let (link_a, link_c) = (link_of(&started, &a), link_of(&started, &c));
+            assert!(!router.serves(&a, &link_a) && router.serves(&c, &link_c));
             assert!(subs.is_wanted("{a}1"));
             confirm_all(&started, &c);
             assert!(subs.is_live("{a}1") && subs.is_live("{b}1"));
@@ -350,6 +409,86 @@ mod tests {
             confirm_all(&started, &c);
             assert!(!subs.is_wanted("{a}1"));
             assert_eq!(router.counts().unsubscribe_channels, 1);
+        });
+    }
+
+    /// Every master of the map gets its link as soon as the map is placed, whether or not
+    /// the core holds a channel there: a link to each is what the core's readiness waits
+    /// for. A master that leaves the map and comes back gets a new link; the old one no
+    /// longer serves it.
+    #[test]
+    fn every_master_of_the_map_has_a_link_channels_or_not() {
+        let topology = Rc::new(Topology::new(RedisTarget::single("127.0.0.1", 1), 0));
+        let router = Rc::new(ShardedSubs::new(topology.clone()));
+        let started: Started = Rc::default();
+        let record = started.clone();
+        router.set_start_link(Box::new(move |m, s| record.borrow_mut().push((m, s))));
+        let (a, b, c) = (Seed::new("a", 1), Seed::new("b", 2), Seed::new("c", 3));
+        router.place();
+        assert!(started.borrow().is_empty(), "no map, no link");
+
+        topology.install(map(&a, &b));
+        router.place();
+        let mut masters: Vec<Seed> = started.borrow().iter().map(|(m, _)| m.clone()).collect();
+        masters.sort_by_key(|m| m.port);
+        assert_eq!(masters, [a.clone(), b.clone()]);
+        assert_eq!(router.tracked(), 0);
+        let first_a = link_of(&started, &a);
+        assert!(router.serves(&a, &first_a));
+
+        // `a` leaves (its slot is `c`'s): `c` gets a link, `a`'s ends.
+        topology.install(map(&c, &b));
+        router.place();
+        assert!(router.serves(&c, &link_of(&started, &c)));
+        assert!(!router.serves(&a, &first_a));
+        // `a` comes back: a new link, and still not the old one.
+        topology.install(map(&a, &b));
+        router.place();
+        let second_a = link_of(&started, &a);
+        assert!(!Rc::ptr_eq(&first_a, &second_a));
+        assert!(router.serves(&a, &second_a) && !router.serves(&a, &first_a));
+        assert_eq!(started.borrow().len(), 4);
+    }
+
+    /// `follow_map` places every map the core's topology gets, whoever fetched it, and says
+    /// so: the links to a new master start without a stream asking for its channels.
+    #[test]
+    fn the_map_is_followed_as_it_changes() {
+        use crate::util::jitter::Jitter;
+        use std::time::Duration;
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let topology = Rc::new(Topology::new(RedisTarget::single("127.0.0.1", 1), 0));
+            let router = Rc::new(ShardedSubs::new(topology.clone()));
+            let started: Started = Rc::default();
+            let record = started.clone();
+            router.set_start_link(Box::new(move |m, s| record.borrow_mut().push((m, s))));
+            let (a, b, c) = (Seed::new("a", 1), Seed::new("b", 2), Seed::new("c", 3));
+            // Fetched by someone else (a publish) before the core looked.
+            topology.install(map(&a, &b));
+            let seen: Rc<RefCell<Vec<usize>>> = Rc::default();
+            let note = seen.clone();
+            let backoff = Backoff::new(
+                Duration::from_millis(1),
+                Duration::from_millis(1),
+                Jitter::seeded(1),
+            );
+            monoio::spawn(
+                router
+                    .clone()
+                    .follow_map(backoff, move |m| note.borrow_mut().push(m.masters().len())),
+            );
+            monoio::time::sleep(Duration::from_millis(5)).await;
+            assert_eq!(*seen.borrow(), [2]);
+            assert_eq!(started.borrow().len(), 2);
+            topology.install(map(&c, &b));
+            monoio::time::sleep(Duration::from_millis(5)).await;
+            assert_eq!(*seen.borrow(), [2, 2]);
+            assert!(router.serves(&c, &link_of(&started, &c)));
+            assert_eq!(started.borrow().len(), 3);
         });
     }
 }

@@ -16,6 +16,7 @@ use crate::route::payload;
 use crate::route::resolve::valid_name;
 use crate::route::table::Api;
 use crate::stats::{Descriptors, NodeGauges};
+use crate::util::json::escape_json_into;
 
 /// Answers a query of the node's state: stats, metrics or readiness.
 pub async fn query(shard: &Shard, api: Api) -> Reply {
@@ -48,13 +49,16 @@ pub(super) async fn gauges(shard: &Shard) -> NodeGauges {
 }
 
 /// `GET /readyz`: `503` while draining, at the connection limit, or (with Redis) while any
-/// core's pattern subscription is down.
+/// core's pattern subscription is down, or (sharded mode) any core's link to a master of the
+/// slot map is not subscribed.
 fn readyz(shard: &Shard) -> Reply {
     let unavailable = |why: &str| {
-        Reply::json(
-            Status::ServiceUnavailable,
-            format!("{{\"ready\":false,\"reason\":\"{why}\"}}"),
-        )
+        let mut body: Vec<u8> = Vec::with_capacity(32 + why.len());
+        body.extend_from_slice(b"{\"ready\":false,\"reason\":\"");
+        // A shard's name is the address Redis's slot map gave: escaped like any input.
+        escape_json_into(&mut body, why);
+        body.extend_from_slice(b"\"}");
+        Reply::json(Status::ServiceUnavailable, body)
     };
     match shard.node().readiness() {
         Readiness::Ready => Reply::json(Status::Ok, &b"{\"ready\":true}"[..]),
@@ -62,8 +66,35 @@ fn readyz(shard: &Shard) -> Reply {
         Readiness::RedisDown { down, cores } => unavailable(&format!(
             "Redis subscription down on {down} of {cores} cores"
         )),
+        Readiness::ShardsDown { down, cores } => {
+            unavailable(&shards_down_reason(down, cores, shard.shards_waited_for()))
+        }
         Readiness::Full => unavailable("connection limit reached"),
     }
+}
+
+/// Most masters a `/readyz` reason names; the rest are counted.
+const REASON_SHARDS: usize = 4;
+
+/// The reason of a sharded node that is not ready: the node's count, and what the answering
+/// core waits for (`waited`: whether it has a slot map, the masters whose link is not
+/// subscribed). Cores share no state, so the names are this core's; every core links to
+/// every master, so they are the same on each but for a moment while a change spreads.
+fn shards_down_reason(down: usize, cores: usize, waited: (bool, Vec<Box<str>>)) -> String {
+    let mut why = format!("Redis shard subscription down on {down} of {cores} cores");
+    match waited {
+        (false, _) => why.push_str(": no slot map yet"),
+        (true, masters) if !masters.is_empty() => {
+            let named: Vec<&str> = masters.iter().take(REASON_SHARDS).map(|m| &**m).collect();
+            why.push_str(": ");
+            why.push_str(&named.join(", "));
+            if masters.len() > REASON_SHARDS {
+                why.push_str(&format!(" and {} more", masters.len() - REASON_SHARDS));
+            }
+        }
+        _ => {}
+    }
+    why
 }
 
 /// Answers a publish request's body.
@@ -222,5 +253,29 @@ async fn send(
         Ok(n) => Reply::json(Status::Accepted, format!("{{\"delivered_to_nodes\":{n}}}")),
         Err(why) if why.outcome_unknown() => Reply::error(Status::GatewayTimeout, &why.to_string()),
         Err(why) => Reply::error(Status::ServiceUnavailable, &why.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sharded_node_names_what_it_waits_for() {
+        let down = "Redis shard subscription down on 1 of 2 cores";
+        #[rustfmt::skip]
+        let cases: &[(bool, &[&str], String)] = &[
+            (false, &[], format!("{down}: no slot map yet")),
+            (true, &["10.0.0.1:7000"], format!("{down}: 10.0.0.1:7000")),
+            (true, &["a:1", "b:2"], format!("{down}: a:1, b:2")),
+            (true, &["a:1", "b:2", "c:3", "d:4", "e:5", "f:6"],
+                format!("{down}: a:1, b:2, c:3, d:4 and 2 more")),
+            // Another core waits; this one does not.
+            (true, &[], down.to_string()),
+        ];
+        for (map, masters, want) in cases {
+            let masters = masters.iter().map(|&m| m.into()).collect();
+            assert_eq!(&shards_down_reason(1, 2, (*map, masters)), want);
+        }
     }
 }

@@ -48,6 +48,16 @@ pub enum Readiness {
         /// All cores.
         cores: usize,
     },
+    /// Sharded mode, every pattern link up: this many of the cores have a link to a master
+    /// of the slot map that is not subscribed (never yet, or lost and not back), or no slot
+    /// map yet. Their channels of that master cannot be served, and a load balancer cannot
+    /// tell which channels a client will ask for (see `broker::sharded`).
+    ShardsDown {
+        /// Cores with a shard link down, or without a map.
+        down: usize,
+        /// All cores.
+        cores: usize,
+    },
     /// `SSE_CONNECTION_LIMIT` streams are open.
     Full,
 }
@@ -68,6 +78,9 @@ pub struct Node {
     draining: AtomicBool,
     /// Cores whose Redis subscription is live (with Redis configured, `/readyz` needs all).
     redis_subscribed: AtomicUsize,
+    /// Sharded mode: cores with a shard link not subscribed, or no slot map yet (`/readyz`
+    /// needs none).
+    shards_waiting: AtomicUsize,
     /// Status page streams open across all cores, for `SSE_STATUS_VIEWERS`.
     status_viewers: AtomicUsize,
     /// Identifies this run in event ids, so an id from before a restart is never taken for
@@ -98,6 +111,7 @@ impl Node {
             open_streams: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             redis_subscribed: AtomicUsize::new(0),
+            shards_waiting: AtomicUsize::new(0),
             status_viewers: AtomicUsize::new(0),
             run_id,
             issued: (0..cores).map(|_| AtomicU64::new(0)).collect(),
@@ -215,6 +229,8 @@ impl Node {
                 down: cores.saturating_sub(subscribed),
                 cores,
             }
+        } else if let down @ 1.. = self.shards_waiting.load(Ordering::Acquire) {
+            Readiness::ShardsDown { down, cores }
         } else if self.open_streams.load(Ordering::Acquire) >= self.config.connection_limit {
             Readiness::Full
         } else {
@@ -228,6 +244,16 @@ impl Node {
             self.redis_subscribed.fetch_add(1, Ordering::AcqRel);
         } else {
             self.redis_subscribed.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Sharded mode: a core now waits for a shard link or the slot map (`true`), or no longer
+    /// does (`false`).
+    pub fn shards_waiting(&self, waiting: bool) {
+        if waiting {
+            self.shards_waiting.fetch_add(1, Ordering::AcqRel);
+        } else {
+            self.shards_waiting.fetch_sub(1, Ordering::AcqRel);
         }
     }
 

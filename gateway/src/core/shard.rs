@@ -6,7 +6,7 @@
 //! Shared-nothing: everything here is `Rc`/`RefCell`, touched only by this core's thread.
 //! Messages and handed-off sockets arrive through explicit channels.
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -121,12 +121,23 @@ pub struct Shard {
     /// Channel and sharded modes: the channels this core subscribes one by one on Redis (see
     /// [`crate::core::by_channel`]); `None` in pattern mode or without Redis.
     pub(super) channel_subs: Option<Subs>,
-    /// Sharded mode: the core's shard links whose subscription was lost and is not back
-    /// (their channels get no events meanwhile; `/readyz` says `503`).
-    pub(super) shards_down: Cell<usize>,
+    /// Sharded mode: the core's shard links that are not subscribed now, by link, with
+    /// their master: started and not yet subscribed, or lost and not back (their channels
+    /// get no events meanwhile). `/readyz` says `503` while any is, naming their masters.
+    /// Every master of the slot map has a link (see `broker::sharded`), so this is "can this
+    /// core serve a channel of any master", whatever channels it holds now.
+    shard_links_down: RefCell<BTreeMap<u64, Box<str>>>,
+    /// The id the next shard link gets (a master that leaves the map and comes back gets a
+    /// new link, whose state must not be taken for the old one's).
+    next_shard_link: Cell<u64>,
+    /// Whether a slot map has been placed (always outside sharded mode): before the first,
+    /// the core knows of no master, so it can serve no sharded channel and is not ready.
+    slot_map: Cell<bool>,
     /// Whether this core counts as subscribed in the node's readiness: its pattern link is
-    /// live and no shard link is down.
+    /// live.
     pub(super) counted_up: Cell<bool>,
+    /// Whether this core counts as waiting for its shards in the node's readiness.
+    shards_counted: Cell<bool>,
     /// By family: subscribed one by one (channel mode, unicast families).
     pub(super) per_channel: Vec<bool>,
 }
@@ -156,6 +167,11 @@ impl Shard {
         let by_channel = with_redis && mode != RedisSubscribe::Pattern;
         // Sharded mode: the publisher holds the slot map, which the subscriptions share.
         let topology = broker.redis().and_then(|p| p.topology());
+        let sharded = by_channel && topology.is_some();
+        if sharded {
+            // No slot map yet: not ready until one is placed (`slot_map_placed`).
+            node.shards_waiting(true);
+        }
         let subs = match topology {
             Some(t) if by_channel => Some(Subs::Sharded(Rc::new(ShardedSubs::new(t)))),
             _ if by_channel => Some(Subs::One(Rc::new(RefCell::new(ChannelSubs::new())))),
@@ -191,8 +207,11 @@ impl Shard {
             topics_cache: RefCell::new(None),
             status: Rc::default(),
             channel_subs: subs,
-            shards_down: Cell::new(0),
+            shard_links_down: RefCell::new(BTreeMap::new()),
+            next_shard_link: Cell::new(0),
+            slot_map: Cell::new(!sharded),
             counted_up: Cell::new(false),
+            shards_counted: Cell::new(sharded),
             per_channel,
             node,
         }
@@ -517,37 +536,119 @@ impl Shard {
         true
     }
 
-    /// Tells the node whether this core is subscribed now (its pattern link live, no shard
-    /// link down), when that changed.
+    /// Tells the node whether this core is subscribed now (its pattern link live) and
+    /// whether it waits for its shards (a shard link not subscribed, or no slot map), when
+    /// either changed.
     fn count_readiness(&self) {
-        let up = self.source_up.get() && self.shards_down.get() == 0;
+        let up = self.source_up.get();
         if self.counted_up.replace(up) != up {
             self.node.redis_subscription(up);
         }
+        let waiting = !self.slot_map.get() || !self.shard_links_down.borrow().is_empty();
+        if self.shards_counted.replace(waiting) != waiting {
+            self.node.shards_waiting(waiting);
+        }
     }
 
-    /// Sharded mode: the link to `master` lost its subscription of `channels` channels.
-    /// Counted, logged once, and `/readyz` says `503` until it is back.
-    pub fn shard_lost(&self, master: &str, channels: usize, why: &dyn std::fmt::Display) {
-        self.shards_down.set(self.shards_down.get() + 1);
+    /// Sharded mode: a slot map was placed, a link started to each of its masters; `known`
+    /// is `false` for an empty one (none fetched yet, or no slot assigned), which leaves the
+    /// core unready: it knows no master of any channel.
+    pub fn slot_map_placed(&self, known: bool) {
+        self.slot_map.set(known);
         self.count_readiness();
-        bump(&self.stats().redis_shard_outages);
-        warn!(
+    }
+
+    /// Sharded mode: what this core waits for before it can serve every sharded channel,
+    /// for `/readyz`'s reason: the masters whose link is not subscribed (sorted, once each),
+    /// or nothing and `false` before the first slot map.
+    pub fn shards_waited_for(&self) -> (bool, Vec<Box<str>>) {
+        let mut masters: Vec<Box<str>> = self.shard_links_down.borrow().values().cloned().collect();
+        masters.sort();
+        masters.dedup();
+        (self.slot_map.get(), masters)
+    }
+
+    /// Sharded mode: a link to `master` starts; the id its later reports name. It counts as
+    /// down (`/readyz` `503`) until it is subscribed: a master that never comes up keeps the
+    /// core unready, as one that went away does.
+    pub fn shard_link_started(&self, master: &str) -> u64 {
+        let link = self.next_shard_link.get();
+        self.next_shard_link.set(link + 1);
+        self.shard_links_down
+            .borrow_mut()
+            .insert(link, master.into());
+        self.count_readiness();
+        link
+    }
+
+    /// Sharded mode: link `link` to `master` subscribed for the first time.
+    pub fn shard_live(&self, link: u64, master: &str) {
+        self.shard_links_down.borrow_mut().remove(&link);
+        self.count_readiness();
+        tracing::debug!(
             core = self.id,
             shard = master,
-            channels,
-            error = %why,
-            "Redis shard subscription lost: its channels get no events until it, or the replica that takes over, is subscribed"
+            "Redis shard subscription live"
         );
     }
 
-    /// Sharded mode: the outage that began with [`Shard::shard_lost`] is over after `outage`,
-    /// on the same master (`to` is `None`) or with its channels moved to their new masters
-    /// (a failover, or its slots moved: `to` names them). The `channels` channels missed
-    /// what was published to them meanwhile: counted, logged, and a gap for resumes.
-    pub fn shard_back(&self, master: &str, to: Option<&str>, channels: usize, outage: Duration) {
-        self.shards_down
-            .set(self.shards_down.get().saturating_sub(1));
+    /// Sharded mode: link `link` ends for good without an outage to report (its master left
+    /// the slot map before it ever subscribed).
+    pub fn shard_link_ended(&self, link: u64) {
+        self.shard_links_down.borrow_mut().remove(&link);
+        self.count_readiness();
+    }
+
+    /// Sharded mode: link `link` to `master` lost its subscription of `channels` channels
+    /// (`ever`), or could not make it in the first place (`!ever`: the master is down or
+    /// unreachable since the link started). Counted, logged once, and `/readyz` says `503`
+    /// naming the master until it is back.
+    pub fn shard_lost(
+        &self,
+        link: u64,
+        master: &str,
+        channels: usize,
+        ever: bool,
+        why: &dyn std::fmt::Display,
+    ) {
+        self.shard_links_down
+            .borrow_mut()
+            .insert(link, master.into());
+        self.count_readiness();
+        bump(&self.stats().redis_shard_outages);
+        if ever {
+            warn!(
+                core = self.id,
+                shard = master,
+                channels,
+                error = %why,
+                "Redis shard subscription lost: its channels get no events until it, or the replica that takes over, is subscribed"
+            );
+        } else {
+            warn!(
+                core = self.id,
+                shard = master,
+                channels,
+                error = %why,
+                "Redis shard subscription cannot be made: its channels get no events, and /readyz answers 503, until it is"
+            );
+        }
+    }
+
+    /// Sharded mode: the outage of link `link` that began with [`Shard::shard_lost`] is over
+    /// after `outage`, on the same master (`to` is `None`) or with its channels moved to
+    /// their new masters (a failover, or its slots moved: `to` names them). The `channels`
+    /// channels missed what was published to them meanwhile: counted, logged, and a gap for
+    /// resumes.
+    pub fn shard_back(
+        &self,
+        link: u64,
+        master: &str,
+        to: Option<&str>,
+        channels: usize,
+        outage: Duration,
+    ) {
+        self.shard_links_down.borrow_mut().remove(&link);
         self.count_readiness();
         self.hub.borrow_mut().mark_gap();
         let stats = self.stats();

@@ -179,28 +179,39 @@ impl SubscriberSink for RedisSink {
 
 /// One shard link of a core (sharded mode): messages go to the core like its pattern
 /// link's; the link's state goes to the core's shard bookkeeping (readiness, the outage's
-/// figures and its one log line at each end), never to the pattern link's.
+/// figures and its one log line at each end), never to the pattern link's. The link counts
+/// as down from its start until its first subscription, so a master that never comes up
+/// keeps the core unready; its first failure is reported like a loss.
 pub struct ShardSink {
     /// The core's sink, which delivers.
     core: Rc<RedisSink>,
     /// The master this link subscribes on.
     master: Seed,
+    /// This link's id in the core's shard bookkeeping.
+    link: u64,
     /// What the link subscribes (for the count of channels an outage cost).
     channels: Rc<RefCell<ChannelSubs>>,
     /// Whether the subscription is live now.
     up: Cell<bool>,
-    /// Since when it is lost, and the channels it held then.
+    /// Whether it ever was (its first subscription is not a recovery).
+    ever: Cell<bool>,
+    /// Since when it is lost (or failing before its first subscription), and the channels it
+    /// held then.
     down: RefCell<Option<(Instant, Vec<Box<str>>)>>,
 }
 
 impl ShardSink {
-    /// The sink of a core's link to `master`, which subscribes `channels`.
+    /// The sink of a core's link to `master`, which subscribes `channels`: registered with
+    /// the core as a link not subscribed yet.
     pub fn new(core: Rc<RedisSink>, master: Seed, channels: Rc<RefCell<ChannelSubs>>) -> ShardSink {
+        let link = core.shard.shard_link_started(&master.to_string());
         ShardSink {
             core,
             master,
+            link,
             channels,
             up: Cell::new(false),
+            ever: Cell::new(false),
             down: RefCell::new(None),
         }
     }
@@ -217,17 +228,16 @@ impl SubscriberSink for ShardSink {
 
     fn subscribed(&self, _after_outage: bool) {
         self.up.set(true);
+        let first = !self.ever.replace(true);
         let master = self.master.to_string();
         let down = self.down.borrow_mut().take();
+        let shard = &self.core.shard;
         match down {
             Some((since, channels)) => {
-                self.core
-                    .shard
-                    .shard_back(&master, None, channels.len(), since.elapsed());
+                shard.shard_back(self.link, &master, None, channels.len(), since.elapsed());
             }
-            None => {
-                debug!(core = self.core.shard.id(), shard = %master, "Redis shard subscription live")
-            }
+            None if first => shard.shard_live(self.link, &master),
+            None => {}
         }
     }
 
@@ -235,14 +245,19 @@ impl SubscriberSink for ShardSink {
         if why.is_hostile() {
             bump(&self.core.shard.stats().redis_protocol_errors);
         }
-        if !self.up.replace(false) {
+        let was_up = self.up.replace(false);
+        if !was_up && self.down.borrow().is_some() {
             debug!(core = self.core.shard.id(), shard = %self.master, error = %why, "Redis shard link failed");
             return;
         }
+        // Lost, or the first attempt failed: an outage from now on either way.
         let channels = self.channels.borrow().names();
         let n = channels.len();
         *self.down.borrow_mut() = Some((Instant::now(), channels));
-        self.core.shard.shard_lost(&self.master.to_string(), n, why);
+        let master = self.master.to_string();
+        self.core
+            .shard
+            .shard_lost(self.link, &master, n, self.ever.get(), why);
     }
 
     fn stopping(&self) -> bool {
@@ -255,14 +270,18 @@ impl ShardLinkSink for ShardSink {
         // Its channels went to the links of their new masters: the outage ends once those
         // confirmed them (or after the wait a stream gets, when they do not).
         let Some((since, channels)) = self.down.borrow_mut().take() else {
+            // Never subscribed and never failed: nothing to report.
+            self.core.shard.shard_link_ended(self.link);
             return;
         };
         let shard = self.core.shard.clone();
         let master = self.master.to_string();
+        let link = self.link;
         monoio::spawn(async move {
             shard.wait_live(&channels, SUBSCRIBE_WAIT).await;
             let to = shard.shard_masters();
-            shard.shard_back(&master, Some(to.as_str()), channels.len(), since.elapsed());
+            let outage = since.elapsed();
+            shard.shard_back(link, &master, Some(to.as_str()), channels.len(), outage);
         });
     }
 }

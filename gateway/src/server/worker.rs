@@ -25,11 +25,13 @@ use crate::core::node::{Control, Node};
 use crate::core::pending::Entry;
 use crate::core::shard::Shard;
 use crate::error::StartError;
+use crate::server::fds;
 use crate::server::redis_sink::{RedisSink, ShardSink};
 use crate::server::status;
 use crate::server::timer;
 use crate::stats::bump;
 use crate::task::{yield_now, DELIVER_BATCH};
+use crate::util::jitter::{Backoff, Jitter};
 
 /// The I/O driver a core runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,8 +176,9 @@ async fn run(start: CoreStart) {
             _ => None,
         };
         if let Some(Subs::Sharded(router)) = subs {
-            // One link per master this core needs channels from, started as the first
-            // channel of that master is wanted.
+            // One link per master of the slot map, started as the map is placed (or a
+            // channel of a master not seen yet is wanted); each counts as down in the core's
+            // readiness until it is subscribed.
             let (target, sink, me) = (target.clone(), sink.clone(), Rc::downgrade(&router));
             router.set_start_link(Box::new(move |master, channels| {
                 let Some(router) = me.upgrade() else {
@@ -195,6 +198,18 @@ async fn run(start: CoreStart) {
                     link_sink,
                     channels,
                 ));
+            }));
+            let backoff = Backoff::new(
+                redis::BACKOFF_MIN,
+                redis::SHARD_BACKOFF_MAX,
+                Jitter::seeded(seed ^ 0x5107),
+            );
+            let me = shard.clone();
+            monoio::spawn(router.follow_map(backoff, move |map| {
+                me.slot_map_placed(!map.is_empty());
+                if me.id() == 0 && !map.is_empty() {
+                    fds::check_masters(me.config(), map.masters().len());
+                }
             }));
         }
         monoio::spawn(redis::subscribe_loop(

@@ -231,3 +231,123 @@ fn a_slot_moved_to_another_master_moves_the_subscription() {
         assert_eq!(next_player_event(&mut player).expect("http").data, ev);
     }
 }
+
+/// `/readyz`'s body, as text.
+fn readyz(gw: &Gateway) -> (u16, String) {
+    let r = gw.get("/readyz");
+    (r.status, r.text())
+}
+
+/// A master that dies with no replica to take over (every replica told not to): the outage
+/// lasts until the master is started again, so `/readyz` can be watched through it. A node
+/// whose link to that master was up answers `503` naming the master, and counts and logs the
+/// loss; a node started meanwhile, whose link to it never came up, says the same instead of
+/// `200` (it holds no stream there, and a load balancer would send it clients for that
+/// shard's channels, each refused after 2 s); both come back to `200` once the master is
+/// back, and streams on the same connections receive again.
+#[test]
+fn a_master_down_with_no_failover_keeps_readyz_503_naming_it_until_it_is_back() {
+    let mut cluster = RedisCluster::start(1_000);
+    cluster.no_failover();
+    let list = cluster.list(&[0, 1, 2]);
+    let a = node(&list);
+    let channel = "SSE::6::42";
+    let owner = cluster.master_of(channel);
+    let shard = format!("127.0.0.1:{}", cluster.nodes[owner].port);
+    let mut player = Sse::player(a.addr, 6, 42);
+    let ev = player_event(6, 42, 1);
+    let r = a.publish(channel, &ev);
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(next_player_event(&mut player).expect("before").data, ev);
+    assert_eq!(a.stat("redis.shard_outages"), 0);
+
+    cluster.nodes[owner].kill9();
+    let down = Instant::now();
+    let mut seen = (0, String::new());
+    assert!(
+        eventually(10 * SEC, || {
+            seen = readyz(&a);
+            seen.0 == 503 && seen.1.contains(&shard)
+        }),
+        "a: {seen:?}\n{}",
+        a.log_text()
+    );
+    assert!(
+        seen.1
+            .contains("Redis shard subscription down on 2 of 2 cores"),
+        "{seen:?}"
+    );
+    // Both cores link to every master, so both lost it.
+    assert!(eventually(5 * SEC, || a.stat("redis.shard_outages") == 2));
+
+    // A node started while the master is down: its link there never comes up.
+    let b = Gateway::start(&[
+        ("EVENTS_REDIS_STORAGE", list.as_str()),
+        ("SSE_REDIS_SUBSCRIBE", "sharded"),
+    ]);
+    let watched = Instant::now();
+    let mut answers = Vec::new();
+    while watched.elapsed() < 4 * SEC {
+        answers.push(readyz(&b));
+        std::thread::sleep(SEC / 10);
+    }
+    assert!(
+        answers.iter().all(|(status, _)| *status == 503),
+        "b said ready with a master down: {answers:?}\n{}",
+        b.log_text()
+    );
+    let last = &answers[answers.len() - 1].1;
+    assert!(last.contains(&shard), "{last}\n{}", b.log_text());
+    assert_eq!(b.stat("redis.shard_outages"), 2, "{}", b.log_text());
+    assert!(
+        b.log_text().lines().any(|l| {
+            l.contains("Redis shard subscription cannot be made") && l.contains(&shard)
+        }),
+        "{}",
+        b.log_text()
+    );
+    // Still down, still the same: a stays 503 as long as the master is away.
+    assert_eq!(readyz(&a).0, 503);
+    assert!(down.elapsed() > 4 * SEC);
+
+    // The master is started again (same port, same cluster files): both nodes are ready
+    // once their links are subscribed, the outage is reported, and events flow again.
+    cluster.nodes[owner].restart();
+    for gw in [&a, &b] {
+        assert!(
+            eventually(15 * SEC, || readyz(gw).0 == 200),
+            "{:?}\n{}",
+            readyz(gw),
+            gw.log_text()
+        );
+        let log = gw.log_text();
+        assert!(
+            log.lines()
+                .any(|l| l.contains("Redis shard subscription back")
+                    && l.contains(&shard)
+                    && l.contains("outage_ms=")),
+            "{log}"
+        );
+        let stats: serde_json::Value =
+            serde_json::from_slice(&gw.get("/api/v1/events/stats").body).expect("stats");
+        let outage = stats["redis"]["shard_outage_seconds"].as_f64();
+        assert!(outage.is_some_and(|s| s > 1.0), "{stats}");
+    }
+    assert!(eventually(5 * SEC, || shardnumsub(
+        &cluster.nodes[owner],
+        channel
+    ) == 1));
+    let mut player_b = Sse::player(b.addr, 6, 42);
+    assert!(eventually(5 * SEC, || shardnumsub(
+        &cluster.nodes[owner],
+        channel
+    ) == 2));
+    let ev = player_event(6, 42, 2);
+    let r = a.publish(channel, &ev);
+    assert_eq!(
+        (r.status, r.text()),
+        (202, r#"{"delivered_to_nodes":2}"#.to_string())
+    );
+    assert_eq!(next_player_event(&mut player).expect("a, after").data, ev);
+    assert_eq!(next_player_event(&mut player_b).expect("b, after").data, ev);
+}

@@ -86,6 +86,20 @@ impl RedisCluster {
         cluster
     }
 
+    /// Tells every replica never to take over its master (`cluster-replica-no-failover`):
+    /// a master that dies then stays down until it is started again, so an outage lasts as
+    /// long as the test wants instead of the milliseconds a promotion takes on loopback.
+    pub fn no_failover(&self) {
+        for n in &self.nodes {
+            if n.cli(&["ROLE"]).starts_with("slave") {
+                assert_eq!(
+                    n.cli(&["CONFIG", "SET", "cluster-replica-no-failover", "yes"]),
+                    "OK"
+                );
+            }
+        }
+    }
+
     /// `EVENTS_REDIS_STORAGE` naming the nodes `ids` (indexes into `nodes`), in that order.
     pub fn list(&self, ids: &[usize]) -> String {
         let nodes: Vec<String> = ids
