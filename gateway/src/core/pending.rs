@@ -9,6 +9,14 @@
 //! place, and a client whose head completes is no longer a candidate. A connection that is
 //! being answered (a publish read, an answer written) is never closed for room: when nothing
 //! waits, the newcomer is closed at once.
+//!
+//! Nor is a waiter whose bytes sit unread in the kernel: it sent its request and waits only
+//! because this core has not read it yet (a busy core in a reconnect storm). Closing it gives
+//! back a descriptor that it needs again at once when it reconnects, and costs it a retry: in
+//! `bench/run-50k`'s storm at 10,000 events/s, 7,136 of 50,000 newcomers were closed so. An
+//! idle flood's sockets have nothing unread (they send nothing, or a slow trickle this core
+//! reads as it comes), so they stay closable. Each look at a socket is one `ioctl(FIONREAD)`,
+//! at most [`SCAN`] of them a call.
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::os::fd::RawFd;
@@ -16,6 +24,20 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use crate::stats::{bump, CoreStats};
+
+/// Most waiters one call of [`Pending::evict_oldest`] looks at, oldest first: the call runs per
+/// accept at the limit and per failed accept, so its cost stays a few microseconds when the
+/// oldest ones all have unread requests.
+const SCAN: usize = 32;
+
+/// Whether the socket `fd` has received bytes this process has not read (`false` when that
+/// cannot be told: a closed or bad descriptor).
+fn has_unread(fd: RawFd) -> bool {
+    let mut n: libc::c_int = 0;
+    // SAFETY: ioctl(2) FIONREAD writes one int through the pointer to `n`, which we own. On a
+    // descriptor that is not an open socket it fails and writes nothing.
+    unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) == 0 && n > 0 }
+}
 
 /// One core's non-stream connections: the count lives in [`CoreStats::pending`] (so stats
 /// read it), the waiting ones here.
@@ -70,19 +92,23 @@ impl Pending {
         stats.pending.fetch_sub(1, Relaxed);
     }
 
-    /// Closes the connection that has waited longest for a request head, if it has waited at
-    /// least `min_wait`; `false` when none did. Its read ends (the socket is shut down, not closed: the descriptor stays its
-    /// owner's until it drops it) and its task closes it.
+    /// Closes the connection that has waited longest for a request head, among those that
+    /// have waited at least `min_wait` and have nothing unread in the kernel (see the module's
+    /// doc; the [`SCAN`] oldest are looked at); `false` when none qualifies. Its read ends (the
+    /// socket is shut down, not closed: the descriptor stays its owner's until it drops it) and
+    /// its task closes it.
     pub fn evict_oldest(&self, stats: &CoreStats, min_wait: Duration) -> bool {
         let mut waiting = self.waiting.borrow_mut();
-        let Some(fd) = waiting
-            .first_key_value()
-            .filter(|(_, (_, since))| since.elapsed() >= min_wait)
-            .map(|(_, &(fd, _))| fd)
+        let Some((ticket, fd)) = waiting
+            .iter()
+            .take(SCAN)
+            .take_while(|(_, (_, since))| since.elapsed() >= min_wait)
+            .find(|(_, &(fd, _))| !has_unread(fd))
+            .map(|(&ticket, &(fd, _))| (ticket, fd))
         else {
             return false;
         };
-        waiting.pop_first();
+        waiting.remove(&ticket);
         // SAFETY: `fd` is the socket of a connection still waiting: its `Waiting` removes it
         // from the map before the connection's socket can be dropped, and this thread is
         // the only one that touches the map. shutdown(2) only ends the connection; the
@@ -157,6 +183,50 @@ mod tests {
         assert_eq!(stats.pending_refused.load(Relaxed), 1);
         assert_eq!(stats.pending.load(Relaxed), 2);
         assert!(!p.evict_oldest(&stats, Duration::ZERO));
+    }
+
+    #[test]
+    fn a_waiter_whose_request_sits_unread_is_not_closed_for_room() {
+        use std::io::{Read, Write};
+        use std::net::{TcpListener, TcpStream};
+        use std::os::fd::AsRawFd;
+
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut honest = TcpStream::connect(addr).expect("connect");
+        let (mut honest_here, _) = listener.accept().expect("accept");
+        let mut idle = TcpStream::connect(addr).expect("connect");
+        let (idle_here, _) = listener.accept().expect("accept");
+        let stats = CoreStats::default();
+        let p = Pending::new(10, 1);
+        // The honest client waits longest; its head has arrived but this core has not read it.
+        let _h = p.wait(honest_here.as_raw_fd());
+        let _i = p.wait(idle_here.as_raw_fd());
+        honest
+            .write_all(b"GET /sse HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("write");
+        let t = Instant::now();
+        while !has_unread(honest_here.as_raw_fd()) {
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "the head never arrived"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(p.evict_oldest(&stats, Duration::ZERO));
+        assert_eq!((p.waiting(), stats.pending_evicted.load(Relaxed)), (1, 1));
+        // The idle one was closed (the client reads the end), not the honest one.
+        idle.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        assert_eq!(idle.read(&mut [0; 16]).expect("read"), 0, "idle one closed");
+        assert!(has_unread(honest_here.as_raw_fd()), "honest one intact");
+        // Nothing else qualifies while its request sits unread; once read, it may go.
+        assert!(!p.evict_oldest(&stats, Duration::ZERO));
+        let mut head = [0; 64];
+        let n = honest_here.read(&mut head).expect("read");
+        assert!(head[..n].starts_with(b"GET /sse"));
+        assert!(p.evict_oldest(&stats, Duration::ZERO));
+        assert_eq!((p.waiting(), stats.pending_evicted.load(Relaxed)), (0, 2));
     }
 
     #[test]
