@@ -175,6 +175,17 @@ fn n(v: &serde_json::Value, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("{key} missing in {v}"))
 }
 
+/// A phase `p` of a report published `sent` events and every one of the `expected`
+/// deliveries arrived once: none lost, none duplicated.
+fn assert_all_delivered(p: &serde_json::Value, sent: u64, expected: u64) {
+    assert_eq!(
+        (n(p, "sent"), n(p, "expected"), n(p, "received")),
+        (sent, expected, expected),
+        "{p:#}"
+    );
+    assert_eq!((n(p, "lost"), n(p, "duplicated")), (0, 0), "{p:#}");
+}
+
 #[test]
 fn steady_unicast_over_several_workers_loses_nothing() {
     let (_gw, addr) = start_gateway();
@@ -230,12 +241,7 @@ fn tokens_from_a_file_and_a_url_template() {
     let _ = std::fs::remove_file(&file);
     assert_eq!(code, 0, "{r:#}");
     let p = &r["phases"][0];
-    assert_eq!(
-        (n(p, "sent"), n(p, "expected"), n(p, "received")),
-        (100, 500, 500),
-        "{p:#}"
-    );
-    assert_eq!((n(p, "lost"), n(p, "duplicated")), (0, 0));
+    assert_all_delivered(p, 100, 500);
 }
 
 #[test]
@@ -295,12 +301,7 @@ fn storm_reconnects_every_stream_with_last_event_id_and_loses_nothing() {
     );
     assert!(r["storm_reconnect_s"].as_f64().is_some(), "{r:#}");
     let p = &r["phases"][0];
-    assert_eq!(
-        (n(p, "sent"), n(p, "expected"), n(p, "received")),
-        (600, 1200, 1200),
-        "{p:#}"
-    );
-    assert_eq!((n(p, "lost"), n(p, "duplicated")), (0, 0), "{p:#}");
+    assert_all_delivered(p, 600, 1200);
 }
 
 /// A redis-server on a free loopback port. The port can be taken between choosing it and the
@@ -468,12 +469,7 @@ fn steady_over_redis_across_two_nodes_loses_nothing() {
     );
     assert_eq!(code, 0, "{r:#}");
     let p = &r["phases"][0];
-    assert_eq!(
-        (n(p, "sent"), n(p, "expected"), n(p, "received")),
-        (400, 400, 400),
-        "{p:#}"
-    );
-    assert_eq!((n(p, "lost"), n(p, "duplicated")), (0, 0));
+    assert_all_delivered(p, 400, 400);
     // One pattern subscription per node core.
     assert_eq!(n(p, "redis_receivers_min"), 2, "{p:#}");
 }
@@ -503,12 +499,7 @@ fn steady_over_a_redis_cluster_spublishes_each_event_on_its_channels_master() {
     );
     assert_eq!(code, 0, "{out}");
     let p = &r["phases"][0];
-    assert_eq!(
-        (n(p, "sent"), n(p, "expected"), n(p, "received")),
-        (400, 400, 400),
-        "{p:#}"
-    );
-    assert_eq!((n(p, "lost"), n(p, "duplicated")), (0, 0));
+    assert_all_delivered(p, 400, 400);
     // A master answers MOVED to an SPUBLISH of a channel whose slot it does not own: none
     // did, so every event went to its channel's master.
     assert_eq!(

@@ -332,6 +332,16 @@ mod tests {
 
     type Started = Rc<RefCell<Vec<(Seed, Rc<RefCell<ChannelSubs>>)>>>;
 
+    /// A core's router with no map yet, recording the links it starts instead of running them.
+    fn router() -> (Rc<Topology>, Rc<ShardedSubs>, Started) {
+        let topology = Rc::new(Topology::new(RedisTarget::single("127.0.0.1", 1), 0));
+        let router = Rc::new(ShardedSubs::new(topology.clone()));
+        let started: Started = Rc::default();
+        let record = started.clone();
+        router.set_start_link(Box::new(move |m, s| record.borrow_mut().push((m, s))));
+        (topology, router, started)
+    }
+
     /// The bookkeeping of the newest link started for `master`.
     fn link_of(started: &Started, master: &Seed) -> Rc<RefCell<ChannelSubs>> {
         started
@@ -366,11 +376,7 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            let topology = Rc::new(Topology::new(RedisTarget::single("127.0.0.1", 1), 0));
-            let router = Rc::new(ShardedSubs::new(topology.clone()));
-            let started: Started = Rc::default();
-            let record = started.clone();
-            router.set_start_link(Box::new(move |m, s| record.borrow_mut().push((m, s))));
+            let (topology, router, started) = router();
             let subs = Subs::Sharded(router.clone());
             let (a, b, c) = (Seed::new("a", 1), Seed::new("b", 2), Seed::new("c", 3));
 
@@ -418,11 +424,7 @@ mod tests {
     /// longer serves it.
     #[test]
     fn every_master_of_the_map_has_a_link_channels_or_not() {
-        let topology = Rc::new(Topology::new(RedisTarget::single("127.0.0.1", 1), 0));
-        let router = Rc::new(ShardedSubs::new(topology.clone()));
-        let started: Started = Rc::default();
-        let record = started.clone();
-        router.set_start_link(Box::new(move |m, s| record.borrow_mut().push((m, s))));
+        let (topology, router, started) = router();
         let (a, b, c) = (Seed::new("a", 1), Seed::new("b", 2), Seed::new("c", 3));
         router.place();
         assert!(started.borrow().is_empty(), "no map, no link");
@@ -461,11 +463,7 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            let topology = Rc::new(Topology::new(RedisTarget::single("127.0.0.1", 1), 0));
-            let router = Rc::new(ShardedSubs::new(topology.clone()));
-            let started: Started = Rc::default();
-            let record = started.clone();
-            router.set_start_link(Box::new(move |m, s| record.borrow_mut().push((m, s))));
+            let (topology, router, started) = router();
             let (a, b, c) = (Seed::new("a", 1), Seed::new("b", 2), Seed::new("c", 3));
             // Fetched by someone else (a publish) before the core looked.
             topology.install(map(&a, &b));
