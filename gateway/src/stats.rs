@@ -193,7 +193,8 @@ pub struct CoreStats {
     /// Resumes that needed Redis's history and could not read it (unreachable, timed out,
     /// no `ssegw` library, or the wait for a read took too long): a reset.
     pub resume_redis_failed: AtomicU64,
-    /// 1 while this core's Redis subscription is live (gauge).
+    /// 1 while this core's Redis subscription is live (gauge): its pattern link, and in
+    /// sharded mode a subscribed link to every master of the slot map.
     pub redis_up: AtomicU64,
     /// Times this core's Redis subscription was lost.
     pub redis_disconnects: AtomicU64,
@@ -522,7 +523,7 @@ impl Stats {
         if self.broker == "redis" {
             let _ = writeln!(
                 s,
-                "# HELP sse_core_redis_subscribed 1 while this core's Redis pattern subscription is live.\n# TYPE sse_core_redis_subscribed gauge"
+                "# HELP sse_core_redis_subscribed 1 while this core's Redis subscription is live (its pattern link; in sharded mode also a link to every master).\n# TYPE sse_core_redis_subscribed gauge"
             );
             for (i, c) in self.cores.iter().enumerate() {
                 let up = c.redis_up.load(Relaxed);
@@ -900,7 +901,7 @@ const FIGURES: &[Figure] = &[
         Some((Section::Redis, "subscribed_cores")),
         Some((
             "sse_redis_subscribed_cores",
-            "Cores whose Redis pattern subscription is live.",
+            "Cores whose Redis subscription is live (in sharded mode: a link to every master too).",
             Kind::Gauge,
         )),
         |c| &c.redis_up,

@@ -518,7 +518,6 @@ impl Shard {
     pub fn source_restored(&self, after_outage: bool) {
         self.source_up.set(true);
         self.count_readiness();
-        self.stats().redis_up.store(1, Relaxed);
         if after_outage {
             self.hub.borrow_mut().mark_gap();
         }
@@ -531,14 +530,15 @@ impl Shard {
             return false;
         }
         self.count_readiness();
-        self.stats().redis_up.store(0, Relaxed);
         bump(&self.stats().redis_disconnects);
         true
     }
 
     /// Tells the node whether this core is subscribed now (its pattern link live) and
     /// whether it waits for its shards (a shard link not subscribed, or no slot map), when
-    /// either changed.
+    /// either changed; and sets the core's `redis_up` gauge to whether both hold, so the
+    /// metric and the alert on it (`SSERedisSubscriptionDown`) see a shard outage as they see
+    /// a lost pattern link: either way some of the core's channels get no events.
     fn count_readiness(&self) {
         let up = self.source_up.get();
         if self.counted_up.replace(up) != up {
@@ -548,6 +548,9 @@ impl Shard {
         if self.shards_counted.replace(waiting) != waiting {
             self.node.shards_waiting(waiting);
         }
+        self.stats()
+            .redis_up
+            .store(u64::from(up && !waiting), Relaxed);
     }
 
     /// Sharded mode: a slot map was placed, a link started to each of its masters; `known`

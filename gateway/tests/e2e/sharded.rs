@@ -28,6 +28,17 @@ fn node(list: &str) -> Gateway {
     gw
 }
 
+/// `sse_core_redis_subscribed` in `gw`'s metrics: the cores at 1, and all cores listed.
+fn subscribed_gauges(gw: &Gateway) -> (usize, usize) {
+    let text = gw.get("/metrics").text();
+    let values: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("sse_core_redis_subscribed{"))
+        .filter_map(|l| l.rsplit(' ').next())
+        .collect();
+    (values.iter().filter(|v| **v == "1").count(), values.len())
+}
+
 /// Sharded subscribers of `channel` on `redis` (`PUBSUB SHARDNUMSUB`).
 fn shardnumsub(redis: &Redis, channel: &str) -> i64 {
     redis.subscribers("SHARDNUMSUB", channel)
@@ -309,6 +320,13 @@ fn a_master_down_with_no_failover_keeps_readyz_503_naming_it_until_it_is_back() 
     // Still down, still the same: a stays 503 as long as the master is away.
     assert_eq!(readyz(&a).0, 503);
     assert!(down.elapsed() > 4 * SEC);
+    // And the gauge the `SSERedisSubscriptionDown` alert watches says so on every core of
+    // both nodes (every core links to every master).
+    for gw in [&a, &b] {
+        let (up, cores) = subscribed_gauges(gw);
+        assert!(up == 0 && cores >= 1, "while down: {up} of {cores} at 1");
+        assert_eq!(gw.stat("redis.subscribed_cores"), 0);
+    }
 
     // The master is started again (same port, same cluster files): both nodes are ready
     // once their links are subscribed, the outage is reported, and events flow again.
@@ -332,6 +350,8 @@ fn a_master_down_with_no_failover_keeps_readyz_503_naming_it_until_it_is_back() 
             serde_json::from_slice(&gw.get("/api/v1/events/stats").body).expect("stats");
         let outage = stats["redis"]["shard_outage_seconds"].as_f64();
         assert!(outage.is_some_and(|s| s > 1.0), "{stats}");
+        let (up, cores) = subscribed_gauges(gw);
+        assert!(up == cores && cores >= 1, "back: {up} of {cores} at 1");
     }
     assert!(eventually(5 * SEC, || shardnumsub(
         &cluster.nodes[owner],
