@@ -31,7 +31,7 @@ use redis_protocol::resp2::types::BytesFrame;
 use crate::broker::link::{connect_to, read_frame, RedisError, CONNECT_TIMEOUT};
 use crate::broker::resp::{encode_command, Reader};
 use crate::broker::target::{RedisTarget, Seed};
-use crate::util::wait::until_clear;
+use crate::util::wait::{until, until_clear, wake_all};
 
 /// Slots of a Redis Cluster.
 pub const SLOTS: u16 = 16384;
@@ -270,32 +270,26 @@ impl Topology {
     /// Replaces the map as a fetch that found it would (tests drive placement with it).
     pub fn install(&self, map: SlotMap) {
         self.fetched_at.set(Some(Instant::now()));
+        self.adopt(map);
+    }
+
+    /// Takes `map` as the current one if it differs: a new version, and the watchers woken.
+    /// `true` when it differed.
+    fn adopt(&self, map: SlotMap) -> bool {
         if **self.map.borrow() == map {
-            return;
+            return false;
         }
         *self.map.borrow_mut() = Rc::new(map);
         self.version.set(self.version.get() + 1);
-        self.wake_watchers();
+        wake_all(&self.watchers);
+        true
     }
 
     /// Ready once the map's version is no longer `since`: whoever fetched a new map (a
     /// publish's `MOVED`, a lost shard link) wakes the core's subscriptions, which then place
     /// their channels and start a link to each new master without waiting for a stream to ask.
     pub async fn changed(&self, since: u64) {
-        std::future::poll_fn(|cx| {
-            if self.version.get() != since {
-                return std::task::Poll::Ready(());
-            }
-            self.watchers.borrow_mut().push(cx.waker().clone());
-            std::task::Poll::Pending
-        })
-        .await
-    }
-
-    fn wake_watchers(&self) {
-        for w in std::mem::take(&mut *self.watchers.borrow_mut()) {
-            w.wake();
-        }
+        until(|| self.version.get() != since, &self.watchers).await
     }
 
     /// How many times the map changed.
@@ -335,18 +329,10 @@ impl Topology {
         let r = self.fetch().await;
         self.fetching.set(false);
         self.fetched_at.set(Some(Instant::now()));
-        for w in std::mem::take(&mut *self.waiting.borrow_mut()) {
-            w.wake();
-        }
+        wake_all(&self.waiting);
         let map = r?;
         self.fetches.set(self.fetches.get() + 1);
-        if **self.map.borrow() == map {
-            return Ok(false);
-        }
-        *self.map.borrow_mut() = Rc::new(map);
-        self.version.set(before + 1);
-        self.wake_watchers();
-        Ok(true)
+        Ok(self.adopt(map))
     }
 
     /// Asks the listed nodes in turn, then the masters of the current map.

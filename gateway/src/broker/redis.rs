@@ -53,7 +53,7 @@ use crate::broker::resp::{encode_command, Next, Reader};
 use crate::broker::sharded::ShardedSubs;
 use crate::broker::target::{RedisTarget, Seed};
 use crate::util::jitter::{Backoff, Jitter};
-use crate::util::wait::until_clear;
+use crate::util::wait::{until_clear, wake_all};
 
 /// Idle interval after which the subscriber pings Redis.
 pub const PING_EVERY: Duration = Duration::from_secs(1);
@@ -1050,9 +1050,7 @@ impl Publisher {
             Err(e) => Err(e),
         };
         self.connecting.set(false);
-        for w in std::mem::take(&mut *self.waiting.borrow_mut()) {
-            w.wake();
-        }
+        wake_all(&self.waiting);
         match r {
             Ok((stream, buf, durable)) => {
                 self.failed_at.set(None);

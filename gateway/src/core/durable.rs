@@ -13,8 +13,6 @@
 //! Bounds: one read per resume, at most `SSE_RESUME_READS` in flight per core (more wait,
 //! counted), each answered within 2 s (a wait included) or the resume is a reset; what a
 //! read may return is capped at `SSE_REPLAY_LIMIT` bytes by the function itself.
-use std::future::poll_fn;
-use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -28,6 +26,7 @@ use crate::core::subscriber::Subscriber;
 use crate::route::resolve::Channels;
 use crate::sse::system::encode_reset;
 use crate::stats::bump;
+use crate::util::wait::{until, wake_all};
 
 /// The reason of a reset when history (in memory or in Redis) does not reach back.
 pub const HISTORY_GONE: &str = "history does not reach back to Last-Event-ID";
@@ -92,11 +91,8 @@ impl Drop for Permit<'_> {
     fn drop(&mut self) {
         let s = self.0;
         s.resume_reads.set(s.resume_reads.get() - 1);
-        // Every waiter tries again (a waiter that gave up left a stale waker: waking only
-        // one could wake that one and leave a live waiter asleep).
-        for w in std::mem::take(&mut *s.resume_waiters.borrow_mut()) {
-            w.wake();
-        }
+        // Every waiter tries again.
+        wake_all(&s.resume_waiters);
     }
 }
 
@@ -156,13 +152,7 @@ impl Shard {
         let cap = self.config().resume_reads;
         if self.resume_reads.get() >= cap {
             bump(&self.stats().resume_redis_waits);
-            let wait = poll_fn(|cx| {
-                if self.resume_reads.get() < cap {
-                    return Poll::Ready(());
-                }
-                self.resume_waiters.borrow_mut().push(cx.waker().clone());
-                Poll::Pending
-            });
+            let wait = until(|| self.resume_reads.get() < cap, &self.resume_waiters);
             monoio::time::timeout(PUBLISH_TIMEOUT, wait).await.ok()?;
         }
         self.resume_reads.set(self.resume_reads.get() + 1);
